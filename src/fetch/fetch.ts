@@ -1,0 +1,173 @@
+// Downloads into the store by sha256: file:// and http(s)://, verified,
+// retried with backoff where a retry can succeed, resumed with Range after a
+// dropped connection. A DNS failure or refused connection is final for that
+// host: it is reported once and remembered, so callers move on at once
+// instead of stalling on retries (pip's unreachable default index).
+
+import { createReadStream, createWriteStream } from "node:fs";
+import { mkdir, rm, stat, readFile } from "node:fs/promises";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { request, type Dispatcher } from "undici";
+import { HashMismatchError, NetworkError } from "../errors.ts";
+import type { Store } from "../store/store.ts";
+import { HashingStream } from "../util/hash.ts";
+
+const FINAL_CODES = new Set(["ENOTFOUND", "EAI_AGAIN", "ECONNREFUSED", "EHOSTUNREACH", "ENETUNREACH", "CERT_HAS_EXPIRED", "UNABLE_TO_VERIFY_LEAF_SIGNATURE", "DEPTH_ZERO_SELF_SIGNED_CERT", "ERR_TLS_CERT_ALTNAME_INVALID"]);
+const deadHosts = new Map<string, string>();
+
+export function errorCode(err: unknown): string | undefined {
+  let e = err as { code?: string; cause?: unknown } | undefined;
+  for (let i = 0; e && i < 5; i++) {
+    if (e.code && e.code !== "UND_ERR_SOCKET" && e.code !== "UND_ERR_CONNECT_TIMEOUT") return e.code;
+    if (e.code === "UND_ERR_CONNECT_TIMEOUT") return e.code;
+    e = e.cause as typeof e;
+  }
+  return (err as { code?: string })?.code;
+}
+
+/** True when retrying cannot help (the host does not exist or refuses). */
+export const isFinalNetworkError = (err: unknown): boolean => FINAL_CODES.has(errorCode(err) ?? "");
+
+/** Host of a URL whose earlier failure was final, with the reason; callers skip it. */
+export function deadHostReason(url: string): string | undefined {
+  try {
+    return deadHosts.get(new URL(url).host);
+  } catch {
+    return undefined;
+  }
+}
+
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.username || u.password) { u.username = "***"; u.password = ""; }
+    return u.toString();
+  } catch {
+    return url;
+  }
+}
+
+export interface FetchOptions {
+  /** Names the thing in errors, e.g. "wheel numpy-2.0.2-...whl for py:numpy". */
+  what: string;
+  sha256?: string;
+  retries?: number;
+  headers?: Record<string, string>;
+  /** Called with bytes received so far. */
+  onProgress?: (bytes: number, total?: number) => void;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const RETRY_STATUS = new Set([408, 425, 429, 500, 502, 503, 504]);
+
+class HttpStatusError extends Error {
+  constructor(readonly status: number, readonly url: string) {
+    super(`HTTP ${status}`);
+  }
+}
+
+async function openHttp(url: string, headers: Record<string, string>): Promise<Dispatcher.ResponseData<unknown>> {
+  const res = await request(url, { method: "GET", headers, maxRedirections: 5, headersTimeout: 60_000, bodyTimeout: 120_000 } as Parameters<typeof request>[1]);
+  if (res.statusCode >= 300) {
+    res.body.resume();
+    throw new HttpStatusError(res.statusCode, url);
+  }
+  return res;
+}
+
+/** GET a small document (index page, Release file) into memory. */
+export async function fetchText(url: string, what: string, headers: Record<string, string> = {}): Promise<string> {
+  return (await fetchBytes(url, what, headers)).toString("utf8");
+}
+
+export async function fetchBytes(url: string, what: string, headers: Record<string, string> = {}, retries = 3): Promise<Buffer> {
+  if (url.startsWith("file:")) {
+    try {
+      return await readFile(fileURLToPath(url));
+    } catch (err) {
+      throw new NetworkError(`${what}: cannot read ${url}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+  return withRetries(url, what, retries, async () => {
+    const res = await openHttp(url, headers);
+    return Buffer.from(await res.body.arrayBuffer());
+  });
+}
+
+async function withRetries<T>(url: string, what: string, retries: number, fn: () => Promise<T>): Promise<T> {
+  let host = "";
+  try { host = new URL(url).host; } catch { /* file path */ }
+  const dead = deadHosts.get(host);
+  if (dead) throw new NetworkError(`${what}: ${redactUrl(url)} is unreachable (${dead}, seen earlier in this run)`);
+  let lastErr: unknown;
+  for (let attempt = 0; attempt <= retries; attempt++) {
+    try {
+      return await fn();
+    } catch (err) {
+      lastErr = err;
+      if (err instanceof HashMismatchError) throw err;
+      if (err instanceof HttpStatusError) {
+        if (err.status === 404 || err.status === 410) throw new NetworkError(`${what}: ${redactUrl(url)} answered ${err.status} (not found); check the URL or the index it came from`);
+        if (!RETRY_STATUS.has(err.status)) throw new NetworkError(`${what}: ${redactUrl(url)} answered HTTP ${err.status}`);
+      } else if (isFinalNetworkError(err)) {
+        const reason = errorCode(err) ?? "unreachable";
+        deadHosts.set(host, reason);
+        throw new NetworkError(`${what}: cannot reach ${host} (${reason}); it will not be retried. Check the network or configure a mirror.`, { cause: err });
+      }
+      if (attempt < retries) await sleep(Math.min(8000, 250 * 2 ** attempt) + Math.random() * 100);
+    }
+  }
+  const msg = lastErr instanceof HttpStatusError ? `HTTP ${lastErr.status}` : (errorCode(lastErr) ?? (lastErr as Error)?.message);
+  throw new NetworkError(`${what}: ${redactUrl(url)} failed after ${retries + 1} attempts (${msg})`, { cause: lastErr });
+}
+
+/**
+ * Fetch url into the store, verifying sha256 when given. Returns the digest.
+ * Already-stored blobs with the expected hash cost nothing.
+ */
+export async function fetchToStore(store: Store, url: string, opts: FetchOptions): Promise<{ hex: string; size: number }> {
+  if (opts.sha256) {
+    const size = await store.blobSize(opts.sha256);
+    if (size !== undefined) return { hex: opts.sha256, size };
+  }
+  if (url.startsWith("file:") || url.startsWith("/")) {
+    const p = url.startsWith("file:") ? fileURLToPath(url) : url;
+    try {
+      await stat(p);
+    } catch {
+      throw new NetworkError(`${opts.what}: ${p} does not exist`);
+    }
+    return store.putBlob(createReadStream(p), { expected: opts.sha256, what: opts.what });
+  }
+  // HTTP: download to a partial file we can resume with Range, then hash into the store.
+  await mkdir(store.tmpDir, { recursive: true });
+  const part = path.join(store.tmpDir, `dl-${process.pid}-${Math.random().toString(36).slice(2)}`);
+  try {
+    let total: number | undefined;
+    await withRetries(url, opts.what, opts.retries ?? 4, async () => {
+      const have = await stat(part).then((s) => s.size, () => 0);
+      const headers = { ...(opts.headers ?? {}), ...(have > 0 ? { range: `bytes=${have}-` } : {}) };
+      const res = await openHttp(url, headers);
+      const append = have > 0 && res.statusCode === 206;
+      const len = Number(res.headers["content-length"] ?? NaN);
+      if (!Number.isNaN(len)) total = (append ? have : 0) + len;
+      let got = append ? have : 0;
+      const counter = new HashingStream();
+      counter.on("data", (c: Buffer) => { got += c.length; opts.onProgress?.(got, total); });
+      await pipeline(res.body, counter, createWriteStream(part, { flags: append ? "a" : "w" }));
+      if (total !== undefined && got !== total) throw Object.assign(new Error(`short read ${got}/${total}`), { code: "ECONNRESET" });
+    });
+    return await store.putBlob(createReadStream(part), { expected: opts.sha256, what: opts.what });
+  } finally {
+    await rm(part, { force: true });
+  }
+}
+
+/** Open a URL (file or http) as a stream, for indexes read once. */
+export async function openUrl(url: string, what: string): Promise<Readable> {
+  if (url.startsWith("file:")) return createReadStream(fileURLToPath(url));
+  return withRetries(url, what, 3, async () => (await openHttp(url, {})).body);
+}

@@ -1,0 +1,90 @@
+// The contract every source kind implements. The core knows nothing about
+// Debian or Python: it asks each kind to resolve its specs across all layers,
+// folds the resulting graph, and asks the kind to install each package into a
+// tree. A new source kind is one folder under src/sources/ plus one line in
+// src/sources/registry.ts.
+
+import type { z } from "zod";
+import type { Store, StoredTree } from "../store/store.ts";
+import type { TreeWriter, TreeWriterOptions } from "../store/tree.ts";
+import type { Logger } from "../util/log.ts";
+import type { ImageDefinition } from "../config/schema.ts";
+
+/** Target platform of the image (OCI names: amd64, arm64). */
+export interface Platform {
+  os: "linux";
+  architecture: string;
+  variant?: string;
+}
+
+/** A resolved package, exactly as written to layerfold.lock. */
+export interface LockedPackage {
+  /** Unique in the image: "<kind>:<name>", e.g. "deb:libc6", "py:numpy", "file:/entrypoint.sh". */
+  id: string;
+  kind: string;
+  name: string;
+  version: string;
+  /** The fetched artifact, if any. Found again by file name (and url hint), verified by sha256. */
+  artifact?: { file: string; sha256?: string; size?: number; url?: string };
+  /** ids of packages this one needs (same kind or another). */
+  deps: string[];
+  /** Kind-specific data that must be locked (stable JSON, no host paths). */
+  meta?: Record<string, unknown>;
+}
+
+export interface ResolveResult {
+  packages: LockedPackage[];
+  /** roots[i] = ids this kind contributes as roots of layer i (same length as the layer list). */
+  roots: string[][];
+}
+
+export interface SourceContext {
+  store: Store;
+  image: ImageDefinition;
+  /** Directory of the config file; relative paths in the config are relative to it. */
+  configDir: string;
+  platform: Platform;
+  log: Logger;
+  /** Entries of this kind from the existing lock file (empty when none). */
+  locked: LockedPackage[];
+  /** --frozen: use only the lock; any needed change is an error. */
+  frozen: boolean;
+  /** Names whose lock entries must be re-resolved (lock --update NAME...). Empty = keep all locked. */
+  update: string[];
+  /** Local directory overrides by package name or id (layerfold build --override NAME=DIR). */
+  overrides: Record<string, string>;
+  /** Deterministic timestamp (SOURCE_DATE_EPOCH) for anything a source generates. */
+  sourceDateEpoch: number;
+}
+
+export interface InstallContext extends SourceContext {
+  /** Installed trees of packages already installed in this build (for generators). */
+  treeOf(id: string): StoredTree | undefined;
+}
+
+export interface SourceKind<LayerSpec = unknown, Options = unknown> {
+  /** Short kind name, used in package ids ("deb", "py", "file"). */
+  kind: string;
+  /** Key of this kind's specs in a layer definition, e.g. "debian" in { name, debian: [...] }. */
+  layerKey: string;
+  layerSchema: z.ZodType<LayerSpec, z.ZodTypeDef, unknown>;
+  /** Image-level options under the same key, e.g. image.debian = { sources: [...] }. */
+  optionsSchema?: z.ZodType<Options, z.ZodTypeDef, unknown>;
+  /** Resolve specs of all layers at once (one global resolution). specs[i] is undefined for layers without this key. */
+  resolve(specs: (LayerSpec | undefined)[], options: Options | undefined, ctx: SourceContext): Promise<ResolveResult>;
+  /**
+   * Extra inputs that change the installed tree besides the locked package
+   * itself (e.g. the Python prefix). Part of the tree's store key.
+   */
+  installKey?(pkg: LockedPackage, options: Options | undefined, ctx: SourceContext): string | Promise<string>;
+  /** Options for the TreeWriter (symlink policy, size limit). */
+  treeOptions?: TreeWriterOptions;
+  /** Fetch (verified) and install one package into a fresh tree. */
+  install(pkg: LockedPackage, tree: TreeWriter, options: Options | undefined, ctx: InstallContext): Promise<void>;
+  /**
+   * Files computed from the whole installed set (dpkg status, ld.so.cache,
+   * /etc/passwd). They go into the image's small final "generated" layer so a
+   * change in one package layer never forces other package layers to rebuild.
+   */
+  generate?(installed: LockedPackage[], tree: TreeWriter, options: Options | undefined, ctx: InstallContext): Promise<void>;
+}

@@ -1,0 +1,201 @@
+// The content-addressed store: artifacts and layer blobs by sha256, package
+// trees by key, layer records by key. Every write goes to a temp path on the
+// same filesystem and is renamed into place, so a killed build never leaves a
+// partial entry, and two builds racing for one entry both end with a whole one.
+
+import { createReadStream, createWriteStream } from "node:fs";
+import { mkdir, readFile, rename, rm, stat, mkdtemp } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import type { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { CorruptStoreError, HashMismatchError } from "../errors.ts";
+import { HashingStream, sha256Hex } from "../util/hash.ts";
+import { stableJson } from "../util/json.ts";
+import { writeFileAtomic } from "../util/fs.ts";
+import { devNull } from "../util/stream.ts";
+import { TreeWriter, type TreeManifest, type TreeWriterOptions } from "./tree.ts";
+
+export interface StoredTree {
+  key: string;
+  /** Directory holding file contents by image path. */
+  rootDir: string;
+  manifest: TreeManifest;
+}
+
+export function defaultStoreDir(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.LAYERFOLD_STORE) return path.resolve(env.LAYERFOLD_STORE);
+  const cache = env.XDG_CACHE_HOME || path.join(os.homedir(), ".cache");
+  return path.join(cache, "layerfold");
+}
+
+const HEX64 = /^[0-9a-f]{64}$/;
+
+export class Store {
+  constructor(readonly root: string) {}
+
+  get tmpDir(): string { return path.join(this.root, "tmp"); }
+
+  blobPath(hex: string): string {
+    if (!HEX64.test(hex)) throw new Error(`not a sha256 hex digest: ${hex}`);
+    return path.join(this.root, "blobs", "sha256", hex);
+  }
+
+  async blobSize(hex: string): Promise<number | undefined> {
+    try {
+      return (await stat(this.blobPath(hex))).size;
+    } catch {
+      return undefined;
+    }
+  }
+
+  async hasBlob(hex: string): Promise<boolean> {
+    return (await this.blobSize(hex)) !== undefined;
+  }
+
+  openBlob(hex: string): Readable {
+    return createReadStream(this.blobPath(hex), { highWaterMark: 1 << 20 });
+  }
+
+  /** Re-hash a stored blob; a blob that fails is removed so it gets fetched or built again. */
+  async verifyBlob(hex: string): Promise<boolean> {
+    const h = new HashingStream();
+    try {
+      await pipeline(this.openBlob(hex), h, devNull());
+    } catch {
+      return false;
+    }
+    if (h.hex() === hex) return true;
+    await rm(this.blobPath(hex), { force: true });
+    return false;
+  }
+
+  /**
+   * Stream into the store by digest. With `expected`, a mismatch is refused and
+   * nothing is kept. `what` names the thing in errors.
+   */
+  async putBlob(source: Readable, opts: { expected?: string; what?: string } = {}): Promise<{ hex: string; size: number }> {
+    await mkdir(this.tmpDir, { recursive: true });
+    const tmp = path.join(this.tmpDir, `blob-${process.pid}-${Math.random().toString(36).slice(2)}`);
+    const h = new HashingStream();
+    try {
+      await pipeline(source, h, createWriteStream(tmp));
+      const hex = h.hex();
+      if (opts.expected && opts.expected !== hex) {
+        throw new HashMismatchError(
+          `${opts.what ?? "download"}: sha256 is ${hex} but ${opts.expected} was expected. ` +
+            `The file changed upstream or was tampered with; if the new file is trusted, update the hash (layerfold lock --update).`,
+        );
+      }
+      const dest = this.blobPath(hex);
+      await mkdir(path.dirname(dest), { recursive: true });
+      await rename(tmp, dest);
+      return { hex, size: h.bytes };
+    } finally {
+      await rm(tmp, { force: true });
+    }
+  }
+
+  async putBlobBytes(data: string | Uint8Array): Promise<{ hex: string; size: number }> {
+    const buf = Buffer.from(data);
+    const hex = sha256Hex(buf);
+    const dest = this.blobPath(hex);
+    if (!(await this.hasBlob(hex))) await writeFileAtomic(dest, buf);
+    return { hex, size: buf.length };
+  }
+
+  // ---- package trees ---------------------------------------------------------
+
+  treeDir(key: string): string {
+    return path.join(this.root, "trees", key);
+  }
+
+  /** A stored tree, or undefined when absent or corrupt (a corrupt one is removed). */
+  async getTree(key: string): Promise<StoredTree | undefined> {
+    const dir = this.treeDir(key);
+    let manifest: TreeManifest;
+    try {
+      manifest = JSON.parse(await readFile(path.join(dir, "tree.json"), "utf8")) as TreeManifest;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+      await this.dropTree(key);
+      return undefined;
+    }
+    if (manifest.key !== key || !Array.isArray(manifest.entries) || sha256Hex(stableJson(manifest.entries)) !== manifest.entriesDigest) {
+      await this.dropTree(key);
+      return undefined;
+    }
+    return { key, rootDir: path.join(dir, "root"), manifest };
+  }
+
+  async dropTree(key: string): Promise<void> {
+    const dir = this.treeDir(key);
+    const trash = path.join(this.tmpDir, `trash-${key}-${process.pid}-${Date.now()}`);
+    await mkdir(this.tmpDir, { recursive: true });
+    try {
+      await rename(dir, trash);
+    } catch {
+      return;
+    }
+    await rm(trash, { recursive: true, force: true });
+  }
+
+  /**
+   * Return the tree for key, building it with `fill` when missing. The tree is
+   * assembled in a temp dir and renamed in whole; if another build got there
+   * first, its tree is used and ours discarded.
+   */
+  async ensureTree(
+    key: string,
+    packageId: string,
+    fill: (w: TreeWriter) => Promise<void>,
+    opts: TreeWriterOptions = {},
+  ): Promise<{ tree: StoredTree; built: boolean }> {
+    const existing = await this.getTree(key);
+    if (existing) return { tree: existing, built: false };
+    await mkdir(this.tmpDir, { recursive: true });
+    await mkdir(path.join(this.root, "trees"), { recursive: true });
+    const tmp = await mkdtemp(path.join(this.tmpDir, `tree-${key.slice(0, 12)}-`));
+    try {
+      const writer = new TreeWriter(path.join(tmp, "root"), packageId, opts);
+      await mkdir(writer.rootDir, { recursive: true });
+      await fill(writer);
+      const manifest = writer.manifest(key, packageId);
+      await writeFileAtomic(path.join(tmp, "tree.json"), stableJson(manifest));
+      try {
+        await rename(tmp, this.treeDir(key));
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code !== "ENOTEMPTY" && code !== "EEXIST") throw err;
+      }
+      const tree = await this.getTree(key);
+      if (!tree) throw new CorruptStoreError(`store: tree ${key} for ${packageId} vanished right after it was written; is another process cleaning ${this.root}?`);
+      return { tree, built: true };
+    } finally {
+      await rm(tmp, { recursive: true, force: true });
+    }
+  }
+
+  // ---- small JSON records (layer records, metadata caches) -------------------
+
+  recordPath(kind: string, key: string): string {
+    return path.join(this.root, kind, `${key}.json`);
+  }
+
+  async getRecord<T>(kind: string, key: string): Promise<T | undefined> {
+    try {
+      return JSON.parse(await readFile(this.recordPath(kind, key), "utf8")) as T;
+    } catch {
+      return undefined;
+    }
+  }
+
+  async putRecord(kind: string, key: string, value: unknown): Promise<void> {
+    await writeFileAtomic(this.recordPath(kind, key), stableJson(value, 2));
+  }
+
+  async dropRecord(kind: string, key: string): Promise<void> {
+    await rm(this.recordPath(kind, key), { force: true });
+  }
+}
+

@@ -1,0 +1,30 @@
+import { mkdir, open, rename, rm, writeFile } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import path from "node:path";
+
+export const tempName = (target: string): string =>
+  path.join(path.dirname(target), `.${path.basename(target)}.tmp-${process.pid}-${randomBytes(4).toString("hex")}`);
+
+/** Write a file atomically: temp file in the same directory, fsync, rename. */
+export async function writeFileAtomic(target: string, data: string | Uint8Array): Promise<void> {
+  await mkdir(path.dirname(target), { recursive: true });
+  const tmp = tempName(target);
+  try {
+    await writeFile(tmp, data);
+    const fh = await open(tmp, "r");
+    try { await fh.sync(); } finally { await fh.close(); }
+    await rename(tmp, target);
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw err;
+  }
+}
+
+export async function exists(p: string): Promise<boolean> {
+  try {
+    await (await import("node:fs/promises")).lstat(p);
+    return true;
+  } catch {
+    return false;
+  }
+}

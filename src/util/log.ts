@@ -1,0 +1,36 @@
+// Output: plain lines unless a TTY; --json mode sends human lines to stderr.
+
+export interface Logger {
+  info(msg: string): void;
+  warn(msg: string): void;
+  debug(msg: string): void;
+  /** A progress update for one item (e.g. a layer); only drawn on a TTY. */
+  progress(id: string, msg: string): void;
+}
+
+export function createLogger(opts: { json?: boolean; debug?: boolean; quiet?: boolean } = {}): Logger {
+  const out = opts.json ? process.stderr : process.stdout;
+  const tty = Boolean(out.isTTY) && !opts.json;
+  let live = false;
+  const clear = () => { if (live) { out.write("\r\x1b[K"); live = false; } };
+  return {
+    info: (m) => { if (!opts.quiet) { clear(); out.write(m + "\n"); } },
+    warn: (m) => { clear(); process.stderr.write(`warning: ${m}\n`); },
+    debug: (m) => { if (opts.debug) { clear(); process.stderr.write(`debug: ${m}\n`); } },
+    progress: (id, m) => {
+      if (!tty || opts.quiet) return;
+      out.write(`\r\x1b[K${id}: ${m}`);
+      live = true;
+    },
+  };
+}
+
+export const silentLogger: Logger = { info() {}, warn() {}, debug() {}, progress() {} };
+
+export function formatBytes(n: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  let v = n;
+  while (v >= 1024 && i < units.length - 1) { v /= 1024; i++; }
+  return `${i === 0 ? v : v.toFixed(1)} ${units[i]}`;
+}
