@@ -1,0 +1,382 @@
+// An OCI distribution-spec client over undici: /v2/ ping, Basic and Bearer
+// auth (WWW-Authenticate realm/service/scope), blob HEAD/GET/mount/upload and
+// manifest GET/PUT. Uploads stream from a source that can be reopened at an
+// offset; a chunked upload that loses its connection asks the registry how far
+// it got (GET on the upload URL) and continues from there.
+
+import { Readable } from "node:stream";
+import { request, Agent, type Dispatcher } from "undici";
+import { NetworkError, RegistryError, HashMismatchError } from "../errors.ts";
+import { errorCode, isFinalNetworkError } from "../fetch/fetch.ts";
+import type { Logger } from "../util/log.ts";
+import { silentLogger } from "../util/log.ts";
+import { HashingStream } from "../util/hash.ts";
+import type { Credential } from "./credentials.ts";
+import { addSecret, redact } from "./redact.ts";
+import { apiHost, isLoopback } from "./reference.ts";
+
+export interface RegistryClientOptions {
+  /** Registry host as in the reference ("ghcr.io", "127.0.0.1:5000"). */
+  registry: string;
+  credential?: Credential;
+  /** Allow plain HTTP for this registry (loopback always may). */
+  insecure?: boolean;
+  logger?: Logger;
+  /** Attempts for one request on 5xx/429/connection errors. */
+  retries?: number;
+  /** Base delay for backoff, ms (tests lower it). */
+  backoffMs?: number;
+  dispatcher?: Dispatcher;
+}
+
+export interface Challenge {
+  scheme: "basic" | "bearer";
+  params: Record<string, string>;
+}
+
+/** Parse `Bearer realm="...",service="...",scope="a b"` (and Basic). */
+export function parseChallenge(header: string | string[] | undefined): Challenge | undefined {
+  const h = Array.isArray(header) ? header.find((x) => /^bearer/i.test(x)) ?? header[0] : header;
+  if (!h) return undefined;
+  const m = /^\s*(\w+)\s*(.*)$/s.exec(h);
+  if (!m) return undefined;
+  const scheme = m[1].toLowerCase();
+  if (scheme !== "basic" && scheme !== "bearer") return undefined;
+  const params: Record<string, string> = {};
+  const re = /([\w-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^,\s]*))/g;
+  let p: RegExpExecArray | null;
+  while ((p = re.exec(m[2]))) params[p[1].toLowerCase()] = p[2] !== undefined ? p[2].replace(/\\(.)/g, "$1") : p[3];
+  return { scheme, params };
+}
+
+type Body = Buffer | Readable | AsyncIterable<Buffer> | null;
+
+export interface SendOptions {
+  method: "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE";
+  /** Path under the registry ("/v2/...") or an absolute URL (Location headers). */
+  url: string;
+  headers?: Record<string, string>;
+  /** Called for each attempt; a fresh body every time. */
+  body?: () => Body;
+  /** Retry on 5xx/429/connection errors (only safe when body can be recreated). */
+  retry?: boolean;
+  /** Statuses that are not errors. */
+  ok: number[];
+  /** What the request is for, in error messages. */
+  what: string;
+  /** Follow redirects (blob GETs land on a CDN). Authorization is dropped on another host. */
+  follow?: boolean;
+}
+
+export interface SendResult {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Dispatcher.ResponseData["body"];
+  url: string;
+}
+
+const RETRY_STATUS = new Set([408, 429, 500, 502, 503, 504]);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** The registry's error JSON as one short line. */
+async function errorText(body: Dispatcher.ResponseData["body"]): Promise<string> {
+  let text = "";
+  try {
+    text = (await body.text()).slice(0, 2000);
+  } catch { /* connection gone */ }
+  try {
+    const j = JSON.parse(text) as { errors?: Array<{ code?: string; message?: string; detail?: unknown }> };
+    if (j.errors?.length) return j.errors.map((e) => `${e.code ?? "ERROR"}: ${e.message ?? ""}${e.detail && typeof e.detail !== "object" ? ` (${String(e.detail)})` : ""}`).join("; ");
+  } catch { /* not JSON */ }
+  return text.trim().replace(/\s+/g, " ").slice(0, 300);
+}
+
+export class RegistryClient {
+  readonly registry: string;
+  readonly baseUrl: string;
+  private readonly credential?: Credential;
+  private readonly logger: Logger;
+  private readonly retries: number;
+  private readonly backoffMs: number;
+  private readonly dispatcher: Dispatcher;
+  /** Scopes every token request asks for; push adds push+pull and mount sources first. */
+  private readonly scopes = new Set<string>();
+  private challenge?: Challenge;
+  private token?: { value: string; scopes: string; expires: number };
+  private tokenInFlight?: Promise<void>;
+
+  constructor(opts: RegistryClientOptions) {
+    this.registry = opts.registry;
+    const host = apiHost(opts.registry);
+    const plain = opts.insecure || isLoopback(opts.registry);
+    this.baseUrl = `${plain ? "http" : "https"}://${host}`;
+    this.credential = opts.credential;
+    this.logger = opts.logger ?? silentLogger;
+    this.retries = opts.retries ?? 6;
+    this.backoffMs = opts.backoffMs ?? 300;
+    this.dispatcher = opts.dispatcher ?? new Agent({ connections: 16, headersTimeout: 120_000, bodyTimeout: 300_000, keepAliveTimeout: 10_000 });
+  }
+
+  /** Ask for these scopes ("repository:NAME:pull,push") in every token from now on. */
+  addScope(...scopes: string[]): void {
+    let grew = false;
+    for (const s of scopes) if (!this.scopes.has(s)) { this.scopes.add(s); grew = true; }
+    if (grew) this.token = undefined;
+  }
+
+  pullScope(repository: string): string { return `repository:${repository}:pull`; }
+  pushScope(repository: string): string { return `repository:${repository}:pull,push`; }
+
+  async close(): Promise<void> {
+    await this.dispatcher.close().catch(() => {});
+  }
+
+  private absolute(url: string): string {
+    return /^https?:\/\//.test(url) ? url : `${this.baseUrl}${url}`;
+  }
+
+  private basicHeader(): string | undefined {
+    const c = this.credential;
+    if (c?.kind !== "basic") return undefined;
+    const v = Buffer.from(`${c.username}:${c.password}`).toString("base64");
+    addSecret(v);
+    return `Basic ${v}`;
+  }
+
+  private async authorization(): Promise<string | undefined> {
+    if (this.credential?.kind === "registryToken") return `Bearer ${this.credential.token}`;
+    if (!this.challenge) return undefined;
+    if (this.challenge.scheme === "basic") return this.basicHeader();
+    const scopes = [...this.scopes].sort().join(" ");
+    if (!this.token || this.token.scopes !== scopes || Date.now() > this.token.expires) {
+      if (!this.tokenInFlight) this.tokenInFlight = this.fetchToken(this.challenge).finally(() => { this.tokenInFlight = undefined; });
+      await this.tokenInFlight;
+    }
+    return this.token ? `Bearer ${this.token.value}` : undefined;
+  }
+
+  /** Bearer token flow: GET realm?service=&scope= with Basic credentials, or POST a refresh token. */
+  private async fetchToken(ch: Challenge): Promise<void> {
+    const realm = ch.params.realm;
+    if (!realm) throw new RegistryError(`${this.registry}: the registry asks for a bearer token but names no realm`);
+    const scopes = [...this.scopes].sort();
+    for (const s of (ch.params.scope ?? "").split(" ").filter(Boolean)) if (!scopes.includes(s)) scopes.push(s);
+    const service = ch.params.service;
+    let res: Dispatcher.ResponseData;
+    const realmUrl = new URL(realm);
+    if (realmUrl.protocol === "http:" && !isLoopback(realmUrl.host) && this.baseUrl.startsWith("https:")) {
+      throw new RegistryError(`${this.registry}: token realm ${realmUrl.origin} is plain HTTP; refusing to send credentials there`);
+    }
+    const c = this.credential;
+    try {
+      if (c?.kind === "identityToken") {
+        const form = new URLSearchParams({ grant_type: "refresh_token", refresh_token: c.token, client_id: "layerfold", ...(service ? { service } : {}), scope: scopes.join(" ") });
+        res = await request(realm, { method: "POST", dispatcher: this.dispatcher, headers: { "content-type": "application/x-www-form-urlencoded" }, body: form.toString() });
+      } else {
+        const u = new URL(realm);
+        if (service) u.searchParams.set("service", service);
+        for (const s of scopes) u.searchParams.append("scope", s);
+        if (c?.kind === "basic") u.searchParams.set("account", c.username);
+        const auth = this.basicHeader();
+        res = await request(u, { method: "GET", dispatcher: this.dispatcher, headers: auth ? { authorization: auth } : {} });
+      }
+    } catch (err) {
+      throw new NetworkError(`${this.registry}: cannot reach token server ${realmUrl.origin} (${errorCode(err) ?? (err as Error).message})`, { cause: err });
+    }
+    if (res.statusCode === 401 || res.statusCode === 403) {
+      const detail = redact(await errorText(res.body));
+      throw new RegistryError(`${this.registry}: token server ${realmUrl.origin} refused the credentials (${res.statusCode}${detail ? `: ${detail}` : ""}); check them (docker login ${this.registry}, or LAYERFOLD_REGISTRY_USER/PASSWORD)`);
+    }
+    if (res.statusCode !== 200) {
+      const detail = redact(await errorText(res.body));
+      throw new RegistryError(`${this.registry}: token server ${realmUrl.origin} answered ${res.statusCode}${detail ? `: ${detail}` : ""}`);
+    }
+    const j = (await res.body.json()) as { token?: string; access_token?: string; expires_in?: number };
+    const value = j.token ?? j.access_token;
+    if (!value) throw new RegistryError(`${this.registry}: token server ${realmUrl.origin} returned no token`);
+    addSecret(value);
+    const ttl = Math.max(30, (j.expires_in ?? 60) - 10) * 1000;
+    this.token = { value, scopes: [...this.scopes].sort().join(" "), expires: Date.now() + ttl };
+    this.logger.debug(`${this.registry}: got a bearer token for ${scopes.join(" ") || "(no scope)"} from ${realmUrl.origin}`);
+  }
+
+  /** One HTTP exchange with auth, retries and redirects. The caller consumes the body. */
+  async send(opts: SendOptions): Promise<SendResult> {
+    const attempts = opts.retry === false ? 1 : this.retries;
+    let lastErr: unknown;
+    let authRetried = false;
+    for (let attempt = 0; attempt < attempts; attempt++) {
+      if (attempt > 0) await sleep(this.backoff(attempt, lastErr));
+      let url = this.absolute(opts.url);
+      const headers: Record<string, string> = { "user-agent": "layerfold", ...(opts.headers ?? {}) };
+      const auth = await this.authorization();
+      if (auth) headers.authorization = auth;
+      let res: Dispatcher.ResponseData;
+      try {
+        res = await request(url, { method: opts.method, headers, body: (opts.body?.() ?? undefined) as Dispatcher.RequestOptions["body"], dispatcher: this.dispatcher });
+        for (let hop = 0; opts.follow && [301, 302, 303, 307, 308].includes(res.statusCode) && hop < 5; hop++) {
+          res.body.resume();
+          const next = new URL(String(res.headers.location), url).toString();
+          const sameHost = new URL(next).host === new URL(url).host;
+          url = next;
+          const h = { ...headers };
+          if (!sameHost) delete h.authorization;
+          res = await request(url, { method: opts.method, headers: h, dispatcher: this.dispatcher });
+        }
+      } catch (err) {
+        lastErr = err;
+        this.logger.debug(redact(`${opts.method} ${url}: ${errorCode(err) ?? (err as Error).message}`));
+        if (isFinalNetworkError(err)) {
+          throw new NetworkError(`${opts.what}: cannot reach ${this.registry} (${errorCode(err)}); is the registry address right and the registry running?`, { cause: err });
+        }
+        continue;
+      }
+      this.logger.debug(redact(`${opts.method} ${url} -> ${res.statusCode}`));
+      if (res.statusCode === 401 && !authRetried) {
+        const ch = parseChallenge(res.headers["www-authenticate"]);
+        res.body.resume();
+        if (ch && (this.credential || ch.scheme === "bearer")) {
+          authRetried = true;
+          this.challenge = ch;
+          this.token = undefined;
+          attempt--; // an auth round trip is not a failure
+          continue;
+        }
+        throw new RegistryError(`${opts.what}: ${this.registry} wants credentials; run docker login ${this.registry}, or set LAYERFOLD_REGISTRY_USER and LAYERFOLD_REGISTRY_PASSWORD`);
+      }
+      if (opts.ok.includes(res.statusCode)) return { status: res.statusCode, headers: res.headers, body: res.body, url };
+      if (RETRY_STATUS.has(res.statusCode) && attempt < attempts - 1) {
+        lastErr = Object.assign(new Error(`HTTP ${res.statusCode}`), { status: res.statusCode, retryAfter: res.headers["retry-after"] });
+        res.body.resume();
+        continue;
+      }
+      const detail = redact(await errorText(res.body));
+      const err = res.statusCode === 401 || res.statusCode === 403
+        ? new RegistryError(`${opts.what}: ${this.registry} denied access (${res.statusCode}${detail ? `: ${detail}` : ""}); check the credentials and that they may push/pull this repository`)
+        : new RegistryError(`${opts.what}: ${this.registry} answered ${res.statusCode}${detail ? `: ${detail}` : ""}`);
+      throw Object.assign(err, { httpStatus: res.statusCode });
+    }
+    const msg = (lastErr as { status?: number })?.status ? `HTTP ${(lastErr as { status: number }).status}` : (errorCode(lastErr) ?? (lastErr as Error)?.message);
+    throw new NetworkError(`${opts.what}: ${this.registry} failed after ${attempts} attempts (${redact(String(msg))})`, { cause: lastErr });
+  }
+
+  private backoff(attempt: number, err: unknown): number {
+    const ra = (err as { retryAfter?: string })?.retryAfter;
+    if (ra && /^\d+$/.test(ra)) return Math.min(Number(ra) * 1000, 30_000);
+    return Math.min(10_000, this.backoffMs * 2 ** (attempt - 1)) + Math.random() * this.backoffMs;
+  }
+
+  // ---- API ------------------------------------------------------------------
+
+  /** GET /v2/: checks that this is a registry and learns its auth challenge. */
+  async ping(): Promise<void> {
+    const r = await this.send({ method: "GET", url: "/v2/", ok: [200], what: `ping ${this.registry}` });
+    r.body.resume();
+  }
+
+  async hasBlob(repository: string, digest: string): Promise<{ exists: boolean; size?: number }> {
+    const r = await this.send({ method: "HEAD", url: `/v2/${repository}/blobs/${digest}`, ok: [200, 404], what: `check blob ${digest.slice(0, 19)} in ${repository}`, follow: true });
+    r.body.resume();
+    const len = Number(r.headers["content-length"]);
+    return { exists: r.status === 200, size: Number.isFinite(len) ? len : undefined };
+  }
+
+  /** Stream a blob, verifying its digest as it flows; the stream errors on a mismatch. */
+  async getBlob(repository: string, digest: string): Promise<Readable> {
+    const r = await this.send({ method: "GET", url: `/v2/${repository}/blobs/${digest}`, ok: [200], what: `fetch blob ${digest} from ${repository}`, follow: true });
+    return verifyingStream(r.body, digest, `blob ${digest} from ${this.registry}/${repository}`);
+  }
+
+  async getManifest(repository: string, reference: string): Promise<{ body: Buffer; mediaType: string; digest: string }> {
+    const accept = [
+      "application/vnd.oci.image.index.v1+json",
+      "application/vnd.oci.image.manifest.v1+json",
+      "application/vnd.docker.distribution.manifest.list.v2+json",
+      "application/vnd.docker.distribution.manifest.v2+json",
+    ].join(", ");
+    const r = await this.send({ method: "GET", url: `/v2/${repository}/manifests/${reference}`, headers: { accept }, ok: [200, 404], what: `fetch manifest ${repository}:${reference}` });
+    if (r.status === 404) {
+      r.body.resume();
+      throw new RegistryError(`manifest ${this.registry}/${repository}:${reference} not found; check the name and tag`);
+    }
+    const body = Buffer.from(await r.body.arrayBuffer());
+    const { createHash } = await import("node:crypto");
+    const digest = `sha256:${createHash("sha256").update(body).digest("hex")}`;
+    if (reference.startsWith("sha256:") && reference !== digest) {
+      throw new HashMismatchError(`manifest ${this.registry}/${repository}@${reference}: the registry sent content with digest ${digest}`);
+    }
+    let mediaType = String(r.headers["content-type"] ?? "").split(";")[0].trim();
+    try {
+      const j = JSON.parse(body.toString("utf8")) as { mediaType?: string };
+      if (j.mediaType) mediaType = j.mediaType;
+    } catch {
+      throw new RegistryError(`manifest ${this.registry}/${repository}:${reference} is not JSON`);
+    }
+    return { body, mediaType, digest };
+  }
+
+  async putManifest(repository: string, reference: string, body: Buffer, mediaType: string): Promise<string | undefined> {
+    const r = await this.send({
+      method: "PUT",
+      url: `/v2/${repository}/manifests/${reference}`,
+      headers: { "content-type": mediaType, "content-length": String(body.length) },
+      body: () => body,
+      ok: [201, 200],
+      what: `push manifest ${repository}:${reference}`,
+    });
+    r.body.resume();
+    const d = r.headers["docker-content-digest"];
+    return typeof d === "string" ? d : undefined;
+  }
+
+  /**
+   * Try a cross-repository mount. Returns "mounted", or the upload URL the
+   * registry opened instead (202) so the caller can upload without another POST.
+   */
+  async mountBlob(repository: string, digest: string, from: string): Promise<{ mounted: true } | { mounted: false; location: string }> {
+    const r = await this.send({
+      method: "POST",
+      url: `/v2/${repository}/blobs/uploads/?mount=${encodeURIComponent(digest)}&from=${encodeURIComponent(from)}`,
+      headers: { "content-length": "0" },
+      ok: [201, 202],
+      what: `mount blob ${digest.slice(0, 19)} from ${from} into ${repository}`,
+    });
+    r.body.resume();
+    if (r.status === 201) return { mounted: true };
+    return { mounted: false, location: this.location(r, `mount ${digest}`) };
+  }
+
+  async startUpload(repository: string): Promise<string> {
+    const r = await this.send({ method: "POST", url: `/v2/${repository}/blobs/uploads/`, headers: { "content-length": "0" }, ok: [202], what: `start upload to ${repository}` });
+    r.body.resume();
+    return this.location(r, `start upload to ${repository}`);
+  }
+
+  /** Where the registry says an upload stands: next offset and the URL to continue at. */
+  async uploadStatus(location: string): Promise<{ offset: number; location: string } | undefined> {
+    const r = await this.send({ method: "GET", url: location, ok: [204, 200, 404, 400, 416], what: "query upload status" });
+    r.body.resume();
+    if (r.status !== 204 && r.status !== 200) return undefined;
+    const range = String(r.headers.range ?? "");
+    const m = /^(?:bytes=)?0-(\d+)$/.exec(range);
+    return { offset: m ? Number(m[1]) + 1 : 0, location: r.headers.location ? this.location(r, "upload status") : location };
+  }
+
+  location(r: SendResult, what: string): string {
+    const loc = r.headers.location;
+    if (typeof loc !== "string" || !loc) throw new RegistryError(`${what}: ${this.registry} sent no Location header`);
+    return new URL(loc, r.url).toString();
+  }
+}
+
+/** Pass bytes through while hashing; fail at the end if the digest is not `digest`. */
+export function verifyingStream(source: Readable | AsyncIterable<Buffer>, digest: string, what: string): Readable {
+  const src = source instanceof Readable ? source : Readable.from(source);
+  const out = new HashingStream();
+  out._flush = (cb) => {
+    const got = `sha256:${out.hex()}`;
+    cb(got === digest ? null : new HashMismatchError(`${what}: received content has digest ${got}`));
+  };
+  src.on("error", (e) => out.destroy(e));
+  return src.pipe(out);
+}

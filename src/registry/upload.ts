@@ -1,0 +1,210 @@
+// Blob upload: chunked PATCH (default) or one monolithic PUT. Bytes stream
+// from a source that can be reopened at an offset. After a dropped connection
+// or a 5xx/429 the upload asks the registry how far it got (GET on the upload
+// URL) and continues from the Range it reports; if the registry lost the
+// upload, a new one starts from zero. The registry checks the digest on the
+// final PUT, so a bad resume can never produce a wrong blob.
+
+import { createReadStream } from "node:fs";
+import type { Readable } from "node:stream";
+import { LayerfoldError, NetworkError, RegistryError } from "../errors.ts";
+import { isFinalNetworkError } from "../fetch/fetch.ts";
+import type { BlobSource, Descriptor } from "../oci/types.ts";
+import type { RegistryClient } from "./client.ts";
+
+/** A BlobSource that can open a blob at an offset without reading what comes before. */
+export interface RangedBlobSource extends BlobSource {
+  openRange(desc: Descriptor, start: number): Promise<Readable>;
+}
+
+/** Open a blob at `offset`: from its local file, with openRange when the source has it, else by skipping bytes. */
+export async function openAt(source: BlobSource, desc: Descriptor, offset: number): Promise<Readable> {
+  const local = source.localPath?.(desc);
+  if (local) return createReadStream(local, { start: offset, highWaterMark: 1 << 20 });
+  const ranged = source as Partial<RangedBlobSource>;
+  if (offset > 0 && typeof ranged.openRange === "function") return ranged.openRange(desc, offset);
+  const stream = await source.open(desc);
+  if (offset === 0) return stream;
+  const { Readable } = await import("node:stream");
+  const it = stream[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  async function* skip(): AsyncGenerator<Buffer> {
+    let left = offset;
+    try {
+      for (;;) {
+        const r = await it.next();
+        if (r.done) return;
+        let buf = r.value;
+        if (left > 0) {
+          if (buf.length <= left) { left -= buf.length; continue; }
+          buf = buf.subarray(left);
+          left = 0;
+        }
+        yield buf;
+      }
+    } finally {
+      stream.destroy();
+    }
+  }
+  return Readable.from(skip(), { objectMode: false });
+}
+
+/** Hands out consecutive byte ranges of one stream as separate request bodies. */
+class ChunkReader {
+  private readonly it: AsyncIterator<Buffer>;
+  private pending?: Buffer;
+  constructor(private readonly stream: Readable) {
+    this.it = stream[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  }
+  async *take(n: number, onBytes: (k: number) => void): AsyncGenerator<Buffer> {
+    let left = n;
+    while (left > 0) {
+      let buf = this.pending;
+      this.pending = undefined;
+      if (!buf) {
+        const r = await this.it.next();
+        if (r.done) return;
+        buf = Buffer.isBuffer(r.value) ? r.value : Buffer.from(r.value);
+      }
+      if (buf.length > left) {
+        this.pending = buf.subarray(left);
+        buf = buf.subarray(0, left);
+      }
+      left -= buf.length;
+      onBytes(buf.length);
+      yield buf;
+    }
+  }
+  close(): void {
+    this.stream.destroy();
+  }
+}
+
+export interface UploadOptions {
+  /** Bytes per PATCH; 0 = the whole blob in one PATCH. */
+  chunkSize?: number;
+  /** One PUT with the whole body instead of POST+PATCH+PUT. */
+  monolithic?: boolean;
+  /** An upload URL already opened (e.g. by a mount attempt that answered 202). */
+  location?: string;
+  /** Bytes of this blob the registry has received so far (may go back after a resume). */
+  onProgress?: (bytes: number) => void;
+  /** Failures in a row before giving up. */
+  maxFailures?: number;
+  backoffMs?: number;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Worth another try: a non-final network error, 5xx/429, or an upload the registry lost or disagrees about. */
+function retryable(err: unknown): boolean {
+  const status = (err as { httpStatus?: number }).httpStatus;
+  if (status !== undefined) return status >= 500 || status === 429 || status === 408 || status === 416 || status === 404 || status === 400;
+  if (err instanceof LayerfoldError && !(err instanceof NetworkError)) return false;
+  return !isFinalNetworkError(err);
+}
+
+function withDigest(location: string, digest: string): string {
+  const u = new URL(location);
+  u.searchParams.set("digest", digest);
+  return u.toString();
+}
+
+/** Upload one blob to repository. Resolves when the registry has committed it under desc.digest. */
+export async function uploadBlob(client: RegistryClient, repository: string, desc: Descriptor, source: BlobSource, opts: UploadOptions = {}): Promise<void> {
+  const what = `upload blob ${desc.digest.slice(0, 19)} (${desc.size} bytes) to ${client.registry}/${repository}`;
+  const maxFailures = opts.maxFailures ?? 8;
+  const backoffMs = opts.backoffMs ?? 300;
+  let location = opts.location ?? (await client.startUpload(repository));
+  let failures = 0;
+  const fail = async (err: unknown): Promise<void> => {
+    if (!retryable(err) || ++failures > maxFailures) {
+      if (err instanceof LayerfoldError) throw err;
+      throw new NetworkError(`${what}: ${(err as Error).message}`, { cause: err });
+    }
+    await sleep(Math.min(10_000, backoffMs * 2 ** (failures - 1)));
+  };
+
+  if (opts.monolithic) {
+    for (;;) {
+      let stream: Readable | undefined;
+      try {
+        stream = await openAt(source, desc, 0);
+        const body = new ChunkReader(stream);
+        let sent = 0;
+        const r = await client.send({
+          method: "PUT",
+          url: withDigest(location, desc.digest),
+          headers: { "content-type": "application/octet-stream", "content-length": String(desc.size) },
+          body: () => body.take(desc.size, (k) => opts.onProgress?.((sent += k))),
+          retry: false,
+          ok: [201],
+          what,
+        });
+        r.body.resume();
+        return;
+      } catch (err) {
+        stream?.destroy();
+        await fail(err);
+        opts.onProgress?.(0);
+        location = await client.startUpload(repository);
+      }
+    }
+  }
+
+  const chunkSize = opts.chunkSize && opts.chunkSize > 0 ? opts.chunkSize : Number.MAX_SAFE_INTEGER;
+  let offset = 0;
+  while (offset < desc.size) {
+    const reader = new ChunkReader(await openAt(source, desc, offset));
+    try {
+      while (offset < desc.size) {
+        const len = Math.min(chunkSize, desc.size - offset);
+        let sent = offset;
+        const r = await client.send({
+          method: "PATCH",
+          url: location,
+          headers: { "content-type": "application/octet-stream", "content-length": String(len), "content-range": `${offset}-${offset + len - 1}` },
+          body: () => reader.take(len, (k) => opts.onProgress?.((sent += k))),
+          retry: false,
+          ok: [202, 204],
+          what,
+        });
+        r.body.resume();
+        location = client.location(r, what);
+        offset += len;
+        failures = 0;
+      }
+    } catch (err) {
+      reader.close();
+      await fail(err);
+      // Ask the registry where it stands; start over if it lost the upload.
+      const status = await client.uploadStatus(location).catch(() => undefined);
+      if (status && status.offset <= desc.size) {
+        offset = status.offset;
+        location = status.location;
+      } else {
+        offset = 0;
+        location = await client.startUpload(repository);
+      }
+      opts.onProgress?.(offset);
+      continue;
+    }
+    reader.close();
+  }
+
+  // Commit. If the PUT's answer is lost, the blob may exist already: check before failing.
+  for (;;) {
+    try {
+      const r = await client.send({ method: "PUT", url: withDigest(location, desc.digest), headers: { "content-length": "0" }, retry: false, ok: [201], what });
+      r.body.resume();
+      return;
+    } catch (err) {
+      if ((await client.hasBlob(repository, desc.digest).catch(() => ({ exists: false }))).exists) return;
+      const status = (err as { httpStatus?: number }).httpStatus;
+      if (status === 400 && err instanceof RegistryError && /DIGEST_INVALID|SIZE_INVALID/.test(err.message)) {
+        throw new RegistryError(`${what}: the registry computed a different digest for the bytes sent; the local blob is corrupt or changed while uploading (rebuild it)`);
+      }
+      if (status !== undefined && status < 500 && status !== 429) throw err;
+      await fail(err);
+    }
+  }
+}
