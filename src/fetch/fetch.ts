@@ -10,7 +10,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { request, type Dispatcher } from "undici";
+import { Agent, interceptors, request, type Dispatcher } from "undici";
 import { HashMismatchError, NetworkError } from "../errors.ts";
 import type { Store } from "../store/store.ts";
 import { HashingStream } from "../util/hash.ts";
@@ -69,8 +69,11 @@ class HttpStatusError extends Error {
   }
 }
 
+// undici 7 follows redirects only through the redirect interceptor.
+const httpAgent = new Agent().compose(interceptors.redirect({ maxRedirections: 5 }));
+
 async function openHttp(url: string, headers: Record<string, string>): Promise<Dispatcher.ResponseData<unknown>> {
-  const res = await request(url, { method: "GET", headers, maxRedirections: 5, headersTimeout: 60_000, bodyTimeout: 120_000 } as Parameters<typeof request>[1]);
+  const res = await request(url, { method: "GET", headers, dispatcher: httpAgent, headersTimeout: 60_000, bodyTimeout: 120_000 });
   if (res.statusCode >= 300) {
     res.body.resume();
     throw new HttpStatusError(res.statusCode, url);
@@ -170,4 +173,23 @@ export async function fetchToStore(store: Store, url: string, opts: FetchOptions
 export async function openUrl(url: string, what: string): Promise<Readable> {
   if (url.startsWith("file:")) return createReadStream(fileURLToPath(url));
   return withRetries(url, what, 3, async () => (await openHttp(url, {})).body);
+}
+
+/**
+ * GET a byte range of an http(s) resource (for reading a remote wheel's
+ * METADATA without downloading it). `range` is an HTTP range spec such as
+ * "bytes=-65536". Returns undefined when the server ignores ranges (answers
+ * 200), so the caller downloads the whole file instead.
+ */
+export async function fetchRange(url: string, what: string, range: string): Promise<{ data: Buffer; totalSize: number } | undefined> {
+  return withRetries(url, what, 3, async () => {
+    const res = await openHttp(url, { range, "accept-encoding": "identity" });
+    if (res.statusCode !== 206) {
+      res.body.destroy();
+      return undefined;
+    }
+    const total = /\/(\d+)\s*$/.exec(String(res.headers["content-range"] ?? ""));
+    const data = Buffer.from(await res.body.arrayBuffer());
+    return { data, totalSize: total ? Number(total[1]) : NaN };
+  });
 }
