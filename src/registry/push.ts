@@ -4,7 +4,8 @@
 // record of an earlier push) is mounted instead of uploaded. Blobs go in
 // parallel; config and manifest go last, then the index for multi-platform.
 
-import { hexOf, MEDIA, type BuiltImage, type Descriptor, type ImageIndex } from "../oci/types.ts";
+import { Readable } from "node:stream";
+import { hexOf, MEDIA, type BlobSource, type BuiltImage, type Descriptor, type ImageIndex } from "../oci/types.ts";
 import type { Store } from "../store/store.ts";
 import { stableJson } from "../util/json.ts";
 import { formatBytes, silentLogger, type Logger } from "../util/log.ts";
@@ -100,7 +101,8 @@ export async function pushImages(images: BuiltImage[], opts: PushOptions): Promi
   // Mount candidates decide the token scopes, so find them before the first request.
   const mountFrom = new Map<string, string>();
   for (const [digest, { desc, image }] of blobs) {
-    let from = mountSource(image.blobs.remoteRepository?.(desc), client.registry, repository);
+    const isConfig = digest === image.configDescriptor.digest;
+    let from = isConfig ? undefined : mountSource(image.blobs.remoteRepository?.(desc), client.registry, repository);
     if (!from && opts.store) {
       const rec = await opts.store.getRecord<BlobLocations>(RECORD_KIND, hexOf(digest));
       from = rec?.locations.map((l) => mountSource(l, client.registry, repository)).find(Boolean);
@@ -126,6 +128,8 @@ export async function pushImages(images: BuiltImage[], opts: PushOptions): Promi
 
   const pushBlob = async (digest: string) => {
     const { desc, image } = blobs.get(digest)!;
+    // The config is in memory already; layers come from the image's BlobSource.
+    const source: BlobSource = digest === image.configDescriptor.digest ? { open: async () => Readable.from([image.config]) } : image.blobs;
     const t0 = Date.now();
     const done = (action: BlobAction, from?: string) => {
       const seconds = (Date.now() - t0) / 1000;
@@ -143,7 +147,7 @@ export async function pushImages(images: BuiltImage[], opts: PushOptions): Promi
     }
     active.set(digest, { size: desc.size, bytes: 0, start: Date.now() });
     try {
-      await uploadBlob(client, repository, desc, image.blobs, {
+      await uploadBlob(client, repository, desc, source, {
         chunkSize: opts.chunkSize ?? DEFAULT_CHUNK_SIZE,
         monolithic: opts.monolithic,
         location,
