@@ -66,6 +66,8 @@ export interface BlobSource {
   open(desc: Descriptor): Promise<Readable>;
   /** Repository the blob already lives in, when remote (enables cross-repo mount). */
   remoteRepository?(desc: Descriptor): string | undefined;
+  /** A local file holding the blob, when there is one (lets layouts hardlink instead of copy). */
+  localPath?(desc: Descriptor): string | undefined;
 }
 
 /** A layer as the build knows it. */

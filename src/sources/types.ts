@@ -65,6 +65,11 @@ export interface InstallContext extends SourceContext {
 export interface SourceKind<LayerSpec = unknown, Options = unknown> {
   /** Short kind name, used in package ids ("deb", "py", "file"). */
   kind: string;
+  /**
+   * Local kinds (files, inline text) are resolved from the working tree on
+   * every build and are not written to layerfold.lock.
+   */
+  local?: boolean;
   /** Key of this kind's specs in a layer definition, e.g. "debian" in { name, debian: [...] }. */
   layerKey: string;
   layerSchema: z.ZodType<LayerSpec, z.ZodTypeDef, unknown>;

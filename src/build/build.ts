@@ -1,0 +1,269 @@
+// The pipeline, and the one place that knows the order of the stages:
+// config -> resolve -> lock -> install (fetch + unpack) -> fold -> plan ->
+// layers -> assemble -> export.
+
+import { loadConfig, type LoadedConfig } from "../config/load.ts";
+import { CorruptStoreError, ImageLimitError } from "../errors.ts";
+import { fold, type FoldResult } from "../fold/fold.ts";
+import { directoryIndex, planLayers, splitLayer, type PlannedLayer } from "../fold/plan.ts";
+import { buildLayer, layerKey, reusableLayer, type LayerRecord } from "../layer/layer.ts";
+import { withParents } from "../layer/tar-writer.ts";
+import type { LayerCompression } from "../layer/compress.ts";
+import { buildConfig, buildManifest, descriptorOf, toBytes } from "../oci/image.ts";
+import { MEDIA, type BlobSource, type BuiltImage, type Descriptor, type ImageConfigFile, type LayerDescriptor } from "../oci/types.ts";
+import { sourceKinds } from "../sources/registry.ts";
+import type { InstallContext, LockedPackage, SourceKind } from "../sources/types.ts";
+import { Store, type StoredTree } from "../store/store.ts";
+import { sha256Hex } from "../util/hash.ts";
+import { stableJson } from "../util/json.ts";
+import { formatBytes, silentLogger, type Logger } from "../util/log.ts";
+import { mapPool } from "../util/pool.ts";
+import { resolveImage, sourceDateEpoch, type Resolution } from "./resolve.ts";
+import { exportImage } from "./export.ts";
+
+/** Bump when install output changes for the same inputs. */
+export const INSTALL_FORMAT = 1;
+const GENERATED_LAYER = "generated";
+
+export interface BuildOptions {
+  dir?: string;
+  file?: string;
+  /** Store directory (default: $LAYERFOLD_STORE or $XDG_CACHE_HOME/layerfold). */
+  store: Store;
+  /** Output spec: "oci:DIR", "oci-archive:FILE", "docker-archive:FILE", or "none". */
+  output?: string;
+  frozen?: boolean;
+  update?: string[];
+  overrides?: Record<string, string>;
+  log?: Logger;
+  concurrency?: number;
+  kinds?: SourceKind[];
+}
+
+export interface BuiltLayer extends LayerRecord {
+  reused: boolean;
+  seconds: number;
+}
+
+export interface BuildResult {
+  config: LoadedConfig;
+  image: BuiltImage;
+  layers: BuiltLayer[];
+  droppedLayers: string[];
+  lockChanged: boolean;
+  output?: string;
+  fold: FoldResult;
+  resolution: Resolution;
+  /** Seconds per stage. */
+  timings: Record<string, number>;
+  /** Packages whose trees were installed in this run (not reused). */
+  installed: string[];
+}
+
+/** Store-backed blob source: layouts hardlink from it, pushes stream from it. */
+export function storeBlobs(store: Store, extra?: BlobSource): BlobSource {
+  return {
+    async open(d: Descriptor) {
+      const hex = d.digest.replace(/^sha256:/, "");
+      if (await store.hasBlob(hex)) return store.openBlob(hex);
+      if (extra) return extra.open(d);
+      throw new CorruptStoreError(`store: blob ${d.digest} is missing from ${store.root}; run the build again`);
+    },
+    localPath(d: Descriptor) {
+      return store.blobPath(d.digest.replace(/^sha256:/, ""));
+    },
+    remoteRepository: extra?.remoteRepository?.bind(extra),
+  };
+}
+
+const now = () => performance.now() / 1000;
+
+export async function treeKeyOf(kind: SourceKind, pkg: LockedPackage, options: unknown, ctx: InstallContext): Promise<string> {
+  const extra = kind.installKey ? await kind.installKey(pkg, options, ctx) : "";
+  return sha256Hex(stableJson({ format: INSTALL_FORMAT, id: pkg.id, version: pkg.version, sha256: pkg.artifact?.sha256 ?? null, meta: pkg.meta ?? null, extra }));
+}
+
+export async function build(opts: BuildOptions): Promise<BuildResult> {
+  const log = opts.log ?? silentLogger;
+  const kinds = opts.kinds ?? sourceKinds;
+  const store = opts.store;
+  const timings: Record<string, number> = {};
+  let t = now();
+  const cfg = await loadConfig({ dir: opts.dir, file: opts.file }, kinds);
+  const image = cfg.image;
+  timings.config = now() - t;
+
+  // Resolve and lock.
+  t = now();
+  const res = await resolveImage(cfg, kinds, { store, log, frozen: opts.frozen, update: opts.update, overrides: opts.overrides });
+  timings.resolve = now() - t;
+  if (res.lockChanged) log.info(`lock: wrote ${res.lockFile} (${res.lock.packages.length} packages)`);
+
+  // Fold.
+  const folded = fold(
+    image.layers.map((l, i) => ({ name: l.name, roots: res.roots[i]! })),
+    (id) => res.packages.get(id)?.deps,
+  );
+  for (const name of folded.dropped) log.info(`layer ${name}: empty after folding (everything it names is in earlier layers); dropped`);
+
+  // Install every package into its tree (cached by key).
+  t = now();
+  const kindOf = (p: LockedPackage) => kinds.find((k) => k.kind === p.kind)!;
+  const trees = new Map<string, StoredTree>();
+  const installed: string[] = [];
+  const ctxFor = (kind: SourceKind): InstallContext => ({ ...res.contextFor(kind), treeOf: (id) => trees.get(id) });
+  const installOne = async (id: string, force = false) => {
+    const pkg = res.packages.get(id)!;
+    const kind = kindOf(pkg);
+    const ctx = ctxFor(kind);
+    const key = await treeKeyOf(kind, pkg, res.optionsFor(kind), ctx);
+    if (force) await store.dropTree(key);
+    const { tree, built } = await store.ensureTree(key, id, (w) => kind.install(pkg, w, res.optionsFor(kind), ctx), kind.treeOptions);
+    if (built) {
+      installed.push(id);
+      log.info(`install ${id} ${pkg.version}: ${tree.manifest.entries.length} entries, ${formatBytes(tree.manifest.size)}`);
+    }
+    trees.set(id, tree);
+  };
+  const allIds = folded.layers.flatMap((l) => l.packages);
+  await mapPool(allIds, opts.concurrency ?? 2, (id) => installOne(id));
+
+  // Files computed from the whole set (dpkg status, users, ld.so.cache): one small last layer.
+  const layerInputs = folded.layers.map((l) => ({ name: l.name, packages: l.packages }));
+  const generatedIds: string[] = [];
+  for (const kind of kinds) {
+    if (!kind.generate) continue;
+    const mine = allIds.map((id) => res.packages.get(id)!).filter((p) => p.kind === kind.kind);
+    if (mine.length === 0 && res.optionsFor(kind) === undefined) continue;
+    const id = `generated:${kind.kind}`;
+    const key = sha256Hex(stableJson({ format: INSTALL_FORMAT, id, packages: mine.map((p) => [p.id, p.version, p.artifact?.sha256 ?? null]), options: res.optionsFor(kind) ?? null, image: image.config }));
+    const ctx = ctxFor(kind);
+    const { tree } = await store.ensureTree(key, id, (w) => kind.generate!(mine, w, res.optionsFor(kind), ctx), { symlinks: "image" });
+    if (tree.manifest.entries.length) {
+      trees.set(id, tree);
+      generatedIds.push(id);
+    }
+  }
+  if (generatedIds.length) layerInputs.push({ name: GENERATED_LAYER, packages: generatedIds });
+  timings.install = now() - t;
+
+  // Plan: file-level conflicts, split oversized layers, guard the layer count.
+  const treeOf = (id: string) => trees.get(id)!;
+  const planned: PlannedLayer[] = planLayers(layerInputs, treeOf, image.conflicts).flatMap((l) => splitLayer(l, image.layerSizeLimit));
+  const baseCount = 0;
+  const total = planned.length + baseCount;
+  if (total > image.maxLayers) {
+    throw new ImageLimitError(`the image would have ${total} layers; runtimes fail above ${image.maxLayers} (overlayfs/docker stop near 128). Merge some layers or raise layerSizeLimit`);
+  }
+  if (total > 125) log.warn(`the image has ${total} layers; Docker and some registries stop at about 125`);
+  const knownDirs = directoryIndex(planned);
+
+  // Layers: reuse by key, else stream tar -> compressor -> store.
+  t = now();
+  const compression = image.compression as LayerCompression;
+  const layers: BuiltLayer[] = [];
+  for (const [i, pl] of planned.entries()) {
+    const t0 = now();
+    let entries = withParents(pl.entries, knownDirs);
+    const input = { name: pl.name, packages: pl.packages, entries, compression, level: image.compressionLevel, mtime: sourceDateEpoch() };
+    const key = layerKey(input);
+    const reused = await reusableLayer(store, key);
+    if (reused) {
+      layers.push({ ...reused, name: pl.name, packages: pl.packages, reused: true, seconds: now() - t0 });
+      log.info(`layer ${i + 1}/${planned.length} ${pl.name}: reused ${reused.digest.slice(7, 19)} ${formatBytes(reused.size)}`);
+      continue;
+    }
+    let record: LayerRecord;
+    const progress = (bytes: number) => log.progress(`layer ${pl.name}`, `${formatBytes(bytes)} / ${formatBytes(pl.size)}`);
+    try {
+      record = await buildLayer(store, input, key, progress);
+    } catch (err) {
+      if (!(err instanceof CorruptStoreError)) throw err;
+      // A tree failed verification while streaming: reinstall its packages once and retry.
+      log.warn(`${err.message}`);
+      for (const id of pl.packages) if (!id.startsWith("generated:")) await installOne(id, true);
+      const fresh = planLayers(layerInputs, treeOf, image.conflicts).flatMap((l) => splitLayer(l, image.layerSizeLimit))[i]!;
+      entries = withParents(fresh.entries, knownDirs);
+      record = await buildLayer(store, { ...input, entries }, key, progress);
+    }
+    const seconds = now() - t0;
+    layers.push({ ...record, reused: false, seconds });
+    log.info(`layer ${i + 1}/${planned.length} ${pl.name}: built ${record.digest.slice(7, 19)} ${formatBytes(record.size)} (${formatBytes(record.uncompressedSize)} uncompressed) in ${seconds.toFixed(1)}s`);
+  }
+  timings.layers = now() - t;
+
+  // Assemble config and manifest into the store.
+  const epoch = sourceDateEpoch();
+  const layerDescs: Array<LayerDescriptor & { name: string; comment: string }> = layers.map((l) => ({
+    mediaType: l.mediaType,
+    digest: l.digest,
+    size: l.size,
+    diffId: l.diffId,
+    uncompressedSize: l.uncompressedSize,
+    name: l.name,
+    comment: `${l.packages.length} packages`,
+  }));
+  const base: ImageConfigFile | undefined = undefined;
+  const configFile = buildConfig({ image, layers: layerDescs, base, epoch });
+  const configBytes = toBytes(configFile);
+  const configDescriptor = descriptorOf(MEDIA.config, configBytes);
+  const manifestBytes = toBytes(buildManifest(configDescriptor, layerDescs, image.annotations));
+  const manifestDescriptor = descriptorOf(MEDIA.manifest, manifestBytes);
+  await store.putBlobBytes(configBytes);
+  await store.putBlobBytes(manifestBytes);
+  const built: BuiltImage = {
+    name: image.name,
+    tag: image.tag,
+    manifest: manifestBytes,
+    manifestDescriptor,
+    config: configBytes,
+    configDescriptor,
+    layers: layerDescs,
+    blobs: storeBlobs(store),
+  };
+  const result: BuildResult = { config: cfg, image: built, layers, droppedLayers: folded.dropped, lockChanged: res.lockChanged, fold: folded, resolution: res, timings, installed };
+  await saveBuildRecord(store, result, trees);
+
+  t = now();
+  if (opts.output !== "none") {
+    result.output = await exportImage(built, opts.output ?? `oci:${cfg.dir}/out/${image.name.replace(/\//g, "_")}`);
+    log.info(`wrote ${result.output}`);
+  }
+  timings.export = now() - t;
+  return result;
+}
+
+/** What `inspect`, `push`, `run` and `why` read back without rebuilding. */
+export interface BuildRecord {
+  name: string;
+  tag: string;
+  configFile: string;
+  manifestDigest: string;
+  manifest: string;
+  config: string;
+  layers: Array<Omit<BuiltLayer, "seconds"> & { seconds: number; trees: Array<{ id: string; key: string }> }>;
+  droppedLayers: string[];
+  packages: Array<{ id: string; version: string; layer: string; via?: string; artifact?: LockedPackage["artifact"] }>;
+}
+
+export const buildRecordKey = (name: string, tag: string) => sha256Hex(`${name}:${tag}`);
+
+async function saveBuildRecord(store: Store, r: BuildResult, trees: Map<string, StoredTree>): Promise<void> {
+  const treeKeys = (l: BuiltLayer) => l.packages.map((id) => ({ id, key: trees.get(id)!.key }));
+  const record: BuildRecord = {
+    name: r.image.name,
+    tag: r.image.tag,
+    configFile: r.config.file,
+    manifestDigest: r.image.manifestDescriptor.digest,
+    manifest: r.image.manifest.toString("utf8"),
+    config: r.image.config.toString("utf8"),
+    layers: r.layers.map((l) => ({ ...l, trees: treeKeys(l) })),
+    droppedLayers: r.droppedLayers,
+    packages: [...r.fold.layerOf].map(([id, layer]) => {
+      const p = r.resolution.packages.get(id)!;
+      return { id, version: p.version, layer, via: r.fold.via.get(id), ...(p.artifact ? { artifact: p.artifact } : {}) };
+    }).sort((a, b) => (a.id < b.id ? -1 : 1)),
+  };
+  await store.putRecord("builds", r.image.manifestDescriptor.digest.replace(/^sha256:/, ""), record);
+  await store.putRecord("builds", buildRecordKey(r.image.name, r.image.tag), record);
+}

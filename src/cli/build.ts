@@ -1,0 +1,62 @@
+import { Command } from "commander";
+import { build, type BuildResult } from "../build/build.ts";
+import { formatBytes } from "../util/log.ts";
+import { collect, loggerFrom, parseOverrides, printJson, storeFrom, withConfigFlags, type CommonFlags } from "./common.ts";
+
+export interface BuildFlags extends CommonFlags {
+  output?: string;
+  frozen?: boolean;
+  override?: string[];
+  concurrency?: string;
+}
+
+/** The summary `build --json` prints and `inspect --json` mirrors. */
+export function buildSummary(r: BuildResult) {
+  return {
+    image: `${r.image.name}:${r.image.tag}`,
+    manifestDigest: r.image.manifestDescriptor.digest,
+    configDigest: r.image.configDescriptor.digest,
+    output: r.output,
+    lockChanged: r.lockChanged,
+    droppedLayers: r.droppedLayers,
+    layers: r.layers.map((l) => ({
+      name: l.name,
+      digest: l.digest,
+      diffId: l.diffId,
+      size: l.size,
+      uncompressedSize: l.uncompressedSize,
+      mediaType: l.mediaType,
+      reused: l.reused,
+      seconds: Number(l.seconds.toFixed(3)),
+      packages: l.packages,
+    })),
+    timings: Object.fromEntries(Object.entries(r.timings).map(([k, v]) => [k, Number(v.toFixed(3))])),
+  };
+}
+
+export function buildCommand(): Command {
+  return withConfigFlags(new Command("build"))
+    .description("build the image of a layerfold.config.ts")
+    .option("-o, --output <spec>", "oci:DIR (default ./out/NAME next to the config), oci-archive:FILE, docker-archive:FILE, or none")
+    .option("--frozen", "use layerfold.lock as it is; fail if it is missing or out of date")
+    .option("--override <name=dir>", "use a local directory instead of a source (repeatable)", collect)
+    .option("--concurrency <n>", "packages installed at once", "2")
+    .action(async (flags: BuildFlags) => {
+      const log = loggerFrom(flags);
+      const r = await build({
+        dir: flags.dir,
+        file: flags.config,
+        store: storeFrom(flags),
+        output: flags.output,
+        frozen: flags.frozen,
+        overrides: parseOverrides(flags.override),
+        concurrency: Number(flags.concurrency ?? 2),
+        log,
+      });
+      if (flags.json) return printJson(buildSummary(r));
+      const built = r.layers.filter((l) => !l.reused).length;
+      const total = r.layers.reduce((n, l) => n + l.size, 0);
+      log.info(`${r.image.name}:${r.image.tag} ${r.image.manifestDescriptor.digest}`);
+      log.info(`${r.layers.length} layers (${built} built, ${r.layers.length - built} reused), ${formatBytes(total)} compressed`);
+    });
+}

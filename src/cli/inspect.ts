@@ -1,0 +1,64 @@
+import { readFile } from "node:fs/promises";
+import path from "node:path";
+import { Command } from "commander";
+import { buildRecordKey, type BuildRecord } from "../build/build.ts";
+import { loadConfig } from "../config/load.ts";
+import { LayerfoldError } from "../errors.ts";
+import { sourceKinds } from "../sources/registry.ts";
+import type { Store } from "../store/store.ts";
+import { formatBytes } from "../util/log.ts";
+import { printJson, storeFrom, withConfigFlags, type CommonFlags } from "./common.ts";
+
+interface InspectFlags extends CommonFlags {
+  layout?: string;
+}
+
+/** The build record of the config's image, or of the image in an OCI layout. */
+export async function findBuildRecord(store: Store, flags: { dir?: string; config?: string; layout?: string }): Promise<BuildRecord> {
+  let key: string;
+  let what: string;
+  if (flags.layout) {
+    const index = JSON.parse(await readFile(path.join(flags.layout, "index.json"), "utf8")) as { manifests: Array<{ digest: string }> };
+    const digest = index.manifests[0]?.digest;
+    if (!digest) throw new LayerfoldError("E_NOT_FOUND", `${flags.layout}: the OCI layout has no manifest`);
+    key = digest.replace(/^sha256:/, "");
+    what = `the image in ${flags.layout}`;
+  } else {
+    const cfg = await loadConfig({ dir: flags.dir, file: flags.config }, sourceKinds);
+    key = buildRecordKey(cfg.image.name, cfg.image.tag);
+    what = `${cfg.image.name}:${cfg.image.tag}`;
+  }
+  const rec = await store.getRecord<BuildRecord>("builds", key);
+  if (!rec) throw new LayerfoldError("E_NOT_FOUND", `no build of ${what} in the store ${store.root}; run \`layerfold build\` first (or pass --store)`);
+  return rec;
+}
+
+export function inspectCommand(): Command {
+  return withConfigFlags(new Command("inspect"))
+    .description("list the layers of the last build: packages, sizes, digests, reused or built")
+    .option("--layout <dir>", "inspect the image in this OCI layout (its build record must be in the store)")
+    .action(async (flags: InspectFlags) => {
+      const rec = await findBuildRecord(storeFrom(flags), flags);
+      const layers = rec.layers.map((l) => ({
+        name: l.name,
+        digest: l.digest,
+        diffId: l.diffId,
+        size: l.size,
+        uncompressedSize: l.uncompressedSize,
+        mediaType: l.mediaType,
+        reused: l.reused,
+        packages: l.packages,
+      }));
+      if (flags.json) return printJson({ image: `${rec.name}:${rec.tag}`, manifestDigest: rec.manifestDigest, droppedLayers: rec.droppedLayers, layers });
+      process.stdout.write(`${rec.name}:${rec.tag}  ${rec.manifestDigest}\n`);
+      process.stdout.write(`${"#".padEnd(4)}${"layer".padEnd(22)}${"pkgs".padStart(6)}${"compressed".padStart(13)}${"uncompressed".padStart(14)}  ${"digest".padEnd(14)}state\n`);
+      layers.forEach((l, i) => {
+        process.stdout.write(
+          `${String(i + 1).padEnd(4)}${l.name.padEnd(22)}${String(l.packages.length).padStart(6)}${formatBytes(l.size).padStart(13)}${formatBytes(l.uncompressedSize).padStart(14)}  ${l.digest.slice(7, 19).padEnd(14)}${l.reused ? "reused" : "built"}\n`,
+        );
+        for (const p of l.packages) process.stdout.write(`      ${p}\n`);
+      });
+      const total = layers.reduce((n, l) => n + l.size, 0);
+      process.stdout.write(`total ${formatBytes(total)} compressed, ${formatBytes(layers.reduce((n, l) => n + l.uncompressedSize, 0))} uncompressed\n`);
+    });
+}

@@ -1,0 +1,48 @@
+import { Command } from "commander";
+import { loadConfig } from "../config/load.ts";
+import { resolveImage } from "../build/resolve.ts";
+import { LockError } from "../errors.ts";
+import { lockStatus } from "../lock/lock.ts";
+import { sourceKinds } from "../sources/registry.ts";
+import { collect, loggerFrom, parseOverrides, printJson, storeFrom, withConfigFlags, type CommonFlags } from "./common.ts";
+
+interface LockFlags extends CommonFlags {
+  check?: boolean;
+  update?: string[];
+  override?: string[];
+}
+
+export function lockCommand(): Command {
+  return withConfigFlags(new Command("lock"))
+    .description("resolve every source and write layerfold.lock with all hashes filled in (replaces fill-all-hashes.sh)")
+    .option("--check", "print each entry's hash status (ok, missing, stale); exit 9 if any is not ok")
+    .option("--update <name>", "re-resolve only this package (repeatable)", collect)
+    .option("--override <name=dir>", "use a local directory instead of a source (repeatable)", collect)
+    .action(async (flags: LockFlags) => {
+      const log = loggerFrom(flags);
+      const cfg = await loadConfig({ dir: flags.dir, file: flags.config }, sourceKinds);
+      const res = await resolveImage(cfg, sourceKinds, {
+        store: storeFrom(flags),
+        log,
+        update: flags.update,
+        overrides: parseOverrides(flags.override),
+        writeLock: !flags.check,
+      });
+      if (!flags.check) {
+        if (flags.json) return printJson({ lockFile: res.lockFile, changed: res.lockChanged, packages: res.lock.packages.length });
+        log.info(`${res.lockFile}: ${res.lock.packages.length} packages${res.lockChanged ? " (updated)" : " (unchanged)"}`);
+        return;
+      }
+      const rows = lockStatus(res.previousLock, res.lock.packages);
+      const counts = { ok: 0, missing: 0, stale: 0 };
+      for (const r of rows) counts[r.status]++;
+      if (flags.json) printJson({ lockFile: res.lockFile, counts, entries: rows });
+      else {
+        for (const r of rows) process.stdout.write(`${r.status.padEnd(8)}${r.id} ${r.version}${r.file ? ` ${r.file}` : ""}${r.detail ? `  (${r.detail})` : ""}\n`);
+        process.stdout.write(`${counts.ok} ok, ${counts.missing} missing, ${counts.stale} stale\n`);
+      }
+      if (counts.missing || counts.stale) {
+        throw new LockError(`${res.lockFile}: ${counts.missing} missing and ${counts.stale} stale entries; run \`layerfold lock\` to fill them in`);
+      }
+    });
+}

@@ -1,0 +1,25 @@
+// The layerfold command: one file per subcommand, registered here.
+
+import { Command } from "commander";
+import { buildCommand } from "./build.ts";
+import { inspectCommand } from "./inspect.ts";
+import { lockCommand } from "./lock.ts";
+import { reportError } from "./common.ts";
+
+export function program(): Command {
+  const p = new Command("layerfold")
+    .description("build, check and publish reproducible OCI images for large Python/ML stacks")
+    .version("0.1.0")
+    .showHelpAfterError();
+  for (const cmd of [buildCommand(), lockCommand(), inspectCommand()]) p.addCommand(cmd);
+  return p;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const debug = argv.includes("--debug");
+  try {
+    await program().parseAsync(argv);
+  } catch (err) {
+    process.exitCode = reportError(err, debug);
+  }
+}

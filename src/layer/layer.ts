@@ -1,0 +1,98 @@
+// Builds one layer blob: tar -> sha256 (diffID) -> compressor -> sha256
+// (digest) -> store, all streaming. A layer record maps the layer's input key
+// to its descriptor; an unchanged key costs one file read.
+
+import { createWriteStream } from "node:fs";
+import { mkdir, rename, rm } from "node:fs/promises";
+import path from "node:path";
+import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import type { Store } from "../store/store.ts";
+import { HashingStream, sha256Hex } from "../util/hash.ts";
+import { stableJson } from "../util/json.ts";
+import { compressor, compressorId, layerMediaType, type LayerCompression } from "./compress.ts";
+import { layerTar, type LayerEntry } from "./tar-writer.ts";
+
+/** Bump when the tar format changes, so old records are not reused. */
+export const LAYER_FORMAT = 1;
+
+export interface LayerRecord {
+  key: string;
+  name: string;
+  mediaType: string;
+  /** "sha256:<hex>" of the compressed blob. */
+  digest: string;
+  size: number;
+  diffId: string;
+  uncompressedSize: number;
+  compressor: string;
+  packages: string[];
+  fileCount: number;
+}
+
+export interface LayerInput {
+  name: string;
+  packages: string[];
+  /** Sorted, parents included (tar-writer's withParents). */
+  entries: LayerEntry[];
+  compression: LayerCompression;
+  level?: number;
+  mtime: number;
+}
+
+/** The key that decides whether a layer must be rebuilt: everything its bytes depend on. */
+export function layerKey(input: LayerInput): string {
+  const trees = [...new Set(input.entries.map((e) => e.treeKey))].sort();
+  // Entries are a subset of their trees when conflicts or splits drop paths, and synthesised
+  // parent directories take metadata from lower layers, so hash the entry list too.
+  const paths = sha256Hex(
+    input.entries
+      .map((e) => `${e.treeKey}\0${e.entry.path}${e.entry.type === "dir" ? `\0${e.entry.mode}\0${e.entry.uid}\0${e.entry.gid}` : ""}`)
+      .join("\n"),
+  );
+  return sha256Hex(stableJson({ format: LAYER_FORMAT, trees, paths, compressor: compressorId(input.compression, input.level), mtime: input.mtime }));
+}
+
+export async function buildLayer(store: Store, input: LayerInput, key: string, onProgress?: (bytes: number) => void): Promise<LayerRecord> {
+  const entries = input.entries;
+  await mkdir(store.tmpDir, { recursive: true });
+  const tmp = path.join(store.tmpDir, `layer-${key.slice(0, 12)}-${process.pid}-${Math.random().toString(36).slice(2)}`);
+  const diff = new HashingStream();
+  const blob = new HashingStream();
+  if (onProgress) diff.on("data", () => onProgress(diff.bytes));
+  try {
+    await pipeline(Readable.from(layerTar(entries, input.mtime)), diff, compressor(input.compression, input.level), blob, createWriteStream(tmp));
+    const hex = blob.hex();
+    const dest = store.blobPath(hex);
+    await mkdir(path.dirname(dest), { recursive: true });
+    await rename(tmp, dest);
+    const record: LayerRecord = {
+      key,
+      name: input.name,
+      mediaType: layerMediaType(input.compression),
+      digest: `sha256:${hex}`,
+      size: blob.bytes,
+      diffId: `sha256:${diff.hex()}`,
+      uncompressedSize: diff.bytes,
+      compressor: compressorId(input.compression, input.level),
+      packages: input.packages,
+      fileCount: entries.length,
+    };
+    await store.putRecord("layers", key, record);
+    return record;
+  } finally {
+    await rm(tmp, { force: true });
+  }
+}
+
+/** A stored record whose blob is still present with the recorded size, else undefined. */
+export async function reusableLayer(store: Store, key: string): Promise<LayerRecord | undefined> {
+  const rec = await store.getRecord<LayerRecord>("layers", key);
+  if (!rec || rec.key !== key || typeof rec.digest !== "string") return undefined;
+  const size = await store.blobSize(rec.digest.replace(/^sha256:/, ""));
+  if (size !== rec.size) {
+    await store.dropRecord("layers", key);
+    return undefined;
+  }
+  return rec;
+}

@@ -1,0 +1,113 @@
+// Archives by URL (tar.gz, tar.xz, tar.zst, zip), verified by sha256. A
+// missing sha256 is filled in by `layerfold lock` and kept in the lock file.
+
+import path from "node:path";
+import { z } from "zod";
+import { LockError } from "../../errors.ts";
+import { fetchToStore, redactUrl } from "../../fetch/fetch.ts";
+import { openDecompressed } from "../../archive/decompress.ts";
+import { extractTar } from "../../archive/tar.ts";
+import { openZip } from "../../archive/zip.ts";
+import type { TreeWriter } from "../../store/tree.ts";
+import { applyPerms, copyHostPath } from "../files/index.ts";
+import type { LockedPackage, SourceKind } from "../types.ts";
+
+export const archiveSpecSchema = z
+  .object({
+    url: z.string().url(),
+    sha256: z.string().regex(/^[0-9a-f]{64}$/, "must be 64 lowercase hex digits").optional(),
+    /** Image directory to unpack into. */
+    dest: z.string().startsWith("/", "must be an absolute image path").default("/"),
+    stripComponents: z.number().int().min(0).default(0),
+    format: z.enum(["tar", "zip"]).optional(),
+    name: z.string().optional(),
+    uid: z.number().int().min(0).optional(),
+    gid: z.number().int().min(0).optional(),
+    perms: z.array(z.object({ regex: z.string(), mode: z.number().int().optional(), uid: z.number().int().optional(), gid: z.number().int().optional() }).strict()).optional(),
+    /** Refuse archives that unpack to more than this many bytes (bomb guard). */
+    maxBytes: z.number().int().positive().optional(),
+  })
+  .strict();
+
+export type ArchiveSpec = z.infer<typeof archiveSpecSchema>;
+
+const fileNameOf = (url: string) => decodeURIComponent(new URL(url).pathname.split("/").pop() || "archive");
+const nameOf = (spec: ArchiveSpec) => spec.name ?? fileNameOf(spec.url).replace(/\.(tar\.(gz|xz|zst|bz2)|tgz|txz|tzst|zip|tar)$/, "");
+const isZip = (spec: ArchiveSpec) => spec.format === "zip" || (!spec.format && /\.zip$/i.test(new URL(spec.url).pathname));
+
+export const archiveSource: SourceKind<ArchiveSpec[], undefined> = {
+  kind: "archive",
+  layerKey: "archives",
+  layerSchema: z.array(archiveSpecSchema),
+  async resolve(specs, _opts, ctx) {
+    const packages: LockedPackage[] = [];
+    for (const layer of specs) {
+      for (const spec of layer ?? []) {
+        const id = `archive:${nameOf(spec)}`;
+        const what = `archive ${redactUrl(spec.url)} (${id})`;
+        const locked = ctx.locked.find((p) => p.id === id && p.artifact?.url === spec.url);
+        let sha256 = spec.sha256 ?? (ctx.update.includes(nameOf(spec)) ? undefined : locked?.artifact?.sha256);
+        if (!sha256) {
+          if (ctx.frozen) throw new LockError(`${what} has no sha256 in the config or the lock; run \`layerfold lock\` to fill it in`);
+          ctx.log.info(`hashing ${what} (no sha256 given)`);
+          sha256 = (await fetchToStore(ctx.store, spec.url, { what })).hex;
+        }
+        packages.push({
+          id,
+          kind: "archive",
+          name: nameOf(spec),
+          version: sha256.slice(0, 16),
+          artifact: { file: fileNameOf(spec.url), sha256, url: spec.url },
+          deps: [],
+          meta: { dest: spec.dest, stripComponents: spec.stripComponents, format: isZip(spec) ? "zip" : "tar" },
+        });
+      }
+    }
+    return { packages, roots: specs.map((layer) => (layer ?? []).map((s) => `archive:${nameOf(s)}`)) };
+  },
+  installKey(pkg, _o, ctx) {
+    const spec = specFor(pkg, ctx.image.layers);
+    return JSON.stringify({ spec: { ...spec, sha256: undefined }, override: ctx.overrides[pkg.name] ? "local" : undefined });
+  },
+  async install(pkg, tree, _opts, ctx) {
+    const spec = specFor(pkg, ctx.image.layers);
+    const what = `archive ${redactUrl(spec.url)} (${pkg.id})`;
+    const local = ctx.overrides[pkg.name] ?? ctx.overrides[pkg.id];
+    if (local) {
+      await copyHostPath(tree, path.resolve(local), { ...spec, exclude: [".git"] }, `${what} overridden by ${local}`);
+      return;
+    }
+    const { hex } = await fetchToStore(ctx.store, spec.url, { what, sha256: pkg.artifact!.sha256 });
+    const file = ctx.store.blobPath(hex);
+    const prefix = spec.dest.replace(/^\/+/, "");
+    if (isZip(spec)) await extractZip(file, tree, prefix, spec.stripComponents, spec.maxBytes);
+    else await extractTar(await openDecompressed(file, what), tree, { prefix, stripComponents: spec.stripComponents });
+    if (spec.uid !== undefined || spec.gid !== undefined) tree.override(() => true, { uid: spec.uid, gid: spec.gid });
+    applyPerms(tree, spec.perms);
+  },
+  treeOptions: { symlinks: "contained" },
+};
+
+function specFor(pkg: LockedPackage, layers: Array<Record<string, unknown>>): ArchiveSpec {
+  for (const layer of layers) {
+    for (const spec of (layer.archives as ArchiveSpec[] | undefined) ?? []) {
+      if (`archive:${nameOf(spec)}` === pkg.id) return spec;
+    }
+  }
+  throw new LockError(`${pkg.id} is in the lock but no layer names it any more; run \`layerfold lock\``);
+}
+
+async function extractZip(file: string, tree: TreeWriter, prefix: string, strip: number, maxBytes?: number): Promise<void> {
+  const zip = await openZip(file, { what: tree.what, maxTotalBytes: maxBytes });
+  try {
+    for (const e of zip.entries) {
+      const parts = e.name.split("/").filter(Boolean);
+      if (parts.length <= strip) continue;
+      const p = [prefix, ...parts.slice(strip)].filter(Boolean).join("/");
+      if (e.isDir) await tree.addDir(p, { mode: e.mode ?? 0o755 });
+      else await tree.addFile(p, await zip.stream(e), { mode: e.mode ?? 0o644 });
+    }
+  } finally {
+    await zip.close();
+  }
+}
