@@ -171,8 +171,11 @@ const ALIASES: Record<string, string> = {
 
 /** Evaluate a marker. `extras` are the extras being asked for ("" when none). */
 export function evaluateMarker(m: Marker, env: MarkerEnv, extras: string[] = []): boolean {
-  if (m.op === "and") return evaluateMarker(m.left, env, extras) && evaluateMarker(m.right, env, extras);
-  if (m.op === "or") return evaluateMarker(m.left, env, extras) || evaluateMarker(m.right, env, extras);
+  if (m.op !== "cmp") {
+    return m.op === "and"
+      ? evaluateMarker(m.left, env, extras) && evaluateMarker(m.right, env, extras)
+      : evaluateMarker(m.left, env, extras) || evaluateMarker(m.right, env, extras);
+  }
   const isExtra = (v: MarkerValue) => "var" in v && v.var === "extra";
   if (isExtra(m.lhs) || isExtra(m.rhs)) {
     const other = isExtra(m.lhs) ? m.rhs : m.lhs;

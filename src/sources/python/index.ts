@@ -1,0 +1,301 @@
+// The "py" source kind: layers name Python requirements (strings or pip
+// requirement files); all layers resolve together against pip's configured
+// indexes plus the image's own; each distribution installs from its wheel
+// into the image's prefix (a venv such as /opt/venv, or the system site dir).
+
+import { z } from "zod";
+import * as pep440 from "@renovatebot/pep440";
+import path from "node:path";
+import { ConfigError, LockError, NetworkError, ResolveError } from "../../errors.ts";
+import { fetchToStore } from "../../fetch/fetch.ts";
+import { stableJson } from "../../util/json.ts";
+import type { TreeWriter } from "../../store/tree.ts";
+import type { LockedPackage, SourceContext, SourceKind } from "../types.ts";
+import { Finder, type IndexFile } from "./finder.ts";
+import { normalizeName, parseRequirement, targetMarkerEnv, type Requirement } from "./pep508.ts";
+import { loadPipConfig } from "./pipconfig.ts";
+import { emptySet, parseRequirementsText, readRequirementsFile, type RequirementSet } from "./reqfile.ts";
+import { Resolver, type Candidate, type Provider, type RootRequirement } from "./resolver.ts";
+import { supportedTags, wheelRank, type Target } from "./tags.ts";
+import { installWheel, schemeFor } from "./wheel.ts";
+
+export const pythonLayerSchema = z.union([
+  z.array(z.string().min(1)),
+  z
+    .object({
+      /** PEP 508 requirement strings. */
+      requirements: z.array(z.string().min(1)).default([]),
+      /** pip requirement files, relative to the config file. */
+      files: z.array(z.string().min(1)).default([]),
+    })
+    .strict(),
+]);
+
+export const pythonOptionsSchema = z
+  .object({
+    /** Target Python "3.11". */
+    version: z.string().regex(/^3\.\d+$/, 'must look like "3.11"'),
+    /** Full version for python_full_version markers, e.g. "3.11.2" (default X.Y.0). */
+    fullVersion: z.string().regex(/^3\.\d+\.\d+$/).optional(),
+    implementation: z.enum(["cp", "pp"]).default("cp"),
+    /** Wheel ABI tag; default cpXY. */
+    abi: z.string().optional(),
+    platform: z
+      .object({
+        /** glibc of the image: manylinux_2_N wheels with N <= this fit. */
+        glibc: z.string().regex(/^\d+\.\d+$/, 'must look like "2.36"'),
+        /** Defaults to the image platform (amd64 -> x86_64, arm64 -> aarch64). */
+        arch: z.enum(["x86_64", "aarch64"]).optional(),
+      })
+      .strict(),
+    /** "/opt/venv" (a virtual environment) or "system" (/usr/local/lib/pythonX.Y/dist-packages). */
+    prefix: z.union([z.literal("system"), z.string().regex(/^\/[^\0]*[^/]$/, 'must be an absolute path such as "/opt/venv", or "system"')]).default("/opt/venv"),
+    /** The interpreter inside the image, used for pyvenv.cfg and script shebangs. */
+    interpreter: z.string().startsWith("/", "must be an absolute path inside the image"),
+    /** Indexes in addition to pip's configuration (e.g. a PyTorch cu130 index). */
+    indexes: z.array(z.object({ url: z.string().url(), name: z.string().optional() }).strict()).default([]),
+    /** Read pip's configuration files and PIP_* variables (default true). */
+    pipConfig: z.boolean().default(true),
+    /** Replace every dependency's specifier on a project: { "some-dep": ">=1.2" }. */
+    overrides: z.record(z.string()).default({}),
+    /** Dependencies to leave out of the image. */
+    drop: z.array(z.string()).default([]),
+    /** Extra constraints (pip -c lines). */
+    constraints: z.array(z.string()).default([]),
+    /** Allow pre-releases everywhere (pip --pre). */
+    pre: z.boolean().default(false),
+  })
+  .strict();
+
+export type PythonLayerSpec = z.infer<typeof pythonLayerSchema>;
+export type PythonOptions = z.infer<typeof pythonOptionsSchema>;
+
+const VENV = "_venv"; // not a valid PyPI name, so it cannot clash
+
+function targetOf(o: PythonOptions, ctx: SourceContext): Target {
+  const arch = o.platform.arch ?? ({ amd64: "x86_64", arm64: "aarch64" } as Record<string, string>)[ctx.platform.architecture];
+  if (!arch) throw new ConfigError(`python: image platform ${ctx.platform.architecture} has no manylinux wheels; set python.platform.arch`);
+  const [maj, min] = o.version.split(".");
+  return { version: o.version, implementation: o.implementation, abi: o.abi ?? `${o.implementation}${maj}${min}`, glibc: o.platform.glibc, arch };
+}
+
+function requireOptions(o: PythonOptions | undefined): PythonOptions {
+  if (!o) throw new ConfigError('layers name python requirements, but the image has no "python" options; add python: { version, platform: { glibc }, interpreter }');
+  return o;
+}
+
+/** Requirements of one layer, with requirement files read relative to the config. */
+function layerRequirements(spec: PythonLayerSpec, configDir: string, layerName: string): RequirementSet {
+  const set = emptySet();
+  const strings = Array.isArray(spec) ? spec : spec.requirements;
+  const files = Array.isArray(spec) ? [] : spec.files;
+  parseRequirementsText(strings.join("\n"), path.join(configDir, `(layer ${layerName})`), set);
+  for (const f of files) readRequirementsFile(path.resolve(configDir, f), set);
+  return set;
+}
+
+const finders = new Map<string, Finder>();
+
+function finderFor(o: PythonOptions, ctx: SourceContext, fromFiles: RequirementSet[] = []): Finder {
+  const pip = o.pipConfig ? loadPipConfig() : undefined;
+  const indexes: string[] = [];
+  const findLinks: string[] = [...(pip?.findLinks ?? [])];
+  if (pip && !pip.noIndex) indexes.push(pip.indexUrl, ...pip.extraIndexUrls);
+  indexes.push(...o.indexes.map((i) => i.url));
+  for (const s of fromFiles) {
+    if (s.indexUrl) indexes.push(s.indexUrl);
+    indexes.push(...s.extraIndexUrls);
+    findLinks.push(...s.findLinks.map((f) => (/^[a-z+]+:\/\//.test(f) ? f : `file://${f}`)));
+  }
+  const key = stableJson({ store: ctx.store.root, indexes: [...new Set(indexes)], findLinks: [...new Set(findLinks)] });
+  let f = finders.get(key);
+  if (!f) {
+    f = new Finder({ indexes: [...new Set(indexes)], findLinks: [...new Set(findLinks)], store: ctx.store, log: ctx.log });
+    finders.set(key, f);
+  }
+  return f;
+}
+
+interface PyCandidate extends Candidate {
+  file: IndexFile;
+}
+
+function makeProvider(finder: Finder, target: Target): Provider<PyCandidate> {
+  const sup = supportedTags(target);
+  const byKey = new Map<string, Promise<PyCandidate[]>>();
+  const label = `${target.abi}/manylinux_${target.glibc.replace(".", "_")}_${target.arch}`;
+  return {
+    candidates(key) {
+      let p = byKey.get(key);
+      if (!p) {
+        p = finder.files(key).then((files) => {
+          const best = new Map<string, { f: IndexFile; rank: number }>();
+          for (const f of files) {
+            if (!f.wheel) continue;
+            const rank = wheelRank(f.wheel, sup);
+            if (rank === undefined) continue;
+            const cur = best.get(f.wheel.version);
+            if (!cur || rank < cur.rank) best.set(f.wheel.version, { f, rank });
+          }
+          return [...best.entries()]
+            .map(([version, { f }]) => ({ key, version, yanked: f.yanked, requiresPython: f.requiresPython, file: f }))
+            .sort((a, b) => -comparePep440(a.version, b.version));
+        });
+        byKey.set(key, p);
+      }
+      return p;
+    },
+    async dependencies(c) {
+      return (await finder.coreMetadata(c.file)).requiresDist;
+    },
+    async whyNone(key) {
+      const files = await finder.files(key);
+      const wheels = files.filter((f) => f.wheel);
+      const sdists = files.filter((f) => f.sdistVersion);
+      if (files.length === 0) {
+        const searched = finder.opts.indexes.map((i) => (finder.unreachable.has(i) ? `${i} (unreachable: ${finder.unreachable.get(i)})` : i));
+        return `no configured index offers it (searched: ${[...searched, ...finder.opts.findLinks].join(", ") || "nothing: no index is configured"})`;
+      }
+      if (wheels.length === 0) return `only source distributions are offered (${sdists.slice(0, 5).map((f) => f.file).join(", ")}); building wheels from source is not supported yet, so add a wheel to an index or drop it`;
+      return `${wheels.length} wheels are offered but none fits ${label} (e.g. ${wheels.slice(0, 3).map((f) => f.file).join(", ")})`;
+    },
+  };
+}
+
+function comparePep440(a: string, b: string): number {
+  try {
+    return pep440.compare(a, b);
+  } catch {
+    return a < b ? -1 : a > b ? 1 : 0;
+  }
+}
+
+export const pythonSource: SourceKind<PythonLayerSpec, PythonOptions> = {
+  kind: "py",
+  layerKey: "python",
+  layerSchema: pythonLayerSchema,
+  optionsSchema: pythonOptionsSchema,
+  treeOptions: { symlinks: "image" },
+
+  async resolve(specs, options, ctx) {
+    const roots: string[][] = specs.map(() => []);
+    if (specs.every((s) => s === undefined)) return { packages: [], roots };
+    const o = requireOptions(options);
+    const target = targetOf(o, ctx);
+    const sets = specs.map((s, i) => (s === undefined ? undefined : layerRequirements(s, ctx.configDir, ctx.image.layers[i]!.name)));
+    const firstLayer = sets.findIndex((s) => s !== undefined);
+    const venv = o.prefix === "system" ? [] : [venvPackage(o)];
+    const rootReqs: RootRequirement[] = [];
+    sets.forEach((s, i) => {
+      for (const req of s?.requirements ?? []) {
+        if (req.url) throw new ResolveError(`layer "${ctx.image.layers[i]!.name}": ${req.text}: installing from a URL or git source needs a PEP 517 build, which is not supported yet; publish a wheel to an index instead`);
+        rootReqs.push({ req, origin: `layer "${ctx.image.layers[i]!.name}"` });
+        roots[i]!.push(`py:${req.key}`);
+      }
+    });
+    if (venv.length) roots[firstLayer]!.unshift(`py:${VENV}`);
+
+    if (ctx.frozen) {
+      const locked = new Map(ctx.locked.map((p) => [p.id, p]));
+      for (const r of rootReqs) if (!locked.has(`py:${r.req.key}`)) throw new LockError(`${r.origin} names ${r.req.text}, which is not in layerfold.lock; run layerfold lock`);
+      return { packages: [...venv, ...ctx.locked.filter((p) => p.name !== VENV)], roots: dedupeRoots(roots) };
+    }
+
+    const finder = finderFor(o, ctx, sets.filter((s): s is RequirementSet => s !== undefined));
+    const pip = o.pipConfig ? loadPipConfig() : undefined;
+    const constraints: Requirement[] = [...sets.flatMap((s) => s?.constraints ?? []), ...o.constraints.map((c) => parseRequirement(c, "python.constraints"))];
+    for (const f of pip?.constraints ?? []) {
+      try {
+        constraints.push(...readRequirementsFile(f).requirements);
+      } catch (err) {
+        ctx.log.warn(`pip's configured constraint file ${f} cannot be read; ignoring it (${(err as Error).message})`);
+      }
+    }
+    const update = new Set(ctx.update.map(normalizeName));
+    const preferred = new Map(ctx.locked.filter((p) => !update.has(p.name)).map((p) => [p.name, p.version]));
+    const started = Date.now();
+    const resolved = await new Resolver(makeProvider(finder, target), {
+      roots: rootReqs,
+      constraints,
+      overrides: Object.fromEntries(Object.entries(o.overrides).map(([k, v]) => [normalizeName(k), v])),
+      drop: o.drop.map(normalizeName),
+      env: targetMarkerEnv({ version: o.version, fullVersion: o.fullVersion, arch: target.arch, implementation: o.implementation }),
+      pre: o.pre || (pip?.pre ?? false) || sets.some((s) => s?.pre),
+      preferred,
+    }).resolve();
+    ctx.log.info(`python: resolved ${resolved.size} distributions in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+
+    const requested = new Set(rootReqs.map((r) => r.req.key));
+    const packages: LockedPackage[] = [...venv];
+    for (const [key, r] of [...resolved].sort(([a], [b]) => (a < b ? -1 : 1))) {
+      const f = r.candidate.file;
+      let sha256 = f.sha256;
+      let size: number | undefined;
+      if (!sha256) {
+        // The index gave no hash: fetch the file once to pin it (what `layerfold lock` is for).
+        const got = await fetchToStore(ctx.store, f.url, { what: `wheel ${f.file}` });
+        sha256 = got.hex;
+        size = got.size;
+      }
+      const meta: Record<string, unknown> = {};
+      if (r.extras.length) meta.extras = r.extras;
+      if (requested.has(key)) meta.requested = true;
+      packages.push({
+        id: `py:${key}`,
+        kind: "py",
+        name: key,
+        version: r.candidate.version,
+        artifact: { file: f.file, sha256, size },
+        deps: r.deps.map((d) => `py:${d}`),
+        meta: Object.keys(meta).length ? meta : undefined,
+      });
+    }
+    return { packages, roots: dedupeRoots(roots) };
+  },
+
+  installKey(pkg, options) {
+    const o = requireOptions(options);
+    return stableJson({ scheme: 1, prefix: o.prefix, version: o.version, interpreter: o.interpreter, requested: pkg.meta?.requested === true });
+  },
+
+  async install(pkg, tree, options, ctx) {
+    const o = requireOptions(options);
+    if (pkg.name === VENV) return writeVenv(tree, o);
+    const a = pkg.artifact;
+    if (!a?.sha256) throw new LockError(`${pkg.id}: the lock has no sha256 for ${a?.file ?? "its wheel"}; run layerfold lock`);
+    if (!(await ctx.store.hasBlob(a.sha256))) {
+      const finder = finderFor(o, ctx);
+      const f = (await finder.files(pkg.name)).find((x) => x.file === a.file);
+      if (!f) throw new NetworkError(`${pkg.id}: no configured index offers ${a.file} any more; configure the index it came from, or run layerfold lock --update ${pkg.name}`);
+      await fetchToStore(ctx.store, f.url, { what: `wheel ${a.file} for ${pkg.id}`, sha256: a.sha256 });
+    }
+    await installWheel(ctx.store.blobPath(a.sha256), tree, {
+      file: a.file,
+      scheme: schemeFor({ prefix: o.prefix, version: o.version, interpreter: o.interpreter }),
+      requested: pkg.meta?.requested === true,
+    });
+  },
+};
+
+function dedupeRoots(roots: string[][]): string[][] {
+  return roots.map((r) => [...new Set(r)]);
+}
+
+function venvPackage(o: PythonOptions): LockedPackage {
+  return { id: `py:${VENV}`, kind: "py", name: VENV, version: o.fullVersion ?? o.version, deps: [], meta: { prefix: o.prefix, interpreter: o.interpreter } };
+}
+
+/** The virtual environment skeleton: pyvenv.cfg and bin/python* pointing at the image's interpreter. */
+async function writeVenv(tree: TreeWriter, o: PythonOptions): Promise<void> {
+  const root = o.prefix.replace(/^\/+/, "");
+  const [maj, min] = o.version.split(".");
+  const home = path.posix.dirname(o.interpreter);
+  await tree.addFile(`${root}/pyvenv.cfg`, `home = ${home}\ninclude-system-site-packages = false\nversion = ${o.fullVersion ?? o.version}\nexecutable = ${o.interpreter}\n`);
+  await tree.addDir(`${root}/bin`);
+  tree.addSymlink(`${root}/bin/python`, o.interpreter);
+  tree.addSymlink(`${root}/bin/python${maj}`, "python");
+  tree.addSymlink(`${root}/bin/python${maj}.${min}`, "python");
+  await tree.addDir(`${root}/include`);
+  await tree.addDir(`${root}/lib/python${maj}.${min}/site-packages`);
+  tree.addSymlink(`${root}/lib64`, "lib");
+}
