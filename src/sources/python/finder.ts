@@ -143,7 +143,11 @@ export class Finder {
   private async indexPage(index: string, key: string): Promise<IndexFile[]> {
     const base = index.endsWith("/") ? index : `${index}/`;
     const dead = deadHostReason(base);
-    if (dead) { this.unreachable.set(index, dead); return []; }
+    if (dead) {
+      this.unreachable.set(index, dead);
+      this.warnOnce(index, `python index ${redactUrl(index)} is unreachable (${dead}); using the other indexes`);
+      return [];
+    }
     let url = `${base}${key}/`;
     if (url.startsWith("file:")) {
       const dir = fileURLToPath(url);

@@ -161,7 +161,7 @@ export class Resolver<C extends Candidate> {
       (c) =>
         all.every((s) => satisfies(c.version, s)) &&
         (!c.yanked || exactPins.has(c.version)) &&
-        (!c.requiresPython || satisfies(this.fullVersion, c.requiresPython.replace(/\s+/g, "").replace(/\.\*(?=,|$)/g, ""))),
+        this.fitsPython(c),
     );
     let pool = allowPre ? cands : cands.filter((c) => !isPre(c.version));
     if (pool.length === 0) pool = cands; // PEP 440: pre-releases are fine when nothing else satisfies
@@ -173,11 +173,17 @@ export class Resolver<C extends Candidate> {
     return pool;
   }
 
+  private fitsPython(c: C): boolean {
+    return !c.requiresPython || satisfies(this.fullVersion, c.requiresPython.replace(/\s+/g, "").replace(/\.\*(?=,|$)/g, ""));
+  }
+
   private async explainNone(key: string, state: State<C>): Promise<string> {
     const edges = state.edges.get(key) ?? [];
     const lines = edges.map((e) => `  ${e.req.text}   <- ${e.chain.join(" -> ")}`);
     for (const c of this.input.constraints ?? []) if (c.key === key) lines.push(`  ${c.text}   <- constraint`);
-    const offered = await this.provider.candidates(key);
+    const all = await this.provider.candidates(key);
+    const offered = all.filter((c) => this.fitsPython(c));
+    if (all.length > 0 && offered.length === 0) return `every version of "${key}" requires another Python than ${this.fullVersion} (e.g. ${all[0]!.version} needs ${all[0]!.requiresPython})\n  required by:\n${lines.join("\n")}`;
     if (offered.length === 0) return `"${key}" cannot be installed: ${await this.provider.whyNone(key)}\n  required by:\n${lines.join("\n")}`;
     const versions = offered.slice(0, 12).map((c) => c.version).join(", ") + (offered.length > 12 ? ", ..." : "");
     return `no version of "${key}" satisfies every requirement on it:\n${lines.join("\n")}\n  versions offered for the target: ${versions}`;
