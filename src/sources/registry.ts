@@ -2,8 +2,10 @@
 // src/sources/ and one line here.
 
 import { archiveSource } from "./archive/index.ts";
+import { debianSource } from "./debian/index.ts";
 import { filesSource } from "./files/index.ts";
 import { inlineSource } from "./inline/index.ts";
+import { pythonSource } from "./python/index.ts";
 import type { SourceKind } from "./types.ts";
 
-export const sourceKinds: SourceKind<any, any>[] = [filesSource, inlineSource, archiveSource];
+export const sourceKinds: SourceKind<any, any>[] = [filesSource, inlineSource, archiveSource, debianSource, pythonSource];

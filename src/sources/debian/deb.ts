@@ -1,0 +1,193 @@
+// Reading .deb files: an ar archive holding debian-binary, control.tar.* and
+// data.tar.* (gzip, xz, zstd, bzip2 or none). The data goes into a package
+// tree through merged-/usr canonicalisation; nothing from the control archive
+// is ever run. Control members other than "control" are kept where dpkg keeps
+// them (var/lib/dpkg/info/<pkg>.<member>), so the image looks installed.
+
+import path from "node:path";
+import type { Readable } from "node:stream";
+import { readAr, type ArMember } from "../../archive/ar.ts";
+import { compressionFromName, decompressor } from "../../archive/decompress.ts";
+import { readTar, xattrsOf, type TarHeader } from "../../archive/tar.ts";
+import type { ByteReader } from "../../archive/bytes.ts";
+import { PathConflictError, UnsafeArchiveError } from "../../errors.ts";
+import { normalizeImagePath, type TreeWriter } from "../../store/tree.ts";
+
+/** Top-level directories that are symlinks into /usr on a merged-/usr system. */
+export const MERGED_DIRS = ["bin", "sbin", "lib", "lib32", "lib64", "libx32", "libo32"];
+const MERGED = new Set(MERGED_DIRS);
+
+/** Image path after merged-/usr canonicalisation: "bin/sh" -> "usr/bin/sh". */
+export function canonicalPath(p: string): string {
+  const top = p.split("/", 1)[0]!;
+  return MERGED.has(top) ? `usr/${p}` : p;
+}
+
+/**
+ * A relative symlink that moved (bin/x -> usr/bin/x) must still point where
+ * it pointed: recompute it from the new place. Absolute and unmoved ones stay.
+ */
+export function canonicalLinkTarget(origPath: string, newPath: string, target: string): string {
+  if (target.startsWith("/") || origPath === newPath) return target;
+  const abs = path.posix.normalize(path.posix.join("/", path.posix.dirname(origPath), target));
+  const canon = "/" + canonicalPath(abs.slice(1));
+  return path.posix.relative(path.posix.dirname("/" + newPath), canon) || ".";
+}
+
+/** Where a symlink at image path p points, as a canonical image path (for self-link checks). */
+function resolvedLink(p: string, target: string): string {
+  const abs = target.startsWith("/") ? path.posix.normalize(target) : path.posix.normalize(path.posix.join("/", path.posix.dirname(p), target));
+  return canonicalPath(abs.replace(/^\/+/, ""));
+}
+
+export interface DebInfo {
+  /** The control file text (one paragraph). */
+  control: string;
+  /** Other control members by name (md5sums, conffiles, postinst, ...). */
+  members: Map<string, Buffer>;
+  /** Paths as the package lists them (for the .list file), archive order. */
+  paths: string[];
+}
+
+const MAX_CONTROL_BYTES = 64 * 1024 * 1024;
+
+async function* tarOfMember(m: ArMember, what: string): AsyncGenerator<{ header: TarHeader; body: ByteReader }> {
+  const kind = m.name === "data.tar" || m.name === "control.tar" ? "none" : compressionFromName(m.name);
+  if (kind === "none" && !/\.tar$/.test(m.name)) throw new UnsafeArchiveError(`${what}: member ${m.name} uses an unsupported compression`);
+  const dec = decompressor(kind, `${what}: ${m.name}`);
+  const src = m.body.stream(m.size);
+  src.on("error", (e) => dec.destroy(e));
+  src.pipe(dec);
+  const it = dec[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  const once: AsyncIterable<Buffer> = { [Symbol.asyncIterator]: () => it };
+  yield* readTar(once, `${what}: ${m.name}`);
+  // Drain what follows the end-of-archive marker so the member ends cleanly.
+  while (!(await it.next()).done) { /* discard */ }
+}
+
+async function readControlTar(m: ArMember, what: string): Promise<{ control: string; members: Map<string, Buffer> }> {
+  const members = new Map<string, Buffer>();
+  let total = 0;
+  for await (const { header, body } of tarOfMember(m, what)) {
+    if (header.type === "5") continue;
+    const name = normalizeImagePath(header.name, what);
+    if (header.type !== "0" || name.includes("/")) continue;
+    total += header.size;
+    if (total > MAX_CONTROL_BYTES) throw new UnsafeArchiveError(`${what}: control archive is larger than ${MAX_CONTROL_BYTES} bytes`);
+    members.set(name, header.size ? Buffer.from(await body.mustRead(header.size)) : Buffer.alloc(0));
+  }
+  const control = members.get("control");
+  if (!control) throw new UnsafeArchiveError(`${what}: control archive has no control file; not a valid .deb`);
+  members.delete("control");
+  return { control: control.toString("utf8"), members };
+}
+
+async function checkBinary(m: ArMember, what: string): Promise<void> {
+  const v = (await m.body.mustRead(Math.min(m.size, 64))).toString("latin1").trim();
+  if (!v.startsWith("2.")) throw new UnsafeArchiveError(`${what}: unsupported .deb format version ${JSON.stringify(v)} (expected 2.x)`);
+}
+
+/** Read only the control part of a .deb (for status files when no record is cached). */
+export async function readDebControl(input: Readable, what: string): Promise<{ control: string; members: Map<string, Buffer> }> {
+  try {
+    for await (const m of readAr(input, what)) {
+      if (m.name === "debian-binary") await checkBinary(m, what);
+      else if (m.name.startsWith("control.tar")) return await readControlTar(m, what);
+    }
+  } finally {
+    input.destroy();
+  }
+  throw new UnsafeArchiveError(`${what}: no control archive; not a valid .deb`);
+}
+
+/** Install a .deb's data into a tree with merged-/usr canonicalisation; returns its control data. */
+export async function installDeb(input: Readable, tree: TreeWriter, what: string): Promise<DebInfo> {
+  let ctl: { control: string; members: Map<string, Buffer> } | undefined;
+  let sawData = false;
+  let sawBinary = false;
+  const paths: string[] = [];
+  for await (const m of readAr(input, what)) {
+    if (m.name === "debian-binary") {
+      await checkBinary(m, what);
+      sawBinary = true;
+    } else if (m.name.startsWith("control.tar")) {
+      ctl = await readControlTar(m, what);
+    } else if (m.name.startsWith("data.tar")) {
+      if (!sawBinary || !ctl) throw new UnsafeArchiveError(`${what}: data archive comes before debian-binary/control; not a valid .deb`);
+      await extractData(m, tree, what, paths);
+      sawData = true;
+    } else if (!m.name.startsWith("_")) {
+      throw new UnsafeArchiveError(`${what}: unexpected member ${JSON.stringify(m.name)}; not a .deb this tool understands`);
+    }
+  }
+  if (!ctl || !sawData) throw new UnsafeArchiveError(`${what}: missing ${ctl ? "data" : "control"} archive; the .deb is truncated or corrupt`);
+  return { ...ctl, paths };
+}
+
+async function extractData(m: ArMember, tree: TreeWriter, what: string, paths: string[]): Promise<void> {
+  /** canonical path -> original path, for non-directories, to catch /bin/x vs /usr/bin/x. */
+  const written = new Map<string, { orig: string; link?: string }>();
+  for await (const { header: h, body } of tarOfMember(m, what)) {
+    if (h.name.startsWith("/")) throw new UnsafeArchiveError(`${what}: data entry ${JSON.stringify(h.name)} is absolute; refusing the package`);
+    const orig = normalizeImagePath(h.name, what);
+    if (orig === "") continue;
+    paths.push("/" + orig);
+    const p = canonicalPath(orig);
+    const meta = { mode: h.mode, uid: h.uid, gid: h.gid, xattrs: xattrsOf(h.pax) };
+    if (MERGED.has(orig)) {
+      // The top-level dir or alias symlink itself belongs to the merged-/usr base.
+      if (h.type === "5" || (h.type === "2" && resolvedLink(orig, h.linkname) === `usr/${orig}`)) continue;
+      throw new UnsafeArchiveError(`${what}: /${orig} is a ${h.type === "2" ? `symlink to ${h.linkname}` : "file"}, which contradicts merged-/usr`);
+    }
+    if (h.type === "5") {
+      await tree.addDir(p, meta);
+      continue;
+    }
+    const prev = written.get(p);
+    if (prev) {
+      // Both /bin/x and /usr/bin/x: fine only if one is a link to the other.
+      const selfLink = h.type === "2" && resolvedLink(orig, h.linkname) === p;
+      if (selfLink) continue;
+      if (!(prev.link !== undefined && resolvedLink(prev.orig, prev.link) === p)) {
+        throw new PathConflictError(`${what}: ships both /${prev.orig} and /${orig}, which are the same file on merged-/usr; the package cannot be installed on a merged-/usr image`);
+      }
+    }
+    written.set(p, { orig, link: h.type === "2" ? h.linkname : undefined });
+    switch (h.type) {
+      case "0":
+        await tree.addFile(p, body.stream(h.size), meta);
+        break;
+      case "2":
+        tree.addSymlink(p, canonicalLinkTarget(orig, p, h.linkname), meta);
+        break;
+      case "1":
+        tree.addHardlink(p, canonicalPath(normalizeImagePath(h.linkname, what)));
+        break;
+      case "3":
+      case "4":
+        throw new UnsafeArchiveError(`${what}: ${JSON.stringify(h.name)} is a device node; packages may not create devices in an image`);
+      case "6":
+        throw new UnsafeArchiveError(`${what}: ${JSON.stringify(h.name)} is a FIFO; refusing it`);
+      default:
+        throw new UnsafeArchiveError(`${what}: ${JSON.stringify(h.name)} has unsupported tar type ${JSON.stringify(h.type)}`);
+    }
+  }
+}
+
+/** dpkg's name for per-package files: "libc6:amd64" for Multi-Arch: same, else the bare name. */
+export function dpkgInfoName(name: string, arch: string, multiArch: string | undefined): string {
+  return multiArch === "same" ? `${name}:${arch}` : name;
+}
+
+/** Write the dpkg database files that belong to one package into its own tree. */
+export async function writeDpkgInfo(tree: TreeWriter, infoName: string, info: DebInfo): Promise<void> {
+  const dir = "var/lib/dpkg/info";
+  for (const d of ["var", "var/lib", "var/lib/dpkg", dir]) await tree.addDir(d, { mode: 0o755 });
+  const list = ["/.", ...info.paths.map((p) => p.replace(/\/$/, ""))].join("\n") + "\n";
+  await tree.addFile(`${dir}/${infoName}.list`, list, { mode: 0o644 });
+  for (const [name, data] of [...info.members].sort(([a], [b]) => (a < b ? -1 : 1))) {
+    if (!/^[a-z0-9_.+-]+$/.test(name)) continue;
+    const script = ["preinst", "postinst", "prerm", "postrm", "config"].includes(name);
+    await tree.addFile(`${dir}/${infoName}.${name}`, data, { mode: script ? 0o755 : 0o644 });
+  }
+}
