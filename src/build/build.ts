@@ -3,7 +3,7 @@
 // layers -> assemble -> export.
 
 import { loadConfig, type LoadedConfig } from "../config/load.ts";
-import { CorruptStoreError, ImageLimitError } from "../errors.ts";
+import { ConfigError, CorruptStoreError, ImageLimitError } from "../errors.ts";
 import { fold, type FoldResult } from "../fold/fold.ts";
 import { directoryIndex, planLayers, splitLayer, type PlannedLayer } from "../fold/plan.ts";
 import { buildLayer, layerKey, reusableLayer, type LayerRecord } from "../layer/layer.ts";
@@ -37,6 +37,8 @@ export interface BuildOptions {
   overrides?: Record<string, string>;
   log?: Logger;
   concurrency?: number;
+  /** Overrides the config's compression. */
+  compression?: LayerCompression;
   kinds?: SourceKind[];
 }
 
@@ -91,6 +93,10 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   let t = now();
   const cfg = await loadConfig({ dir: opts.dir, file: opts.file }, kinds);
   const image = cfg.image;
+  if (opts.compression) {
+    if (!["zstd", "gzip", "none"].includes(opts.compression)) throw new ConfigError(`compression ${JSON.stringify(opts.compression)} is not one of zstd, gzip, none`);
+    image.compression = opts.compression;
+  }
   timings.config = now() - t;
 
   // Resolve and lock.

@@ -8,6 +8,7 @@ export interface BuildFlags extends CommonFlags {
   frozen?: boolean;
   override?: string[];
   concurrency?: string;
+  compression?: "zstd" | "gzip" | "none";
 }
 
 /** The summary `build --json` prints and `inspect --json` mirrors. */
@@ -41,6 +42,7 @@ export function buildCommand(): Command {
     .option("--frozen", "use layerfold.lock as it is; fail if it is missing or out of date")
     .option("--override <name=dir>", "use a local directory instead of a source (repeatable)", collect)
     .option("--concurrency <n>", "packages installed at once", "2")
+    .option("--compression <kind>", "layer compression: zstd, gzip or none (overrides the config)")
     .action(async (flags: BuildFlags) => {
       const log = loggerFrom(flags);
       const r = await build({
@@ -51,6 +53,7 @@ export function buildCommand(): Command {
         frozen: flags.frozen,
         overrides: parseOverrides(flags.override),
         concurrency: Number(flags.concurrency ?? 2),
+        compression: flags.compression,
         log,
       });
       if (flags.json) return printJson(buildSummary(r));

@@ -47,8 +47,8 @@ export function fold(layers: FoldLayerInput[], depsOf: (id: string) => readonly 
       mine.push(root);
       queue.push(root);
     }
-    while (queue.length) {
-      const id = queue.shift()!;
+    for (let head = 0; head < queue.length; head++) {
+      const id = queue[head]!;
       for (const dep of [...(depsOf(id) ?? [])].sort()) {
         if (layerOf.has(dep)) continue;
         if (depsOf(dep) === undefined) {

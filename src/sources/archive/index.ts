@@ -2,6 +2,7 @@
 // missing sha256 is filled in by `layerfold lock` and kept in the lock file.
 
 import path from "node:path";
+import { pathToFileURL } from "node:url";
 import { z } from "zod";
 import { LockError } from "../../errors.ts";
 import { fetchToStore, redactUrl } from "../../fetch/fetch.ts";
@@ -14,7 +15,9 @@ import type { LockedPackage, SourceKind } from "../types.ts";
 
 export const archiveSpecSchema = z
   .object({
-    url: z.string().url(),
+    /** http(s):// or file:// URL; or use `path` for an archive next to the config. */
+    url: z.string().url().optional(),
+    path: z.string().optional(),
     sha256: z.string().regex(/^[0-9a-f]{64}$/, "must be 64 lowercase hex digits").optional(),
     /** Image directory to unpack into. */
     dest: z.string().startsWith("/", "must be an absolute image path").default("/"),
@@ -27,13 +30,17 @@ export const archiveSpecSchema = z
     /** Refuse archives that unpack to more than this many bytes (bomb guard). */
     maxBytes: z.number().int().positive().optional(),
   })
-  .strict();
+  .strict()
+  .refine((s) => (s.url === undefined) !== (s.path === undefined), { message: "give exactly one of url or path" });
 
 export type ArchiveSpec = z.infer<typeof archiveSpecSchema>;
 
-const fileNameOf = (url: string) => decodeURIComponent(new URL(url).pathname.split("/").pop() || "archive");
-const nameOf = (spec: ArchiveSpec) => spec.name ?? fileNameOf(spec.url).replace(/\.(tar\.(gz|xz|zst|bz2)|tgz|txz|tzst|zip|tar)$/, "");
-const isZip = (spec: ArchiveSpec) => spec.format === "zip" || (!spec.format && /\.zip$/i.test(new URL(spec.url).pathname));
+const fileNameOf = (spec: ArchiveSpec) => (spec.path ? path.basename(spec.path) : decodeURIComponent(new URL(spec.url!).pathname.split("/").pop() || "archive"));
+const nameOf = (spec: ArchiveSpec) => spec.name ?? fileNameOf(spec).replace(/\.(tar\.(gz|xz|zst|bz2)|tgz|txz|tzst|zip|tar)$/, "");
+const isZip = (spec: ArchiveSpec) => spec.format === "zip" || (!spec.format && /\.zip$/i.test(fileNameOf(spec)));
+/** Where to fetch from; a local path is relative to the config file. */
+const urlOf = (spec: ArchiveSpec, configDir: string) => spec.url ?? pathToFileURL(path.resolve(configDir, spec.path!)).toString();
+const shownAs = (spec: ArchiveSpec) => (spec.url ? redactUrl(spec.url) : spec.path!);
 
 export const archiveSource: SourceKind<ArchiveSpec[], undefined> = {
   kind: "archive",
@@ -44,20 +51,20 @@ export const archiveSource: SourceKind<ArchiveSpec[], undefined> = {
     for (const layer of specs) {
       for (const spec of layer ?? []) {
         const id = `archive:${nameOf(spec)}`;
-        const what = `archive ${redactUrl(spec.url)} (${id})`;
+        const what = `archive ${shownAs(spec)} (${id})`;
         const locked = ctx.locked.find((p) => p.id === id && p.artifact?.url === spec.url);
         let sha256 = spec.sha256 ?? (ctx.update.includes(nameOf(spec)) ? undefined : locked?.artifact?.sha256);
         if (!sha256) {
           if (ctx.frozen) throw new LockError(`${what} has no sha256 in the config or the lock; run \`layerfold lock\` to fill it in`);
           ctx.log.info(`hashing ${what} (no sha256 given)`);
-          sha256 = (await fetchToStore(ctx.store, spec.url, { what })).hex;
+          sha256 = (await fetchToStore(ctx.store, urlOf(spec, ctx.configDir), { what })).hex;
         }
         packages.push({
           id,
           kind: "archive",
           name: nameOf(spec),
           version: sha256.slice(0, 16),
-          artifact: { file: fileNameOf(spec.url), sha256, url: spec.url },
+          artifact: { file: fileNameOf(spec), sha256, ...(spec.url ? { url: spec.url } : {}) },
           deps: [],
           meta: { dest: spec.dest, stripComponents: spec.stripComponents, format: isZip(spec) ? "zip" : "tar" },
         });
@@ -71,13 +78,13 @@ export const archiveSource: SourceKind<ArchiveSpec[], undefined> = {
   },
   async install(pkg, tree, _opts, ctx) {
     const spec = specFor(pkg, ctx.image.layers);
-    const what = `archive ${redactUrl(spec.url)} (${pkg.id})`;
+    const what = `archive ${shownAs(spec)} (${pkg.id})`;
     const local = ctx.overrides[pkg.name] ?? ctx.overrides[pkg.id];
     if (local) {
       await copyHostPath(tree, path.resolve(local), { ...spec, exclude: [".git"] }, `${what} overridden by ${local}`);
       return;
     }
-    const { hex } = await fetchToStore(ctx.store, spec.url, { what, sha256: pkg.artifact!.sha256 });
+    const { hex } = await fetchToStore(ctx.store, urlOf(spec, ctx.configDir), { what, sha256: pkg.artifact!.sha256 });
     const file = ctx.store.blobPath(hex);
     const prefix = spec.dest.replace(/^\/+/, "");
     if (isZip(spec)) await extractZip(file, tree, prefix, spec.stripComponents, spec.maxBytes);

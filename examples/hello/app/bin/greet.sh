@@ -1,0 +1,2 @@
+#!/bin/sh
+echo "hello from layerfold: $(cat /opt/hello/share/message.txt)"

@@ -1,0 +1,8 @@
+// The public API: what a config file or another program imports.
+
+export { defineImage } from "./config/schema.ts";
+export type { ImageDefinition, ImageInput, LayerDefinition, ImageRuntimeConfig } from "./config/schema.ts";
+export { build, type BuildOptions, type BuildResult } from "./build/build.ts";
+export { Store, defaultStoreDir } from "./store/store.ts";
+export type { SourceKind, LockedPackage } from "./sources/types.ts";
+export * from "./errors.ts";

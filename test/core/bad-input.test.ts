@@ -1,0 +1,132 @@
+// Bad input gets a clear error naming the offending thing, a non-zero exit
+// and no partial output where the image was to be written.
+
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { mkdir, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { after, before, test } from "node:test";
+import { repoRoot, runCli, tempDir } from "../helpers/cli.ts";
+
+let tmp: { dir: string; cleanup: () => Promise<void> };
+before(async () => { tmp = await tempDir(); });
+after(async () => tmp.cleanup());
+
+const lib = path.join(repoRoot, "src", "index.ts");
+let n = 0;
+
+/** Write a config (its layers as TS source) in a fresh dir and build it. */
+async function buildWith(layersTs: string, files: Record<string, string | Buffer> = {}, top = "") {
+  const dir = path.join(tmp.dir, `case-${++n}`);
+  await mkdir(dir, { recursive: true });
+  for (const [name, data] of Object.entries(files)) {
+    await mkdir(path.dirname(path.join(dir, name)), { recursive: true });
+    await writeFile(path.join(dir, name), data);
+  }
+  await writeFile(path.join(dir, "layerfold.config.ts"), `import { defineImage } from ${JSON.stringify(lib)};\nexport default defineImage({ name: "bad/case", ${top} layers: ${layersTs} });\n`);
+  const out = path.join(dir, "out");
+  const r = await runCli(["build", "-C", dir, "--store", path.join(tmp.dir, "store"), "-o", `oci:${out}`]);
+  return { ...r, dir, outExists: existsSync(out) };
+}
+
+const python = (dir: string, code: string) => execFileSync("python3", ["-c", code], { cwd: dir });
+
+test("wrong config types name the file and the field", async () => {
+  const r = await buildWith(`[{ name: "a", inline: [{ path: "/x", text: "y" }] }]`, {}, "tag: 5,");
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /layerfold\.config\.ts: invalid image definition/);
+  assert.match(r.stderr, /tag: Expected string, received number/);
+  assert.equal(r.outExists, false);
+  const r2 = await buildWith(`[{ name: "a", inline: [{ path: "relative", text: "y" }] }]`);
+  assert.equal(r2.code, 2);
+  assert.match(r2.stderr, /layers\[0\]\.inline\[0\]\.path: must be an absolute image path/);
+  const r3 = await buildWith(`[{ name: "a", debain: ["bash"] }]`);
+  assert.equal(r3.code, 2);
+  assert.match(r3.stderr, /unknown key "debain"/);
+});
+
+test("a missing file is named", async () => {
+  const r = await buildWith(`[{ name: "a", files: [{ src: "./nope", dest: "/opt/x" }] }]`);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /files \.\/nope -> \/opt\/x: .*nope does not exist/);
+  assert.equal(r.outExists, false);
+});
+
+test("a sha256 mismatch is refused with both hashes", async () => {
+  const dir = path.join(tmp.dir, "tars");
+  await mkdir(dir, { recursive: true });
+  execFileSync("sh", ["-c", "mkdir -p d && echo hi > d/f && tar czf ok.tar.gz d"], { cwd: dir });
+  const r = await buildWith(`[{ name: "a", archives: [{ path: ${JSON.stringify(path.join(dir, "ok.tar.gz"))}, sha256: "${"0".repeat(64)}" }] }]`);
+  assert.equal(r.code, 3);
+  assert.match(r.stderr, /E_HASH_MISMATCH/);
+  assert.match(r.stderr, /archive .*ok\.tar\.gz \(archive:ok\): sha256 is [0-9a-f]{64} but 0{64} was expected/);
+  assert.equal(r.outExists, false);
+});
+
+test("hostile archives: ../ paths, escaping or absolute symlinks, device nodes", async () => {
+  const dir = path.join(tmp.dir, "hostile");
+  await mkdir(dir, { recursive: true });
+  python(dir, `
+import tarfile, io
+def mk(name, infos):
+    with tarfile.open(name, "w:gz") as t:
+        for i, data in infos:
+            t.addfile(i, io.BytesIO(data) if data is not None else None)
+def f(n, d=b"x"):
+    i = tarfile.TarInfo(n); i.size = len(d); return (i, d)
+def l(n, target):
+    i = tarfile.TarInfo(n); i.type = tarfile.SYMTYPE; i.linkname = target; return (i, None)
+dev = tarfile.TarInfo("dev/null"); dev.type = tarfile.CHRTYPE; dev.devmajor = 1; dev.devminor = 3
+mk("traversal.tar.gz", [f("../../etc/evil")])
+mk("abs-link.tar.gz", [l("etc/shadow", "/etc/shadow")])
+mk("escape-link.tar.gz", [l("a/b", "../../../root")])
+mk("device.tar.gz", [(dev, None)])
+`);
+  const cases: Array<[string, RegExp]> = [
+    ["traversal.tar.gz", /"\.\.\/\.\.\/etc\/evil" contains "\.\."/],
+    ["abs-link.tar.gz", /symlink "etc\/shadow" points to the absolute path/],
+    ["escape-link.tar.gz", /symlink "a\/b" -> "\.\.\/\.\.\/\.\.\/root" escapes the tree/],
+    ["device.tar.gz", /"dev\/null" is a device node/],
+  ];
+  for (const [file, re] of cases) {
+    const r = await buildWith(`[{ name: "a", archives: [{ path: ${JSON.stringify(path.join(dir, file))} }] }]`);
+    assert.equal(r.code, 4, `${file}: ${r.stderr}`);
+    assert.match(r.stderr, /E_UNSAFE_ARCHIVE/);
+    assert.match(r.stderr, re, file);
+    assert.match(r.stderr, new RegExp(`archive:${file.replace(/\.tar\.gz$/, "")}`), "names the package");
+    assert.equal(r.outExists, false);
+  }
+});
+
+test("zip bombs: a size that lies, and a total over the limit", async () => {
+  const dir = path.join(tmp.dir, "bombs");
+  await mkdir(dir, { recursive: true });
+  python(dir, `
+import zipfile, struct
+with zipfile.ZipFile("big.zip", "w", zipfile.ZIP_DEFLATED) as z:
+    z.writestr("zeros", b"\\0" * (64 << 20))
+data = bytearray(open("big.zip", "rb").read())
+# Lie about the uncompressed size (64 MiB -> 1000 bytes) in both headers.
+lh = data.find(b"PK\\x03\\x04"); struct.pack_into("<I", data, lh + 22, 1000)
+ch = data.find(b"PK\\x01\\x02"); struct.pack_into("<I", data, ch + 24, 1000)
+open("liar.zip", "wb").write(bytes(data))
+`);
+  const liar = await buildWith(`[{ name: "a", archives: [{ path: ${JSON.stringify(path.join(dir, "liar.zip"))} }] }]`);
+  assert.equal(liar.code, 4, liar.stderr);
+  assert.match(liar.stderr, /archive:liar/);
+  assert.equal(liar.outExists, false);
+  const big = await buildWith(`[{ name: "a", archives: [{ path: ${JSON.stringify(path.join(dir, "big.zip"))}, maxBytes: 1048576 }] }]`);
+  assert.equal(big.code, 4, big.stderr);
+  assert.match(big.stderr, /archive:big/);
+  assert.equal(big.outExists, false);
+});
+
+test("two packages with different content at one path: error names both and the fix", async () => {
+  const r = await buildWith(`[{ name: "a", inline: [{ path: "/etc/x", text: "1" }] }, { name: "b", files: [{ src: "./x", dest: "/etc/x" }] }]`, { x: "2" });
+  assert.equal(r.code, 5, r.stderr);
+  assert.match(r.stderr, /\/etc\/x is provided by both inline:\/etc\/x and file:\/etc\/x/);
+  assert.match(r.stderr, /conflicts: \{ "\/etc\/x": "inline:\/etc\/x" \}/);
+  const ok = await buildWith(`[{ name: "a", inline: [{ path: "/etc/x", text: "1" }] }, { name: "b", files: [{ src: "./x", dest: "/etc/x" }] }]`, { x: "2" }, `conflicts: { "/etc/x": "file:/etc/x" },`);
+  assert.equal(ok.code, 0, ok.stderr);
+});

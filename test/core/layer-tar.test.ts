@@ -1,0 +1,134 @@
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { createReadStream } from "node:fs";
+import path from "node:path";
+import { test } from "node:test";
+import { readTar, extractTar } from "../../src/archive/tar.ts";
+import { openDecompressed } from "../../src/archive/decompress.ts";
+import { buildLayer, layerKey } from "../../src/layer/layer.ts";
+import { withParents, type LayerEntry } from "../../src/layer/tar-writer.ts";
+import { Store } from "../../src/store/store.ts";
+import { UnsafeArchiveError, CorruptStoreError } from "../../src/errors.ts";
+import { tempDir } from "../helpers/cli.ts";
+import { writeFile, appendFile } from "node:fs/promises";
+
+const CAP = Buffer.from([0x01, 0x00, 0x00, 0x02, 0x00, 0x04, 0x00, 0x00, 0xff, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00]);
+const LONG = `usr/lib/${"very-long-directory-name/".repeat(8)}${"f".repeat(120)}.txt`;
+
+async function sampleTree(store: Store, key = "t1") {
+  return store.ensureTree(key, "test:sample", async (w) => {
+    await w.addDir("tmp", { mode: 0o1777 });
+    await w.addFile("usr/bin/ping", "ELF", { mode: 0o755, xattrs: { "security.capability": CAP.toString("base64") } });
+    await w.addFile(LONG, "long\n");
+    await w.addFile("etc/data", Buffer.alloc(3 * 1024 * 1024, 7));
+    w.addSymlink("usr/bin/ping6", "ping");
+    w.addHardlink("usr/bin/ping-hard", "usr/bin/ping");
+    await w.addFile("opt/owned", "x", { uid: 1000, gid: 1000 });
+  });
+}
+
+function entriesOf(tree: Awaited<ReturnType<typeof sampleTree>>["tree"]): LayerEntry[] {
+  return withParents(tree.manifest.entries.map((entry) => ({ entry, rootDir: tree.rootDir, packageId: "test:sample", treeKey: tree.key })));
+}
+
+test("layer tar: deterministic, sorted, parents, links, owners, byte-exact xattrs, long names", async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    const records = [];
+    for (const s of ["a", "b"]) {
+      const store = new Store(path.join(dir, s));
+      const { tree } = await sampleTree(store);
+      const input = { name: "l", packages: ["test:sample"], entries: entriesOf(tree), compression: "zstd" as const, mtime: 1700000000 };
+      records.push({ store, rec: await buildLayer(store, input, layerKey(input)) });
+    }
+    assert.equal(records[0]!.rec.digest, records[1]!.rec.digest, "same inputs, same compressed digest");
+    assert.equal(records[0]!.rec.diffId, records[1]!.rec.diffId);
+    const { store, rec } = records[0]!;
+    const seen: Array<{ name: string; type: string; mode: number; uid: number; linkname: string; cap?: Buffer }> = [];
+    const stream = await openDecompressed(store.blobPath(rec.digest.slice(7)), "layer");
+    for await (const { header, body } of readTar(stream, "layer")) {
+      seen.push({ name: header.name, type: header.type, mode: header.mode, uid: header.uid, linkname: header.linkname, cap: header.pax.get("SCHILY.xattr.security.capability") });
+      await body.skip(0);
+    }
+    const names = seen.map((s) => s.name);
+    assert.deepEqual(names, [...names].sort(), "entries sorted");
+    assert.ok(names.includes("usr/") && names.includes("usr/bin/") && names.includes("etc/"), "explicit parent directories");
+    assert.ok(names.includes(LONG), "long name kept through pax");
+    const ping = seen.find((s) => s.name === "usr/bin/ping")!;
+    assert.deepEqual(ping.cap, CAP, "security.capability byte-exact");
+    assert.equal(ping.mode, 0o755);
+    assert.equal(seen.find((s) => s.name === "tmp/")!.mode, 0o1777);
+    assert.deepEqual(seen.find((s) => s.name === "usr/bin/ping6"), { name: "usr/bin/ping6", type: "2", mode: 0o777, uid: 0, linkname: "ping", cap: undefined });
+    assert.equal(seen.find((s) => s.name === "usr/bin/ping-hard")!.type, "1");
+    assert.equal(seen.find((s) => s.name === "opt/owned")!.uid, 1000);
+    // GNU tar agrees, and sees the fixed mtime.
+    const listing = execFileSync("sh", ["-c", `zstd -dc ${store.blobPath(rec.digest.slice(7))} | tar --full-time -tvf -`], { encoding: "utf8" });
+    assert.match(listing, /2023-11-14 22:13:20 usr\/bin\/ping -> |2023-11-14 22:13:20 usr\/bin\/ping6 -> ping/);
+    assert.doesNotMatch(listing, /root\/root/, "no user or group names");
+  } finally {
+    await cleanup();
+  }
+});
+
+test("a corrupted store file is detected while streaming, never published", async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    const store = new Store(dir);
+    const { tree } = await sampleTree(store);
+    await appendFile(path.join(tree.rootDir, "etc/data"), "tamper");
+    const input = { name: "l", packages: ["test:sample"], entries: entriesOf(tree), compression: "none" as const, mtime: 0 };
+    await assert.rejects(buildLayer(store, input, layerKey(input)), CorruptStoreError);
+    assert.equal(await store.getRecord("layers", layerKey(input)), undefined, "no record for a failed layer");
+    // A tree.json edited behind our back is dropped on read.
+    await writeFile(path.join(store.treeDir(tree.key), "tree.json"), "{}");
+    assert.equal(await store.getTree(tree.key), undefined);
+  } finally {
+    await cleanup();
+  }
+});
+
+test("tree writer refuses traversal, escaping symlinks and writes through symlinks", async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    const store = new Store(dir);
+    const attempt = (fill: Parameters<Store["ensureTree"]>[2], symlinks: "contained" | "image" = "contained") =>
+      store.ensureTree(`k${Math.random()}`, "test:hostile", fill, { symlinks });
+    await assert.rejects(attempt((w) => w.addFile("../../etc/passwd", "x").then(() => {})), UnsafeArchiveError);
+    await assert.rejects(attempt(async (w) => w.addSymlink("a", "/etc/passwd")), /absolute path/);
+    await assert.rejects(attempt(async (w) => w.addSymlink("a/b", "../../x")), /escapes the tree/);
+    await assert.rejects(attempt(async (w) => { w.addSymlink("d", "."); await w.addFile("d/x", "y"); }), /lies under "d", which is a symlink/);
+    await assert.rejects(attempt(async (w) => w.addHardlink("h", "nothing")), /does not point at a regular file/);
+    // Absolute symlinks are fine for packages installed into an image root (.debs).
+    const ok = await attempt(async (w) => w.addSymlink("usr/bin/cc", "/usr/bin/gcc-12"), "image");
+    assert.equal(ok.tree.manifest.entries[0]!.target, "/usr/bin/gcc-12");
+    // Nothing half-written is left in the store.
+    const { readdir } = await import("node:fs/promises");
+    assert.deepEqual((await readdir(path.join(dir, "trees"))).length, 1);
+    assert.deepEqual(await readdir(path.join(dir, "tmp")).then((x) => x.filter((n) => n.startsWith("tree-"))), []);
+  } finally {
+    await cleanup();
+  }
+});
+
+test("tar reader refuses device nodes, absolute paths and corrupt headers", async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    const mk = (name: string, py: string) => {
+      const file = path.join(dir, name);
+      execFileSync("python3", ["-c", `import tarfile,io\nt=tarfile.open(${JSON.stringify(file)},"w")\n${py}\nt.close()`]);
+      return file;
+    };
+    const dev = mk("dev.tar", `i=tarfile.TarInfo("dev/sda"); i.type=tarfile.BLKTYPE; i.devmajor=8; t.addfile(i)`);
+    const abs = mk("abs.tar", `i=tarfile.TarInfo("/etc/cron.d/x"); i.size=1; t.addfile(i, io.BytesIO(b"x"))`);
+    const dotdot = mk("dotdot.tar", `i=tarfile.TarInfo("a/../../x"); i.size=1; t.addfile(i, io.BytesIO(b"x"))`);
+    const store = new Store(path.join(dir, "store"));
+    for (const [file, re] of [[dev, /device node/], [abs, /absolute path/], [dotdot, /escape/]] as const) {
+      await assert.rejects(store.ensureTree(`k-${path.basename(file)}`, "test:tar", async (w) => extractTar(createReadStream(file), w)), re);
+    }
+    const garbage = path.join(dir, "garbage.tar");
+    await writeFile(garbage, Buffer.alloc(1024, 0x41));
+    await assert.rejects(store.ensureTree("k-garbage", "test:tar", async (w) => extractTar(createReadStream(garbage), w)), /checksum/);
+  } finally {
+    await cleanup();
+  }
+});

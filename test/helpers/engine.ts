@@ -1,0 +1,43 @@
+// podman as a real engine for tests, with the flags these machines need
+// (DESIGN.md): vfs storage, runc, cgroupfs, no default ulimits, and a private
+// storage root per test so runs never collide.
+
+import { execFile } from "node:child_process";
+import { mkdir, rm, writeFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { promisify } from "node:util";
+import { hasCommand } from "./registry.ts";
+
+const run = promisify(execFile);
+
+export interface Podman {
+  /** Run podman with the isolation flags; resolves with stdout. */
+  exec(args: string[], opts?: { env?: NodeJS.ProcessEnv }): Promise<{ stdout: string; stderr: string }>;
+  root: string;
+  env: NodeJS.ProcessEnv;
+  flags: string[];
+  cleanup(): Promise<void>;
+}
+
+export const havePodman = () => hasCommand("podman") && hasCommand("runc");
+
+export async function podman(): Promise<Podman> {
+  // Lowercase on purpose: podman refuses oci:PATH references with capitals.
+  const root = path.join(os.tmpdir(), `layerfold-podman-${process.pid}-${Math.random().toString(36).slice(2, 10)}`);
+  await mkdir(root, { recursive: true });
+  const conf = path.join(root, "containers.conf");
+  await writeFile(conf, "[containers]\ndefault_ulimits = []\n");
+  const env = { ...process.env, CONTAINERS_CONF: conf };
+  const flags = ["--root", path.join(root, "storage"), "--runroot", path.join(root, "run"), "--storage-driver", "vfs", "--runtime", "runc", "--cgroup-manager", "cgroupfs", "--events-backend", "file"];
+  return {
+    root,
+    env,
+    flags,
+    exec: (args, opts) => run("podman", [...flags, ...args], { env: { ...env, ...opts?.env }, maxBuffer: 64 << 20 }),
+    cleanup: async () => {
+      await run("podman", [...flags, "system", "reset", "--force"], { env }).catch(() => {});
+      await rm(root, { recursive: true, force: true });
+    },
+  };
+}
