@@ -86,17 +86,20 @@ export class ZipFile {
     return this.entries.find((e) => e.name === name);
   }
 
-  /** Where the member's data starts, after checking its local header. */
-  private async dataRange(e: ZipEntry): Promise<{ start: number; end: number }> {
-    const hdr = Buffer.alloc(30);
-    const { bytesRead } = await this.fh.read(hdr, 0, 30, e.offset);
-    if (bytesRead < 30 || hdr.readUInt32LE(0) !== LFH_SIG) throw new UnsafeArchiveError(`${this.what}: member ${JSON.stringify(e.name)} has no valid local header; the archive is corrupt`);
+  /** Check a member's local header (first 30 bytes in hdr); returns where its data starts and ends. */
+  private checkHeader(hdr: Buffer, e: ZipEntry): { start: number; end: number } {
+    if (hdr.length < 30 || hdr.readUInt32LE(0) !== LFH_SIG) throw new UnsafeArchiveError(`${this.what}: member ${JSON.stringify(e.name)} has no valid local header; the archive is corrupt`);
     if (hdr.readUInt16LE(6) & 1) throw new UnsafeArchiveError(`${this.what}: member ${JSON.stringify(e.name)} is encrypted; encrypted archives are not supported`);
     const start = e.offset + 30 + hdr.readUInt16LE(26) + hdr.readUInt16LE(28);
     const end = start + e.compressedSize;
-    const limit = this.limits.get(e)!;
-    if (end > limit) throw new UnsafeArchiveError(`${this.what}: member ${JSON.stringify(e.name)} overlaps the next member or the central directory; refusing a possible zip bomb`);
+    if (end > this.limits.get(e)!) throw new UnsafeArchiveError(`${this.what}: member ${JSON.stringify(e.name)} overlaps the next member or the central directory; refusing a possible zip bomb`);
     return { start, end };
+  }
+
+  private async dataRange(e: ZipEntry): Promise<{ start: number; end: number }> {
+    const hdr = Buffer.alloc(30);
+    const { bytesRead } = await this.fh.read(hdr, 0, 30, e.offset);
+    return this.checkHeader(hdr.subarray(0, bytesRead), e);
   }
 
   /** Stream a member's content; fails if it inflates to more or less than declared or its CRC is wrong. */
@@ -107,12 +110,40 @@ export class ZipFile {
     const check = new SizeCrcCheck(e, this.what);
     if (e.method === 0) {
       if (e.compressedSize !== e.size) throw new UnsafeArchiveError(`${this.what}: stored member ${JSON.stringify(e.name)} has differing sizes`);
-      return raw.on("error", (err) => check.destroy(err)).pipe(check);
+      return raw.on("error", (err: Error) => check.destroy(err)).pipe(check);
     }
     const inflate = zlib.createInflateRaw({ chunkSize: 1 << 16 });
-    raw.on("error", (err) => inflate.destroy(err));
+    raw.on("error", (err: Error) => inflate.destroy(err));
     inflate.on("error", (err) => check.destroy(new UnsafeArchiveError(`${this.what}: member ${JSON.stringify(e.name)} does not inflate: ${err.message}`)));
     return raw.pipe(inflate).pipe(check);
+  }
+
+  /**
+   * A member's content: a Buffer for small members (one read, inflate on the
+   * thread pool, no stream set-up), a stream for large ones. Same checks as stream().
+   */
+  async content(e: ZipEntry, smallBytes = 1 << 20): Promise<Buffer | Readable> {
+    if (e.size > smallBytes || e.compressedSize > smallBytes || (e.method !== 0 && e.method !== 8)) return this.stream(e);
+    const slack = 30 + 0xffff * 2;
+    const want = Math.min(30 + 512 + e.compressedSize, slack + e.compressedSize);
+    let buf = Buffer.alloc(want);
+    const { bytesRead } = await this.fh.read(buf, 0, want, e.offset);
+    buf = buf.subarray(0, bytesRead);
+    const { start, end } = this.checkHeader(buf, e);
+    if (end - e.offset > buf.length) return this.stream(e); // unusually long local extra field
+    const data = buf.subarray(start - e.offset, end - e.offset);
+    let out: Buffer;
+    if (e.method === 0) out = data;
+    else {
+      try {
+        out = await new Promise<Buffer>((res, rej) => zlib.inflateRaw(data, { maxOutputLength: Math.max(1, e.size) }, (err, b) => (err ? rej(err) : res(b))));
+      } catch (err) {
+        throw new UnsafeArchiveError(`${this.what}: member ${JSON.stringify(e.name)} does not inflate within its declared ${e.size} bytes: ${(err as Error).message}`);
+      }
+    }
+    if (out.length !== e.size) throw new UnsafeArchiveError(`${this.what}: member ${JSON.stringify(e.name)} has ${out.length} bytes but declares ${e.size}; the archive is corrupt`);
+    if (zlib.crc32(out) >>> 0 !== e.crc32 >>> 0) throw new UnsafeArchiveError(`${this.what}: member ${JSON.stringify(e.name)} fails its CRC-32 check; the archive is corrupt`);
+    return out;
   }
 
   /** Read a small member whole (METADATA, RECORD, WHEEL). */

@@ -27,6 +27,8 @@ test("reads stored and deflated members and their modes", async () => {
       assert.deepEqual(z.entries.map((e) => e.name), ["pkg/", "pkg/a.txt", "pkg/big.bin", "bin/x"]);
       assert.equal((await z.read(z.get("pkg/a.txt")!)).toString(), "hello");
       assert.ok((await z.read(z.get("pkg/big.bin")!)).equals(big));
+      assert.ok(((await z.content(z.get("pkg/big.bin")!)) as Buffer).equals(big));
+      assert.equal(typeof (await z.content(z.get("pkg/big.bin")!, 1000)).pipe, "function", "large members stream");
       assert.equal(z.get("bin/x")!.mode, 0o755);
       assert.equal(z.get("pkg/")!.isDir, true);
     } finally {
@@ -57,6 +59,8 @@ test("refuses a member that inflates past its declared size", async () => {
   await withZip(makeZip([{ name: "bomb", data: Buffer.alloc(1_000_000), declaredSize: 1000 }]), async (f) => {
     const z = await openZip(f);
     await assert.rejects(z.read(z.entries[0]!), (e: Error) => e instanceof UnsafeArchiveError && /inflates past its declared 1000 bytes/.test(e.message));
+    // The small-member fast path has the same defence.
+    await assert.rejects(z.content(z.entries[0]!), (e: Error) => e instanceof UnsafeArchiveError && /within its declared 1000 bytes/.test(e.message));
     await z.close();
   });
 });

@@ -175,7 +175,7 @@ async function install(z: ZipFile, tree: TreeWriter, o: InstallWheelOptions): Pr
       const entry = await tree.addFile(dest, out, { mode: 0o755 });
       installed.push({ path: rel(dest), hash: entry.sha256!, size: entry.size! });
     } else {
-      const entry = await tree.addFile(dest, await z.stream(e), { mode: exec ? 0o755 : 0o644 });
+      const entry = await tree.addFile(dest, await z.content(e), { mode: exec ? 0o755 : 0o644 });
       verify(e.name, entry.sha256!, entry.size!);
       installed.push({ path: rel(dest), hash: entry.sha256!, size: entry.size! });
     }
