@@ -153,6 +153,7 @@ export async function uploadBlob(client: RegistryClient, repository: string, des
 
   const chunkSize = opts.chunkSize && opts.chunkSize > 0 ? opts.chunkSize : Number.MAX_SAFE_INTEGER;
   let offset = 0;
+  let furthest = 0;
   while (offset < desc.size) {
     const reader = new ChunkReader(await openAt(source, desc, offset));
     try {
@@ -171,7 +172,9 @@ export async function uploadBlob(client: RegistryClient, repository: string, des
         r.body.resume();
         location = client.location(r, what);
         offset += len;
-        failures = 0;
+        // Failures count per blob; only progress past the furthest point so far earns a fresh budget,
+        // so a registry that loses the upload at the same place every time cannot loop us forever.
+        if (offset > furthest) { furthest = offset; failures = 0; }
       }
     } catch (err) {
       reader.close();
