@@ -4,8 +4,9 @@
 // is ever run. Control members other than "control" are kept where dpkg keeps
 // them (var/lib/dpkg/info/<pkg>.<member>), so the image looks installed.
 
+import { createHash } from "node:crypto";
 import path from "node:path";
-import type { Readable } from "node:stream";
+import { Transform, type Readable } from "node:stream";
 import { readAr, type ArMember } from "../../archive/ar.ts";
 import { compressionFromName, decompressor } from "../../archive/decompress.ts";
 import { readTar, xattrsOf, type TarHeader } from "../../archive/tar.ts";
@@ -114,7 +115,10 @@ export async function installDeb(input: Readable, tree: TreeWriter, what: string
       ctl = await readControlTar(m, what);
     } else if (m.name.startsWith("data.tar")) {
       if (!sawBinary || !ctl) throw new UnsafeArchiveError(`${what}: data archive comes before debian-binary/control; not a valid .deb`);
-      await extractData(m, tree, what, paths);
+      // dpkg -V and scanners want md5sums; packages built without dh_md5sums lack them.
+      const md5s = ctl.members.has("md5sums") ? undefined : new Map<string, string>();
+      await extractData(m, tree, what, paths, md5s);
+      if (md5s) ctl.members.set("md5sums", Buffer.from([...md5s].map(([p, h]) => `${h}  ${p}\n`).join("")));
       sawData = true;
     } else if (!m.name.startsWith("_")) {
       throw new UnsafeArchiveError(`${what}: unexpected member ${JSON.stringify(m.name)}; not a .deb this tool understands`);
@@ -124,7 +128,7 @@ export async function installDeb(input: Readable, tree: TreeWriter, what: string
   return { ...ctl, paths };
 }
 
-async function extractData(m: ArMember, tree: TreeWriter, what: string, paths: string[]): Promise<void> {
+async function extractData(m: ArMember, tree: TreeWriter, what: string, paths: string[], md5s?: Map<string, string>): Promise<void> {
   /** canonical path -> original path, for non-directories, to catch /bin/x vs /usr/bin/x. */
   const written = new Map<string, { orig: string; link?: string }>();
   for await (const { header: h, body } of tarOfMember(m, what)) {
@@ -154,9 +158,19 @@ async function extractData(m: ArMember, tree: TreeWriter, what: string, paths: s
     }
     written.set(p, { orig, link: h.type === "2" ? h.linkname : undefined });
     switch (h.type) {
-      case "0":
-        await tree.addFile(p, body.stream(h.size), meta);
+      case "0": {
+        if (!md5s) {
+          await tree.addFile(p, body.stream(h.size), meta);
+          break;
+        }
+        const md5 = createHash("md5");
+        const hashing = new Transform({ transform(c: Buffer, _e, cb) { md5.update(c); cb(null, c); } });
+        const src = body.stream(h.size);
+        src.on("error", (e) => hashing.destroy(e));
+        await tree.addFile(p, src.pipe(hashing), meta);
+        md5s.set(orig, md5.digest("hex"));
         break;
+      }
       case "2":
         tree.addSymlink(p, canonicalLinkTarget(orig, p, h.linkname), meta);
         break;

@@ -226,7 +226,9 @@ export const debianSource: SourceKind<LayerRequest, DebianOptions> = {
   optionsSchema: debianOptionsSchema as unknown as z.ZodType<DebianOptions, z.ZodTypeDef, unknown>,
   treeOptions: { symlinks: "image" },
 
-  async resolve(specs, options, ctx) {
+  async resolve(rawSpecs, options, ctx) {
+    // Validated configs arrive as LayerRequest; accept the short array form from API callers too.
+    const specs = rawSpecs.map((s) => (s === undefined ? undefined : debianLayerSchema.parse(s)));
     const roots: string[][] = specs.map(() => []);
     if (specs.every((s) => s === undefined)) return { packages: [], roots };
     const arch = debianArch(ctx.platform);

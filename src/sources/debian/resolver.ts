@@ -72,7 +72,7 @@ export class Universe {
   private readonly parsed = new Map<Candidate, { deps: Dependency[][]; conflicts: Dependency[][]; breaks: Dependency[][] }>();
 
   constructor(readonly arch: string, candidates: Candidate[]) {
-    for (const c of candidates) {
+    for (const c of [...candidates].sort((a, b) => a.repo - b.repo)) {
       if (c.arch !== arch && c.arch !== "all") continue;
       let list = this.byName.get(c.name);
       if (!list) this.byName.set(c.name, (list = []));
