@@ -97,7 +97,8 @@ export class RegistryClient {
   private readonly credential?: Credential;
   private readonly logger: Logger;
   private readonly retries: number;
-  private readonly backoffMs: number;
+  /** Base delay for backoff, ms; uploads use it too. */
+  readonly backoffMs: number;
   private readonly dispatcher: Dispatcher;
   /** Scopes every token request asks for; push adds push+pull and mount sources first. */
   private readonly scopes = new Set<string>();
@@ -359,7 +360,10 @@ export class RegistryClient {
     if (r.status !== 204 && r.status !== 200) return undefined;
     const range = String(r.headers.range ?? "");
     const m = /^(?:bytes=)?0-(\d+)$/.exec(range);
-    return { offset: m ? Number(m[1]) + 1 : 0, location: r.headers.location ? this.location(r, "upload status") : location };
+    // distribution writes "0-0" for an empty upload as well as for one byte; take the safe reading
+    // (a wrong guess is answered with 416 and the caller starts over).
+    const end = m ? Number(m[1]) : -1;
+    return { offset: end > 0 ? end + 1 : 0, location: r.headers.location ? this.location(r, "upload status") : location };
   }
 
   location(r: SendResult, what: string): string {

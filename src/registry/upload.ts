@@ -113,7 +113,7 @@ function withDigest(location: string, digest: string): string {
 export async function uploadBlob(client: RegistryClient, repository: string, desc: Descriptor, source: BlobSource, opts: UploadOptions = {}): Promise<void> {
   const what = `upload blob ${desc.digest.slice(0, 19)} (${desc.size} bytes) to ${client.registry}/${repository}`;
   const maxFailures = opts.maxFailures ?? 8;
-  const backoffMs = opts.backoffMs ?? 300;
+  const backoffMs = opts.backoffMs ?? client.backoffMs;
   let location = opts.location ?? (await client.startUpload(repository));
   let failures = 0;
   const fail = async (err: unknown): Promise<void> => {
@@ -180,7 +180,9 @@ export async function uploadBlob(client: RegistryClient, repository: string, des
       reader.close();
       await fail(err);
       // Ask the registry where it stands; start over if it lost the upload.
-      const status = await client.uploadStatus(location).catch(() => undefined);
+      // A 416 means the registry disagrees about the offset: do not trust a resume then.
+      const disagreed = (err as { httpStatus?: number }).httpStatus === 416;
+      const status = disagreed ? undefined : await client.uploadStatus(location).catch(() => undefined);
       if (status && status.offset <= desc.size) {
         offset = status.offset;
         location = status.location;

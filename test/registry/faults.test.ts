@@ -107,3 +107,20 @@ test("a registry that keeps failing gives a typed error naming the blob, not a h
     await proxy.stop();
   }
 });
+
+test("a failure before the registry has any byte resumes at 0 (distribution reports Range 0-0 for an empty upload)", { skip }, async () => {
+  const image = await makeImage({ dir: path.join(tmp, "first"), layers: [{ files: { "f.bin": { randomSize: 400_000, seed: "first" } } }] });
+  let patches = 0;
+  const proxy = await startProxy(reg.url, { fault: ({ method }) => (method === "PATCH" && ++patches === 1 ? { kind: "status", status: 500 } : undefined) });
+  try {
+    const client = new RegistryClient({ registry: proxy.host, backoffMs: 1 });
+    const res = await pushImages([image], { client, repository: "lf/first", tag: "t", chunkSize: 128 * 1024 });
+    await client.close();
+    assert.equal(res.digest, image.manifestDescriptor.digest);
+    const statusQuery = proxy.requests.find((r) => r.method === "GET" && r.url.includes("/blobs/uploads/"));
+    assert.ok(statusQuery, "the upload status was queried");
+    await verifyWithSkopeo(`${reg.host}/lf/first:t`, image.layers.map((l) => l.digest));
+  } finally {
+    await proxy.stop();
+  }
+});
