@@ -164,38 +164,38 @@ describe("debian source against a signed loopback repository", { skip: missing ?
   });
 
   test("Release + Release.gpg (no InRelease) verifies too", async () => {
-    const res = await debianSource.resolve([["hello"], undefined], options("detached"), ctxFor(await freshStore("detached")));
+    const res = await debianSource.resolve([{ packages: ["hello"] }, undefined], options("detached"), ctxFor(await freshStore("detached")));
     assert.ok(res.packages.some((p) => p.id === "deb:hello"));
   });
 
   test("a signature by a key outside the keyring is refused", async () => {
-    await assert.rejects(debianSource.resolve([["hello"], undefined], options("stranger"), ctxFor(await freshStore("s"))), (e: Error) => e instanceof SignatureError && /not in the keyring/.test(e.message));
+    await assert.rejects(debianSource.resolve([{ packages: ["hello"] }, undefined], options("stranger"), ctxFor(await freshStore("s"))), (e: Error) => e instanceof SignatureError && /not in the keyring/.test(e.message));
   });
 
   test("an InRelease altered after signing is refused", async () => {
-    await assert.rejects(debianSource.resolve([["hello"], undefined], options("tampered"), ctxFor(await freshStore("t"))), (e: Error) => e instanceof SignatureError && /BADSIG/.test(e.message));
+    await assert.rejects(debianSource.resolve([{ packages: ["hello"] }, undefined], options("tampered"), ctxFor(await freshStore("t"))), (e: Error) => e instanceof SignatureError && /BADSIG/.test(e.message));
   });
 
   test("an expired Release is refused unless checkValidUntil is off", async () => {
-    await assert.rejects(debianSource.resolve([["hello"], undefined], options("expired"), ctxFor(await freshStore("e"))), (e: Error) => e instanceof SignatureError && /Valid-Until/.test(e.message));
-    const ok = await debianSource.resolve([["hello"], undefined], options("expired", { checkValidUntil: false }), ctxFor(await freshStore("e2")));
+    await assert.rejects(debianSource.resolve([{ packages: ["hello"] }, undefined], options("expired"), ctxFor(await freshStore("e"))), (e: Error) => e instanceof SignatureError && /Valid-Until/.test(e.message));
+    const ok = await debianSource.resolve([{ packages: ["hello"] }, undefined], options("expired", { checkValidUntil: false }), ctxFor(await freshStore("e2")));
     assert.ok(ok.packages.length > 1);
   });
 
   test("an unsigned repository needs allowUnsigned", async () => {
-    await assert.rejects(debianSource.resolve([["hello"], undefined], options("unsigned"), ctxFor(await freshStore("u"))), SignatureError);
-    const ok = await debianSource.resolve([["hello"], undefined], options("unsigned", { allowUnsigned: true }), ctxFor(await freshStore("u2")));
+    await assert.rejects(debianSource.resolve([{ packages: ["hello"] }, undefined], options("unsigned"), ctxFor(await freshStore("u"))), SignatureError);
+    const ok = await debianSource.resolve([{ packages: ["hello"] }, undefined], options("unsigned", { allowUnsigned: true }), ctxFor(await freshStore("u2")));
     assert.ok(ok.packages.some((p) => p.id === "deb:hello"));
   });
 
   test("a Packages index that does not match the signed Release is refused", async () => {
-    await assert.rejects(debianSource.resolve([["hello"], undefined], options("bad-index"), ctxFor(await freshStore("bi"))), HashMismatchError);
+    await assert.rejects(debianSource.resolve([{ packages: ["hello"] }, undefined], options("bad-index"), ctxFor(await freshStore("bi"))), HashMismatchError);
   });
 
   test("a tampered .deb is refused at install and nothing is stored", async () => {
     const store = await freshStore("tamper");
     const opts = options("good");
-    const res = await debianSource.resolve([["hello"], undefined], opts, ctxFor(store));
+    const res = await debianSource.resolve([{ packages: ["hello"] }, undefined], opts, ctxFor(store));
     const pool = path.join(tmp.dir, "www/pool/main/h/hello_1.0_amd64.deb");
     const original = await readFile(pool);
     const evil = await buildDeb(path.join(tmp.dir, "evil"), { name: "hello", version: "1.0", files: { "usr/bin/hello": "#!/bin/sh\nrm -rf /\n" } });
@@ -210,7 +210,7 @@ describe("debian source against a signed loopback repository", { skip: missing ?
   });
 
   test("a missing dependency names the chain", async () => {
-    await assert.rejects(debianSource.resolve([["broken"], undefined], options("good"), ctxFor(await freshStore("m"))), (e: Error) => {
+    await assert.rejects(debianSource.resolve([{ packages: ["broken"] }, undefined], options("good"), ctxFor(await freshStore("m"))), (e: Error) => {
       assert.ok(e instanceof ResolveError);
       assert.match(e.message, /cannot satisfy does-not-exist \(>= 2\)/);
       assert.match(e.message, /layer l0 → broken/);
@@ -220,6 +220,6 @@ describe("debian source against a signed loopback repository", { skip: missing ?
   });
 
   test("Conflicts between selected packages are reported", async () => {
-    await assert.rejects(debianSource.resolve([["hello"], ["clash"]], options("good"), ctxFor(await freshStore("c"))), (e: Error) => e instanceof ResolveError && /clash 1.0 Conflicts: hello-lib \(>= 1.0\), but hello-lib 1.0 is selected/.test(e.message));
+    await assert.rejects(debianSource.resolve([{ packages: ["hello"] }, { packages: ["clash"] }], options("good"), ctxFor(await freshStore("c"))), (e: Error) => e instanceof ResolveError && /clash 1.0 Conflicts: hello-lib \(>= 1.0\), but hello-lib 1.0 is selected/.test(e.message));
   });
 });
