@@ -4,8 +4,9 @@
 import { archiveSource } from "./archive/index.ts";
 import { debianSource } from "./debian/index.ts";
 import { filesSource } from "./files/index.ts";
+import { gitSource } from "./git/index.ts";
 import { inlineSource } from "./inline/index.ts";
 import { pythonSource } from "./python/index.ts";
 import type { SourceKind } from "./types.ts";
 
-export const sourceKinds: SourceKind<any, any>[] = [filesSource, inlineSource, archiveSource, debianSource, pythonSource];
+export const sourceKinds: SourceKind<any, any>[] = [filesSource, inlineSource, archiveSource, gitSource, debianSource, pythonSource];

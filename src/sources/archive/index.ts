@@ -10,7 +10,7 @@ import { openDecompressed } from "../../archive/decompress.ts";
 import { extractTar } from "../../archive/tar.ts";
 import { openZip } from "../../archive/zip.ts";
 import type { TreeWriter } from "../../store/tree.ts";
-import { applyPerms, copyHostPath } from "../files/index.ts";
+import { applyPerms, copyHostPath, digestHostPath } from "../files/index.ts";
 import type { LockedPackage, SourceKind } from "../types.ts";
 
 export const archiveSpecSchema = z
@@ -72,9 +72,11 @@ export const archiveSource: SourceKind<ArchiveSpec[], undefined> = {
     }
     return { packages, roots: specs.map((layer) => (layer ?? []).map((s) => `archive:${nameOf(s)}`)) };
   },
-  installKey(pkg, _o, ctx) {
+  async installKey(pkg, _o, ctx) {
     const spec = specFor(pkg, ctx.image.layers);
-    return JSON.stringify({ spec: { ...spec, sha256: undefined }, override: ctx.overrides[pkg.name] ? "local" : undefined });
+    const local = ctx.overrides[pkg.name] ?? ctx.overrides[pkg.id];
+    const override = local ? await digestHostPath(path.resolve(local), [".git"], `override ${local} for ${pkg.id}`) : undefined;
+    return JSON.stringify({ spec: { ...spec, sha256: undefined }, override });
   },
   async install(pkg, tree, _opts, ctx) {
     const spec = specFor(pkg, ctx.image.layers);

@@ -58,6 +58,18 @@ async function walk(root: string, exclude: Set<string>, what: string): Promise<F
   return out;
 }
 
+/** A digest of names, kinds, modes and contents under a host path: any change gives a new one. */
+export async function digestHostPath(src: string, exclude: string[], what: string): Promise<string> {
+  const st = await lstat(src);
+  if (st.isFile()) return sha256Hex(`file\0${(st.mode & 0o7777).toString(8)}\0${await hashFile(src)}`);
+  const lines: string[] = [];
+  for (const e of await walk(src, new Set(exclude), what)) {
+    const content = e.kind === "file" ? await hashFile(path.join(src, e.rel)) : e.target ?? "";
+    lines.push(`${e.kind}\0${e.rel}\0${e.mode.toString(8)}\0${content}`);
+  }
+  return sha256Hex(lines.join("\n"));
+}
+
 async function hashFile(p: string): Promise<string> {
   const h = new HashingStream();
   await pipeline(createReadStream(p), h, devNull());
@@ -88,17 +100,12 @@ export const filesSource: SourceKind<FileSpec[], undefined> = {
         } catch {
           throw new ConfigError(`${what}: ${src} does not exist; fix "src" (relative to ${ctx.configDir}) or create it`);
         }
-        // The version is a digest of names, kinds, modes and contents: any change rebuilds.
-        const lines: string[] = [];
-        for (const e of await walk(src, new Set(spec.exclude ?? []), what)) {
-          const content = e.kind === "file" ? await hashFile(path.join(src, e.rel)) : e.target ?? "";
-          lines.push(`${e.kind}\0${e.rel}\0${e.mode.toString(8)}\0${content}`);
-        }
+        const digest = await digestHostPath(src, spec.exclude ?? [], what);
         packages.push({
           id: `file:${spec.name ?? spec.dest}`,
           kind: "file",
           name: spec.name ?? spec.dest,
-          version: sha256Hex(lines.join("\n")).slice(0, 16),
+          version: digest.slice(0, 16),
           deps: [],
           meta: { spec: { ...spec, src: path.relative(ctx.configDir, src) || "." } },
         });
