@@ -1,0 +1,27 @@
+// `layerfold why NAME`: which layer holds a package, and the chain of roots that pulled it in.
+
+import { Command } from "commander";
+import { loadImageModel } from "../report/model.ts";
+import { why } from "../report/why.ts";
+import { formatBytes } from "../util/log.ts";
+import { printJson, storeFrom, withConfigFlags, type CommonFlags } from "./common.ts";
+import { findBuildRecord } from "./inspect.ts";
+
+export function whyCommand(): Command {
+  return withConfigFlags(new Command("why"))
+    .description("show which layer holds a package and the chain of roots that pulled it in")
+    .argument("<name>", "package name (libc6, Pillow) or id (deb:libc6, py:pillow)")
+    .option("--layout <dir>", "the image in this OCI layout (its build record must be in the store)")
+    .action(async (name: string, flags: CommonFlags & { layout?: string }) => {
+      const store = storeFrom(flags);
+      const model = await loadImageModel(store, await findBuildRecord(store, flags));
+      const matches = why(model, name);
+      if (flags.json) return printJson({ image: model.image, query: name, matches });
+      for (const m of matches) {
+        process.stdout.write(`${m.id} ${m.version} is in layer ${m.layerIndex}/${model.layers.length} "${m.layer}"${m.bytes !== undefined ? ` (${formatBytes(m.bytes)})` : ""}\n`);
+        if (m.chain.length === 1) process.stdout.write(`  it is a root of layer "${m.layer}" (named in the config)\n`);
+        else process.stdout.write(`  pulled in by: ${m.chain.map((c) => c.id).join(" -> ")}\n`);
+        if (m.neededBy.length) process.stdout.write(`  needed by: ${m.neededBy.join(", ")}\n`);
+      }
+    });
+}
