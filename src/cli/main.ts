@@ -5,6 +5,7 @@ import { buildCommand } from "./build.ts";
 import { inspectCommand } from "./inspect.ts";
 import { lockCommand } from "./lock.ts";
 import { whyCommand } from "./why.ts";
+import { diffCommand } from "./diff.ts";
 import { reportError } from "./common.ts";
 
 export function program(): Command {
@@ -12,7 +13,7 @@ export function program(): Command {
     .description("build, check and publish reproducible OCI images for large Python/ML stacks")
     .version("0.1.0")
     .showHelpAfterError();
-  for (const cmd of [buildCommand(), lockCommand(), inspectCommand(), whyCommand()]) p.addCommand(cmd);
+  for (const cmd of [buildCommand(), lockCommand(), inspectCommand(), whyCommand(), diffCommand()]) p.addCommand(cmd);
   return p;
 }
 
