@@ -7,13 +7,16 @@ import { lockCommand } from "./lock.ts";
 import { whyCommand } from "./why.ts";
 import { diffCommand } from "./diff.ts";
 import { reportError } from "./common.ts";
+import { runCommand } from "./run.ts";
+import { shellCommand } from "./shell.ts";
+import { checkCommand } from "./check.ts";
 
 export function program(): Command {
   const p = new Command("layerfold")
     .description("build, check and publish reproducible OCI images for large Python/ML stacks")
     .version("0.1.0")
     .showHelpAfterError();
-  for (const cmd of [buildCommand(), lockCommand(), inspectCommand(), whyCommand(), diffCommand()]) p.addCommand(cmd);
+  for (const cmd of [buildCommand(), lockCommand(), inspectCommand(), whyCommand(), diffCommand(), runCommand(), shellCommand(), checkCommand()]) p.addCommand(cmd);
   return p;
 }
 

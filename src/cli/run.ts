@@ -1,0 +1,69 @@
+import { Command } from "commander";
+import { openImage } from "../runtime/image.ts";
+import { parseVolume, runImage } from "../runtime/run.ts";
+import { collect, loggerFrom, storeFrom, withConfigFlags, type CommonFlags } from "./common.ts";
+
+export interface RunFlags extends CommonFlags {
+  layout?: string;
+  env?: string[];
+  volume?: string[];
+  entrypoint?: string;
+  workdir?: string;
+  user?: string;
+  smoke?: boolean;
+}
+
+/** Upstream's CI smoke test: the entrypoint with these CLI_ARGS must exit 0. */
+export const SMOKE_ARGS = "--quick-test-for-ci --cpu";
+
+/** Split `[IMAGE] -- CMD…` from the raw argv: commander drops the "--" itself. */
+export function splitCommand(raw: string[], operands: string[]): { image?: string; cmd: string[] } {
+  const dd = raw.indexOf("--");
+  const cmd = dd >= 0 ? raw.slice(dd + 1) : [];
+  const before = operands.slice(0, operands.length - cmd.length);
+  return { image: before[0], cmd: dd >= 0 ? cmd : operands.slice(1) };
+}
+
+export function runCommand(): Command {
+  return withConfigFlags(new Command("run"))
+    .description("run a command in the image without a daemon (private mount/PID namespaces, overlay over the cached rootfs)")
+    .usage("[options] [IMAGE] [-- CMD…]")
+    .argument("[args...]", "IMAGE (an OCI layout dir or NAME:TAG built here; default: the config's image), then -- CMD…")
+    .option("--layout <dir>", "run the image in this OCI layout (e.g. from layerfold pull)")
+    .option("-e, --env <NAME=VALUE>", "set an environment variable (repeatable; NAME alone passes the host's value)", collect)
+    .option("-v, --volume <HOST:CONTAINER[:ro]>", "bind-mount a host path (repeatable)", collect)
+    .option("--entrypoint <cmd>", "replace the image's entrypoint (\"\" for none)")
+    .option("-w, --workdir <dir>", "working directory inside the image")
+    .option("-u, --user <user[:group]>", "user name or uid (resolved with the image's /etc/passwd)")
+    .option("--smoke", `smoke test like upstream CI: entrypoint + cmd with CLI_ARGS="${SMOKE_ARGS}"`)
+    .action(async function (this: Command, args: string[], flags: RunFlags) {
+      const raw = (this.parent as (Command & { rawArgs?: string[] }) | null)?.rawArgs ?? process.argv;
+      const { image, cmd } = splitCommand(raw.slice(raw.indexOf("run") + 1), args);
+      const store = storeFrom(flags);
+      const log = loggerFrom(flags);
+      const img = await openImage(store, { dir: flags.dir, config: flags.config, layout: flags.layout, image });
+      const env = [...(flags.smoke ? [`CLI_ARGS=${SMOKE_ARGS}`] : []), ...(flags.env ?? [])];
+      const started = await runImage(store, img, {
+        cmd,
+        entrypoint: flags.entrypoint,
+        env,
+        mounts: (flags.volume ?? []).map(parseVolume),
+        workdir: flags.workdir,
+        user: flags.user,
+      });
+      log.debug(`rootfs ${started.rootfs.dir} (${started.rootfs.cached ? "cached" : `materialised in ${started.rootfs.seconds.toFixed(2)}s`})`);
+      process.exitCode = await forwardSignals(started.child, started.done);
+    });
+}
+
+/** Pass SIGINT/SIGTERM/SIGHUP on to the sandbox while it runs; resolve with its status. */
+export async function forwardSignals(child: import("node:child_process").ChildProcess, done: Promise<number>): Promise<number> {
+  const sigs: NodeJS.Signals[] = ["SIGINT", "SIGTERM", "SIGHUP"];
+  const handler = (s: NodeJS.Signals) => { child.kill(s); };
+  for (const s of sigs) process.on(s, handler);
+  try {
+    return await done;
+  } finally {
+    for (const s of sigs) process.off(s, handler);
+  }
+}

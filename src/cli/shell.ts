@@ -1,0 +1,34 @@
+import { Command } from "commander";
+import { RuntimeError } from "../errors.ts";
+import { openImage } from "../runtime/image.ts";
+import { parseVolume, runImage } from "../runtime/run.ts";
+import { lookup, composeView } from "../runtime/view.ts";
+import { collect, storeFrom, withConfigFlags } from "./common.ts";
+import { forwardSignals, type RunFlags } from "./run.ts";
+
+export function shellCommand(): Command {
+  return withConfigFlags(new Command("shell"))
+    .description("open an interactive shell in the image (like the seed's nix develop), without a daemon")
+    .argument("[image]", "an OCI layout dir or NAME:TAG built here (default: the config's image)")
+    .option("--layout <dir>", "the image in this OCI layout")
+    .option("-e, --env <NAME=VALUE>", "set an environment variable (repeatable)", collect)
+    .option("-v, --volume <HOST:CONTAINER[:ro]>", "bind-mount a host path (repeatable)", collect)
+    .option("-w, --workdir <dir>", "working directory inside the image")
+    .option("-u, --user <user[:group]>", "user name or uid")
+    .action(async (image: string | undefined, flags: RunFlags) => {
+      const store = storeFrom(flags);
+      const img = await openImage(store, { dir: flags.dir, config: flags.config, layout: flags.layout, image });
+      const view = composeView(img);
+      const shell = ["/bin/bash", "/bin/sh", "/usr/bin/bash", "/usr/bin/sh"].find((p) => lookup(view, p)?.type === "file");
+      if (!shell) throw new RuntimeError(`${img.ref} has no /bin/bash or /bin/sh; run a program of the image with layerfold run -- CMD`);
+      const started = await runImage(store, img, {
+        entrypoint: shell,
+        cmd: [],
+        env: ["PS1=[layerfold] \\w# ", ...(flags.env ?? [])],
+        mounts: (flags.volume ?? []).map(parseVolume),
+        workdir: flags.workdir,
+        user: flags.user,
+      });
+      process.exitCode = await forwardSignals(started.child, started.done);
+    });
+}
