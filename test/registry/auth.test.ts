@@ -132,7 +132,7 @@ test("token auth: Bearer flow with push+pull and mount scopes against a token se
     const cfgDir = path.join(tmp, "docker-config");
     await mkdir(cfgDir, { recursive: true });
     await writeFile(path.join(cfgDir, "config.json"), JSON.stringify({ credHelpers: { [reg.host]: "lftest" } }));
-    const env = { ...process.env, PATH: `${bin}:${process.env.PATH}`, DOCKER_CONFIG: cfgDir };
+    const env: NodeJS.ProcessEnv = { ...process.env, PATH: `${bin}:${process.env.PATH}`, DOCKER_CONFIG: cfgDir };
     delete env.LAYERFOLD_REGISTRY_USER;
     delete env.LAYERFOLD_REGISTRY_PASSWORD;
     const found = await findCredentials(reg.host, { env });

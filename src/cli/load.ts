@@ -1,0 +1,37 @@
+// layerfold load: stream the last build (or an OCI layout) into a Docker
+// engine as a docker-archive; `build --load` calls loadBuilt() after building.
+
+import { Command } from "commander";
+import { loadImage, type LoadResult } from "../docker/load.ts";
+import { ConfigError } from "../errors.ts";
+import type { BuiltImage } from "../oci/types.ts";
+import type { Logger } from "../util/log.ts";
+import { loggerFrom, printJson, storeFrom, withConfigFlags } from "./common.ts";
+import { localImages, type LocalImageFlags } from "./push.ts";
+
+interface LoadFlags extends LocalImageFlags {
+  dockerHost?: string;
+  via?: "auto" | "api" | "cli";
+}
+
+/** What `build --load` calls with the image it just built. */
+export function loadBuilt(image: BuiltImage, log: Logger): Promise<LoadResult> {
+  return loadImage(image, { logger: log });
+}
+
+export function loadCommand(): Command {
+  return withConfigFlags(new Command("load"))
+    .description("load the last build (or an OCI layout) into Docker: Engine API on DOCKER_HOST or the docker socket, else `docker load`")
+    .option("--from <dir>", "load the image in this OCI layout instead of the last build")
+    .option("--from-tag <tag>", "with --from: the tag (ref.name) to load")
+    .option("--docker-host <url>", "engine socket, e.g. unix:///run/podman/podman.sock (default $DOCKER_HOST)")
+    .option("--via <how>", "auto, api (Engine API only) or cli (pipe to docker load)", "auto")
+    .action(async (flags: LoadFlags) => {
+      const log = loggerFrom(flags);
+      if (flags.via && !["auto", "api", "cli"].includes(flags.via)) throw new ConfigError(`--via ${flags.via}: use auto, api or cli`);
+      const images = await localImages(flags, storeFrom(flags));
+      if (images.length !== 1) throw new ConfigError(`${flags.from}: holds ${images.length} images; pick one with --from-tag (docker loads one platform)`);
+      const res = await loadImage(images[0]!, { dockerHost: flags.dockerHost, via: flags.via, logger: log });
+      if (flags.json) printJson(res);
+    });
+}

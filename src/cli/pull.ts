@@ -1,0 +1,39 @@
+// layerfold pull REF DIR: one platform of a remote image into an OCI layout.
+
+import { Command } from "commander";
+import { RegistryClient } from "../registry/client.ts";
+import { findCredentials } from "../registry/credentials.ts";
+import { pullImage } from "../registry/pull.ts";
+import { parseReference } from "../registry/reference.ts";
+import { loggerFrom, printJson, type CommonFlags } from "./common.ts";
+import { credentialOptions, withRegistryFlags, type RegistryFlags } from "./push.ts";
+
+interface PullFlags extends CommonFlags, RegistryFlags {
+  platform?: string;
+  concurrency?: string;
+}
+
+export function pullCommand(): Command {
+  return withRegistryFlags(new Command("pull"))
+    .description("pull an image from a registry into an OCI layout directory (digests verified)")
+    .argument("<ref>", "registry/repository[:tag][@sha256:...]")
+    .argument("<dir>", "OCI layout directory to write (replaced when complete)")
+    .option("--platform <os/arch>", "platform to pick from a multi-platform image", "linux/amd64")
+    .option("--concurrency <n>", "blobs downloaded at once", "4")
+    .option("--json", "machine-readable output on stdout")
+    .option("--debug", "show debug output and stack traces")
+    .option("-q, --quiet", "only errors")
+    .action(async (ref: string, dir: string, flags: PullFlags) => {
+      const log = loggerFrom(flags);
+      const r = parseReference(ref);
+      const found = await findCredentials(r.registry, await credentialOptions(flags));
+      log.debug(`credentials for ${r.registry}: ${found.source}`);
+      const client = new RegistryClient({ registry: r.registry, credential: found.credential, insecure: flags.insecure?.includes(r.registry), logger: log });
+      try {
+        const res = await pullImage(ref, dir, { client, platform: flags.platform, concurrency: Number(flags.concurrency ?? 4), logger: log });
+        if (flags.json) printJson({ ...res, dir });
+      } finally {
+        await client.close();
+      }
+    });
+}

@@ -1,0 +1,141 @@
+// layerfold push [REF]: publish the last build of the config (its build
+// record and store blobs) or an OCI layout (--from DIR) to a registry.
+
+import { Command } from "commander";
+import { storeBlobs, type BuildRecord } from "../build/build.ts";
+import { loadConfig } from "../config/load.ts";
+import { ConfigError } from "../errors.ts";
+import type { BlobSource, BuiltImage, ImageConfigFile, ImageManifest, LayerDescriptor } from "../oci/types.ts";
+import { loadBaseImage } from "../registry/base.ts";
+import { RegistryClient } from "../registry/client.ts";
+import { findCredentials, type CredentialOptions } from "../registry/credentials.ts";
+import { readLayoutImages } from "../registry/layout-source.ts";
+import { pushImages, DEFAULT_CHUNK_SIZE } from "../registry/push.ts";
+import { parseReference, formatReference } from "../registry/reference.ts";
+import { sourceKinds } from "../sources/registry.ts";
+import type { Store } from "../store/store.ts";
+import { collect, loggerFrom, printJson, storeFrom, withConfigFlags, type CommonFlags } from "./common.ts";
+import { findBuildRecord } from "./inspect.ts";
+
+export interface RegistryFlags {
+  username?: string;
+  passwordStdin?: boolean;
+  insecure?: string[];
+  ghcr?: boolean;
+}
+
+export interface LocalImageFlags extends CommonFlags {
+  from?: string;
+  fromTag?: string;
+}
+
+/** Flags shared by push and pull. */
+export function withRegistryFlags(cmd: Command): Command {
+  return cmd
+    .option("-u, --username <user>", "registry user (else LAYERFOLD_REGISTRY_USER, docker config, GITHUB_TOKEN for ghcr.io)")
+    .option("--password-stdin", "read the registry password or token from stdin")
+    .option("--insecure <registry>", "allow plain HTTP to this registry (loopback always may; repeatable)", collect);
+}
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString("utf8").replace(/\r?\n$/, "");
+}
+
+export async function credentialOptions(flags: RegistryFlags): Promise<CredentialOptions> {
+  const password = flags.passwordStdin ? await readStdin() : undefined;
+  if (flags.passwordStdin && !flags.username) throw new ConfigError("--password-stdin needs --username");
+  return { username: flags.username, password, ghcr: flags.ghcr };
+}
+
+/** The image(s) to publish: an OCI layout, or the last build of the config from the store. */
+export async function localImages(flags: LocalImageFlags, store: Store): Promise<BuiltImage[]> {
+  if (flags.from) return readLayoutImages(flags.from, flags.fromTag);
+  const rec: BuildRecord = await findBuildRecord(store, flags);
+  const manifest = JSON.parse(rec.manifest) as ImageManifest;
+  const configFile = JSON.parse(rec.config) as ImageConfigFile;
+  const diffIds = configFile.rootfs.diff_ids;
+  const ours = new Map(rec.layers.map((l) => [l.digest, l]));
+  const layers: LayerDescriptor[] = manifest.layers.map((d, i) => ({ ...d, diffId: diffIds[i] ?? "", uncompressedSize: ours.get(d.digest)?.uncompressedSize ?? -1 }));
+  // Base image layers are not in the store; they come from the base registry (mounted when possible).
+  let base: BlobSource | undefined;
+  if (layers.some((l) => !ours.has(l.digest))) {
+    const cfg = await loadConfig({ dir: flags.dir, file: flags.config }, sourceKinds);
+    if (cfg.image.from) base = (await loadBaseImage(cfg.image.from)).blobs;
+  }
+  const manifestBuf = Buffer.from(rec.manifest);
+  const configBuf = Buffer.from(rec.config);
+  return [
+    {
+      name: rec.name,
+      tag: rec.tag,
+      manifest: manifestBuf,
+      manifestDescriptor: { mediaType: manifest.mediaType, digest: rec.manifestDigest, size: manifestBuf.length },
+      config: configBuf,
+      configDescriptor: manifest.config,
+      layers,
+      blobs: storeBlobs(store, base),
+    },
+  ];
+}
+
+interface PushFlags extends LocalImageFlags, RegistryFlags {
+  concurrency?: string;
+  chunkSize?: string;
+  monolithic?: boolean;
+}
+
+/** ghcr.io/<owner>/<name>:<tag> from GITHUB_REPOSITORY_OWNER, like the seed's push-ghcr. */
+export function ghcrReference(name: string, tag: string, env: NodeJS.ProcessEnv = process.env): string {
+  const owner = env.GITHUB_REPOSITORY_OWNER;
+  if (!owner) throw new ConfigError("--ghcr: GITHUB_REPOSITORY_OWNER is not set (GitHub Actions sets it); or give the reference: layerfold push ghcr.io/OWNER/NAME:TAG");
+  const base = name.includes("/") ? name.slice(name.lastIndexOf("/") + 1) : name;
+  return `ghcr.io/${owner.toLowerCase()}/${base}:${tag}`;
+}
+
+export function pushCommand(): Command {
+  return withRegistryFlags(withConfigFlags(new Command("push")))
+    .description("push the last build (or an OCI layout) to a registry; only blobs the registry lacks are sent")
+    .argument("[ref]", "registry/repository[:tag]; default with --ghcr: ghcr.io/$GITHUB_REPOSITORY_OWNER/NAME:TAG")
+    .option("--from <dir>", "push the image(s) in this OCI layout instead of the last build")
+    .option("--from-tag <tag>", "with --from: the tag (ref.name) to push; default all of index.json")
+    .option("--ghcr", "push to GitHub's registry with GITHUB_TOKEN and GITHUB_REPOSITORY_OWNER")
+    .option("--concurrency <n>", "blobs uploaded at once", "4")
+    .option("--chunk-size <MiB>", "bytes per PATCH when uploading, in MiB (0 = one PATCH per blob)", String(DEFAULT_CHUNK_SIZE / 1048576))
+    .option("--monolithic", "upload each blob with a single PUT (for registries that want it)")
+    .action(async (ref: string | undefined, flags: PushFlags) => {
+      const log = loggerFrom(flags);
+      const store = storeFrom(flags);
+      const images = await localImages(flags, store);
+      const first = images[0]!;
+      const target = ref ?? (flags.ghcr ? ghcrReference(first.name, first.tag) : undefined);
+      if (!target) throw new ConfigError("push: give a reference (e.g. registry.example/team/app:tag), or --ghcr");
+      const r = parseReference(target, "push target");
+      const tag = r.tag ?? first.tag;
+      if (r.digest) throw new ConfigError(`push target ${target}: give a tag, not a digest`);
+      const concurrency = Number(flags.concurrency ?? 4);
+      if (!Number.isInteger(concurrency) || concurrency < 1) throw new ConfigError("--concurrency must be a positive integer");
+      const chunkMiB = Number(flags.chunkSize ?? 64);
+      if (!Number.isFinite(chunkMiB) || chunkMiB < 0) throw new ConfigError("--chunk-size must be a number of MiB (0 or more)");
+      const found = await findCredentials(r.registry, await credentialOptions(flags));
+      log.debug(`credentials for ${r.registry}: ${found.source}`);
+      const client = new RegistryClient({ registry: r.registry, credential: found.credential, insecure: flags.insecure?.includes(r.registry), logger: log });
+      try {
+        log.info(`pushing ${first.name}:${first.tag}${images.length > 1 ? ` (${images.length} platforms)` : ""} to ${formatReference({ ...r, tag })}`);
+        const res = await pushImages(images, {
+          client,
+          repository: r.repository,
+          tag,
+          concurrency,
+          chunkSize: Math.round(chunkMiB * 1048576),
+          monolithic: flags.monolithic,
+          logger: log,
+          store,
+        });
+        if (flags.json) printJson(res);
+      } finally {
+        await client.close();
+      }
+    });
+}
