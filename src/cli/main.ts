@@ -10,6 +10,9 @@ import { reportError } from "./common.ts";
 import { runCommand } from "./run.ts";
 import { shellCommand } from "./shell.ts";
 import { checkCommand } from "./check.ts";
+import { pushCommand } from "./push.ts";
+import { pullCommand } from "./pull.ts";
+import { loadCommand } from "./load.ts";
 
 export function program(): Command {
   const p = new Command("layerfold")
@@ -17,6 +20,7 @@ export function program(): Command {
     .version("0.1.0")
     .showHelpAfterError();
   for (const cmd of [buildCommand(), lockCommand(), inspectCommand(), whyCommand(), diffCommand(), runCommand(), shellCommand(), checkCommand()]) p.addCommand(cmd);
+  for (const cmd of [pushCommand(), pullCommand(), loadCommand()]) p.addCommand(cmd);
   return p;
 }
 
