@@ -1,0 +1,26 @@
+// `layerfold report`: one self-contained HTML file about the last build.
+
+import path from "node:path";
+import { Command } from "commander";
+import { renderReport } from "../report/html.ts";
+import { loadImageModel } from "../report/model.ts";
+import { writeFileAtomic } from "../util/fs.ts";
+import { formatBytes } from "../util/log.ts";
+import { printJson, storeFrom, withConfigFlags, type CommonFlags } from "./common.ts";
+import { findBuildRecord } from "./inspect.ts";
+
+export function reportCommand(): Command {
+  return withConfigFlags(new Command("report"))
+    .description("write one self-contained HTML file: layer sizes, package treemap, duplication avoided, searchable package table")
+    .option("-o, --output <file>", "where to write the HTML", "layerfold-report.html")
+    .option("--layout <dir>", "report on the image in this OCI layout (its build record must be in the store)")
+    .action(async (flags: CommonFlags & { output: string; layout?: string }) => {
+      const store = storeFrom(flags);
+      const model = await loadImageModel(store, await findBuildRecord(store, flags));
+      const html = renderReport(model);
+      const file = path.resolve(flags.output);
+      await writeFileAtomic(file, html);
+      if (flags.json) return printJson({ image: model.image, manifestDigest: model.manifestDigest, file, bytes: Buffer.byteLength(html) });
+      process.stdout.write(`wrote ${file} (${formatBytes(Buffer.byteLength(html))}): ${model.layers.length} layers, ${model.packages.length} packages\n`);
+    });
+}
