@@ -1,4 +1,82 @@
 import { Command } from "commander";
+import { checkImage, type CheckReport } from "../runtime/check.ts";
+import { openImage } from "../runtime/image.ts";
+import { formatBytes } from "../util/log.ts";
+import { collect, printJson, storeFrom, withConfigFlags, type CommonFlags } from "./common.ts";
+
+interface CheckFlags extends CommonFlags {
+  layout?: string;
+  imports?: boolean;
+  libs?: boolean;
+  dups?: boolean;
+  skipImport?: string[];
+  importTimeout?: string;
+}
+
 export function checkCommand(): Command {
-  return new Command("check");
+  return withConfigFlags(new Command("check"))
+    .description("check the image: import every Python distribution, resolve every ELF file's libraries, audit that no path is in two layers")
+    .argument("[image]", "an OCI layout dir or NAME:TAG built here (default: the config's image)")
+    .option("--layout <dir>", "check the image in this OCI layout")
+    .option("--no-imports", "skip the Python import check")
+    .option("--no-libs", "skip the shared-library check")
+    .option("--no-dups", "skip the duplication audit")
+    .option("--skip-import <module>", "do not import this top-level module (repeatable)", collect)
+    .option("--import-timeout <seconds>", "give up on the imports after this long", "900")
+    .action(async (image: string | undefined, flags: CheckFlags) => {
+      const store = storeFrom(flags);
+      const img = await openImage(store, { dir: flags.dir, config: flags.config, layout: flags.layout, image });
+      const report = await checkImage(store, img, {
+        imports: flags.imports,
+        libraries: flags.libs,
+        duplicates: flags.dups,
+        skipImports: flags.skipImport,
+        importTimeoutSec: Number(flags.importTimeout ?? 900),
+      });
+      if (flags.json) printJson(report);
+      else printReport(report);
+      if (!report.ok) process.exitCode = 1;
+    });
+}
+
+function printReport(r: CheckReport): void {
+  const w = (s: string) => process.stdout.write(s + "\n");
+  w(`check ${r.image} ${r.manifestDigest}`);
+  for (const warning of r.warnings) w(`  warning: ${warning}`);
+  if (r.duplicates) {
+    const d = r.duplicates;
+    const total = d.layers.reduce((n, l) => n + l.entries, 0);
+    if (d.duplicates.length === 0) w(`ok    duplication: ${total} paths in ${d.layers.length} layers, none in two (${d.seconds.toFixed(1)}s)`);
+    else {
+      w(`FAIL  duplication: ${d.duplicates.length} paths are in more than one layer (${formatBytes(d.wastedBytes)} shipped twice)`);
+      for (const x of d.duplicates.slice(0, 50)) w(`      ${x.path}  in layers ${x.layers.join(", ")}`);
+      if (d.duplicates.length > 50) w(`      … and ${d.duplicates.length - 50} more (--json lists all)`);
+    }
+  }
+  if (r.libraries) {
+    const l = r.libraries;
+    if (l.problems.length === 0) w(`ok    libraries: ${l.elfFiles} ELF files, ${l.checkedNeeds} DT_NEEDED entries resolved (${l.seconds.toFixed(1)}s)`);
+    else {
+      w(`FAIL  libraries: ${l.problems.length} unresolved in ${new Set(l.problems.map((p) => p.file)).size} of ${l.elfFiles} ELF files`);
+      for (const p of l.problems.slice(0, 100)) w(`      ${p.file} (${p.packageId}) needs ${p.kind === "interpreter" ? "the interpreter " : ""}${p.missing}: not found`);
+      if (l.problems.length > 100) w(`      … and ${l.problems.length - 100} more (--json lists all)`);
+      w(`      searched: DT_RPATH/DT_RUNPATH, then ${l.searchDirs.join(":")}`);
+    }
+    if (l.preloaded.length) w(`      note: ${l.preloaded.length} needs of Python extension modules are met by libraries their package loads first (e.g. ${l.preloaded[0]!.library} from ${l.preloaded[0]!.providedBy})`);
+    if (l.unparsable.length) w(`      note: ${l.unparsable.length} files look like ELF but did not parse (e.g. ${l.unparsable[0]!.file}: ${l.unparsable[0]!.error})`);
+    if (l.foreignArch) w(`      note: ${l.foreignArch} ELF files for another architecture were not checked`);
+  }
+  if (r.imports) {
+    const i = r.imports;
+    if ("skipped" in i) w(`FAIL  imports: ${i.skipped}`);
+    else if (i.failures.length === 0) w(`ok    imports: ${i.imported} modules of ${i.distributions} distributions imported (${i.seconds.toFixed(1)}s)`);
+    else {
+      w(`FAIL  imports: ${i.failures.length} of ${i.modules} modules failed to import`);
+      for (const f of i.failures) {
+        w(`      ${f.module} (${f.distributions.join(", ")}): ${f.error}`);
+      }
+    }
+    if (!("skipped" in i)) for (const n of i.notes) w(`      note: ${n}`);
+  }
+  w(`${r.ok ? "passed" : "FAILED"} in ${r.seconds.toFixed(1)}s`);
 }

@@ -17,6 +17,9 @@ export interface ViewEntry {
   target?: string;
   /** Files: where the content lives on the host (a store tree file; immutable). */
   host?: string;
+  /** Files: the tree's root directory and the content's path in it (a hardlink's target differs from its path). */
+  treeRoot?: string;
+  treePath?: string;
   size?: number;
   sha256?: string;
   xattrs?: Record<string, string>;
@@ -41,9 +44,9 @@ function toView(e: TreeEntry, rootDir: string, layer: number, packageId: string,
   if (e.type === "hardlink") {
     // A hardlink shares its target's content; in the view it is simply another file.
     const t = treeEntries().get(e.target!);
-    return { ...base, type: "file", host: path.join(rootDir, e.target!), size: t?.size, sha256: t?.sha256 };
+    return { ...base, type: "file", host: path.join(rootDir, e.target!), treeRoot: rootDir, treePath: e.target!, size: t?.size, sha256: t?.sha256 };
   }
-  if (e.type === "file") return { ...base, type: "file", host: path.join(rootDir, e.path), size: e.size, sha256: e.sha256 };
+  if (e.type === "file") return { ...base, type: "file", host: path.join(rootDir, e.path), treeRoot: rootDir, treePath: e.path, size: e.size, sha256: e.sha256 };
   if (e.type === "symlink") return { ...base, type: "symlink", target: e.target };
   return { ...base, type: "dir" };
 }

@@ -1,0 +1,66 @@
+// `layerfold check`, the seed's check-packages: imports, shared libraries and
+// zero duplication, each reported precisely; any failure fails the check.
+
+import { readFileSync } from "node:fs";
+import type { Store } from "../store/store.ts";
+import { checkDuplicates, type DupCheckResult } from "./dupcheck.ts";
+import type { RuntimeImage } from "./image.ts";
+import { checkLibraries, type LibCheckResult } from "./libcheck.ts";
+import { checkImports, type PyCheckResult } from "./pycheck.ts";
+import { namespaceProblem } from "./sandbox.ts";
+import { composeView, type ViewEntry } from "./view.ts";
+
+export interface CheckOptions {
+  imports?: boolean;
+  libraries?: boolean;
+  duplicates?: boolean;
+  skipImports?: string[];
+  importTimeoutSec?: number;
+}
+
+export interface CheckReport {
+  image: string;
+  manifestDigest: string;
+  ok: boolean;
+  imports?: PyCheckResult | { skipped: string };
+  libraries?: LibCheckResult;
+  duplicates?: DupCheckResult;
+  warnings: string[];
+  seconds: number;
+}
+
+/** Small text files of the image (metadata, configs), read from the store. */
+export const readText = (e: ViewEntry): string | undefined => {
+  if (!e.host || (e.size ?? 0) > 16 << 20) return undefined;
+  try {
+    return readFileSync(e.host, "utf8");
+  } catch {
+    return undefined;
+  }
+};
+
+export async function checkImage(store: Store, image: RuntimeImage, opts: CheckOptions = {}): Promise<CheckReport> {
+  const t0 = performance.now();
+  const view = composeView(image);
+  const report: CheckReport = { image: image.ref, manifestDigest: image.manifestDigest, ok: true, warnings: [...view.warnings], seconds: 0 };
+  if (opts.duplicates !== false) {
+    report.duplicates = await checkDuplicates(store, image);
+    if (report.duplicates.duplicates.length) report.ok = false;
+  }
+  if (opts.libraries !== false) {
+    report.libraries = await checkLibraries(store, image, view, { architecture: image.config.architecture, env: image.config.config?.Env, readText });
+    if (report.libraries.problems.length) report.ok = false;
+  }
+  if (opts.imports !== false) {
+    const problem = namespaceProblem();
+    if (problem) {
+      report.imports = { skipped: `cannot run the image's Python here (${problem})` };
+      report.ok = false;
+    } else {
+      report.imports = await checkImports(store, image, view, { readText, skip: opts.skipImports, timeoutSec: opts.importTimeoutSec });
+      if (report.imports.failures.length) report.ok = false;
+    }
+  }
+  report.seconds = (performance.now() - t0) / 1000;
+  return report;
+}

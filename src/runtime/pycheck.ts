@@ -1,0 +1,228 @@
+// Import every installed Python distribution's top-level modules with the
+// image's own interpreter, inside the sandbox, and report each failure with
+// its error. One interpreter process imports them all; if it dies (a segfault
+// in an extension, a hard exit) the module it was importing is reported and a
+// fresh process continues with the rest.
+
+import path from "node:path";
+import { RuntimeError } from "../errors.ts";
+import type { Store } from "../store/store.ts";
+import type { RuntimeImage } from "./image.ts";
+import { runImage } from "./run.ts";
+import { lookup, type ImageView, type ViewEntry } from "./view.ts";
+
+export interface Distribution {
+  /** e.g. "torch-2.14.1" from torch-2.14.1.dist-info */
+  name: string;
+  /** Image path of the .dist-info / .egg-info directory. */
+  infoDir: string;
+  siteDir: string;
+  modules: string[];
+}
+
+export interface ImportFailure {
+  module: string;
+  distributions: string[];
+  error: string;
+  /** Last lines of the traceback. */
+  detail?: string;
+}
+
+export interface PyCheckResult {
+  distributions: number;
+  modules: number;
+  imported: number;
+  failures: ImportFailure[];
+  notes: string[];
+  seconds: number;
+  /** interpreter -> modules it imported */
+  interpreters: Record<string, number>;
+}
+
+const IDENT = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/** Top-level importable names from top_level.txt, or else from RECORD's paths. */
+export function topLevelModules(topLevel: string | undefined, record: string | undefined): string[] {
+  const names = new Set<string>();
+  if (topLevel !== undefined) {
+    for (const line of topLevel.split("\n")) {
+      const n = line.trim().replace(/\//g, ".");
+      if (n && n.split(".").every((p) => IDENT.test(p))) names.add(n);
+    }
+    return [...names].sort();
+  }
+  for (const line of (record ?? "").split("\n")) {
+    let file = line.trim();
+    if (!file) continue;
+    // RECORD is CSV; a quoted path may hold commas.
+    if (file.startsWith('"')) file = file.slice(1, file.indexOf('"', 1));
+    else file = file.split(",")[0]!;
+    if (file.startsWith("../") || file.startsWith("/")) continue;
+    const parts = file.split("/");
+    const first = parts[0]!;
+    if (/\.(dist-info|data|egg-info)$/.test(first) || first === "__pycache__") continue;
+    if (parts.length > 1) {
+      if (IDENT.test(first)) names.add(first);
+      continue;
+    }
+    // A top-level module file: foo.py, foo.cpython-311-x86_64-linux-gnu.so, foo.abi3.so, foo.so
+    const m = /^([A-Za-z_][A-Za-z0-9_]*)(\.[A-Za-z0-9_-]+)*\.(py|so|pyd)$/.exec(first);
+    if (m) names.add(m[1]!);
+  }
+  return [...names].sort();
+}
+
+export function findDistributions(view: ImageView, readText: (e: ViewEntry) => string | undefined): Distribution[] {
+  const out: Distribution[] = [];
+  for (const p of view.sorted) {
+    const e = view.entries.get(p)!;
+    if (e.type !== "dir" || !/\.(dist-info|egg-info)$/.test(p)) continue;
+    const file = (n: string) => {
+      const f = view.entries.get(`${p}/${n}`);
+      return f?.type === "file" ? readText(f) : undefined;
+    };
+    const modules = topLevelModules(file("top_level.txt"), file("RECORD"));
+    out.push({ name: path.posix.basename(p).replace(/\.(dist-info|egg-info)$/, ""), infoDir: `/${p}`, siteDir: `/${path.posix.dirname(p)}`, modules });
+  }
+  return out;
+}
+
+/** The interpreter that owns a site directory: its prefix's python, else python3 on the image's PATH. */
+export function interpreterFor(view: ImageView, siteDir: string, env: string[]): string | undefined {
+  const candidates: string[] = [];
+  const m = /^(.*)\/lib\/python(\d+(?:\.\d+)?)(?:\/(?:site|dist)-packages)?$/.exec(siteDir);
+  if (m) {
+    const [, prefix, ver] = m;
+    if (ver!.includes(".")) candidates.push(`${prefix}/bin/python${ver}`);
+    candidates.push(`${prefix}/bin/python3`, `${prefix}/bin/python`);
+  }
+  const pathDirs = (env.find((kv) => kv.startsWith("PATH="))?.slice(5) ?? "/usr/local/bin:/usr/bin:/bin").split(":");
+  for (const d of pathDirs) candidates.push(`${d}/python3`, `${d}/python`);
+  return candidates.find((c) => lookup(view, c)?.type === "file");
+}
+
+// Runs inside the image. Results go to a private copy of stdout; the modules'
+// own prints go to stderr so they cannot corrupt the protocol.
+const IMPORT_SCRIPT = String.raw`
+import sys, os, json, importlib, traceback
+out = os.fdopen(os.dup(1), "w", buffering=1)
+os.dup2(2, 1)
+sys.stdout = sys.stderr
+req = json.load(sys.stdin)
+missing = [p for p in req["paths"] if p not in sys.path]
+for p in missing: sys.path.append(p)
+out.write(json.dumps({"missing": missing}) + "\n")
+for m in req["modules"]:
+    out.write(json.dumps({"start": m}) + "\n"); out.flush()
+    try:
+        importlib.import_module(m)
+        out.write(json.dumps({"ok": m}) + "\n")
+    except BaseException as e:
+        tb = traceback.format_exception(type(e), e, e.__traceback__)
+        out.write(json.dumps({"fail": m, "error": (type(e).__name__ + ": " + str(e))[:2000], "detail": "".join(tb[-4:])[-3000:]}) + "\n")
+    out.flush()
+out.write(json.dumps({"done": True}) + "\n"); out.flush()
+os._exit(0)
+`;
+
+interface Line { missing?: string[]; start?: string; ok?: string; fail?: string; error?: string; detail?: string; done?: boolean }
+
+async function importAll(store: Store, image: RuntimeImage, python: string, modules: string[], paths: string[], timeoutSec: number) {
+  const results = new Map<string, { error?: string; detail?: string }>();
+  const notes: string[] = [];
+  let todo = modules;
+  while (todo.length) {
+    const started = await runImage(store, image, {
+      entrypoint: python,
+      cmd: ["-c", IMPORT_SCRIPT],
+      env: ["PYTHONDONTWRITEBYTECODE=1", "PYTHONUNBUFFERED=1"],
+      workdir: "/",
+      user: "0:0",
+      stdio: "pipe",
+    });
+    started.stdin!.end(JSON.stringify({ modules: todo, paths }));
+    let stderr = "";
+    started.stderr!.on("data", (d: Buffer) => { stderr = (stderr + d.toString()).slice(-4000); });
+    let buf = "";
+    let current: string | undefined;
+    let done = false;
+    started.stdout!.on("data", (d: Buffer) => {
+      buf += d.toString();
+      let nl;
+      while ((nl = buf.indexOf("\n")) >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        let msg: Line;
+        try { msg = JSON.parse(line) as Line; } catch { continue; }
+        if (msg.missing?.length) notes.push(`${msg.missing.join(", ")} ${msg.missing.length > 1 ? "are" : "is"} not on ${python}'s sys.path; added for the check`);
+        if (msg.start) current = msg.start;
+        if (msg.ok) { results.set(msg.ok, {}); current = undefined; }
+        if (msg.fail) { results.set(msg.fail, { error: msg.error, detail: msg.detail }); current = undefined; }
+        if (msg.done) done = true;
+      }
+    });
+    let timedOut = false;
+    const timer = setTimeout(() => { timedOut = true; started.child.kill("SIGKILL"); }, timeoutSec * 1000);
+    let status: number;
+    try {
+      status = await started.done;
+    } finally {
+      clearTimeout(timer);
+    }
+    if (done) break;
+    if (current === undefined) {
+      throw new RuntimeError(`${python} in ${image.ref} exited ${status} before importing anything:\n${stderr.trim().split("\n").slice(-8).join("\n")}`);
+    }
+    const why = timedOut ? `timed out after ${timeoutSec}s` : `the interpreter died (exit ${status}${status > 128 ? `, signal ${status - 128}` : ""})`;
+    results.set(current, { error: `${why} while importing it`, detail: stderr.trim().split("\n").slice(-6).join("\n") });
+    todo = todo.slice(todo.indexOf(current) + 1);
+  }
+  return { results, notes };
+}
+
+export async function checkImports(
+  store: Store,
+  image: RuntimeImage,
+  view: ImageView,
+  opts: { readText: (e: ViewEntry) => string | undefined; skip?: string[]; timeoutSec?: number },
+): Promise<PyCheckResult> {
+  const t0 = performance.now();
+  const env = image.config.config?.Env ?? [];
+  const dists = findDistributions(view, opts.readText);
+  const result: PyCheckResult = { distributions: dists.length, modules: 0, imported: 0, failures: [], notes: [], seconds: 0, interpreters: {} };
+  if (dists.length === 0) {
+    result.notes.push("no Python distributions (*.dist-info) in the image; nothing to import");
+    return result;
+  }
+  const skip = new Set(opts.skip ?? []);
+  // Group by interpreter; remember which distributions name each module.
+  const groups = new Map<string, { modules: Map<string, string[]>; paths: Set<string> }>();
+  for (const d of dists) {
+    if (d.modules.length === 0) { result.notes.push(`${d.infoDir}: no top_level.txt or RECORD names a module; not imported`); continue; }
+    const py = interpreterFor(view, d.siteDir, env);
+    if (!py) { result.notes.push(`${d.infoDir}: the image has no Python interpreter for ${d.siteDir}; not imported`); continue; }
+    let g = groups.get(py);
+    if (!g) groups.set(py, (g = { modules: new Map(), paths: new Set() }));
+    g.paths.add(d.siteDir);
+    for (const m of d.modules) {
+      if (skip.has(m)) continue;
+      g.modules.set(m, [...(g.modules.get(m) ?? []), d.name]);
+    }
+  }
+  if (skip.size) result.notes.push(`skipped on request: ${[...skip].sort().join(", ")}`);
+  for (const [py, g] of groups) {
+    const modules = [...g.modules.keys()].sort();
+    result.modules += modules.length;
+    result.interpreters[py] = modules.length;
+    const { results, notes } = await importAll(store, image, py, modules, [...g.paths].sort(), opts.timeoutSec ?? 900);
+    result.notes.push(...notes);
+    for (const m of modules) {
+      const r = results.get(m);
+      if (!r) continue;
+      if (r.error === undefined) { result.imported++; continue; }
+      result.failures.push({ module: m, distributions: g.modules.get(m)!, error: r.error, ...(r.detail ? { detail: r.detail } : {}) });
+    }
+  }
+  result.seconds = (performance.now() - t0) / 1000;
+  return result;
+}
