@@ -3,6 +3,7 @@
 // image's own `indexes`), in folded layers:
 //   base      Debian's Essential set
 //   python    python3.11 from bookworm (the interpreter the venv points at)
+//             and libstdc++6, which manylinux wheels expect from the system
 //   torch     torch + triton + the nvidia-* CUDA 13 wheels
 //   imaging   numpy, pillow
 //   hf        transformers, safetensors (from a requirements file)
@@ -31,7 +32,8 @@ export default defineImage({
   },
   layers: [
     { name: "base", debian: { packages: ["usr-is-merged", "ca-certificates"], essential: true } },
-    { name: "python", debian: ["python3.11"] },
+    // libstdc++6: manylinux wheels (torch) expect it from the system, like libc.
+    { name: "python", debian: ["python3.11", "libstdc++6"] },
     { name: "torch", python: ["torch==2.14.1"] },
     { name: "imaging", python: ["numpy", "pillow"] },
     { name: "hf", python: { files: ["./requirements-hf.txt"] } },
