@@ -1,6 +1,7 @@
 import { Command } from "commander";
 import { build, type BuildResult } from "../build/build.ts";
 import { formatBytes } from "../util/log.ts";
+import { loadBuilt } from "./load.ts";
 import { collect, loggerFrom, parseOverrides, printJson, storeFrom, withConfigFlags, type CommonFlags } from "./common.ts";
 
 export interface BuildFlags extends CommonFlags {
@@ -9,6 +10,7 @@ export interface BuildFlags extends CommonFlags {
   override?: string[];
   concurrency?: string;
   compression?: "zstd" | "gzip" | "none";
+  load?: boolean;
 }
 
 /** The summary `build --json` prints and `inspect --json` mirrors. */
@@ -43,6 +45,7 @@ export function buildCommand(): Command {
     .option("--override <name=dir>", "use a local directory instead of a source (repeatable)", collect)
     .option("--concurrency <n>", "packages installed at once", "2")
     .option("--compression <kind>", "layer compression: zstd, gzip or none (overrides the config)")
+    .option("--load", "then load the image into Docker (Engine API on DOCKER_HOST or the docker socket, else docker load)")
     .action(async (flags: BuildFlags) => {
       const log = loggerFrom(flags);
       const r = await build({
@@ -56,6 +59,7 @@ export function buildCommand(): Command {
         compression: flags.compression,
         log,
       });
+      if (flags.load) await loadBuilt(r.image, log);
       if (flags.json) return printJson(buildSummary(r));
       const built = r.layers.filter((l) => !l.reused).length;
       const total = r.layers.reduce((n, l) => n + l.size, 0);

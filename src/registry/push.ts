@@ -121,7 +121,7 @@ export async function pushImages(images: BuiltImage[], opts: PushOptions): Promi
     lastDraw = now;
     const parts = [...active.entries()].map(([d, a]) => {
       const rate = a.bytes / Math.max(0.001, (now - a.start) / 1000);
-      return `${short(d)} ${formatBytes(a.bytes)}/${formatBytes(a.size)} ${formatBytes(rate)}/s`;
+      return `${short(d)} ${formatBytes(a.bytes)}/${formatBytes(a.size)} ${formatBytes(Math.round(rate))}/s`;
     });
     if (parts.length) log.progress("push", parts.join(" | "));
   };
@@ -134,7 +134,7 @@ export async function pushImages(images: BuiltImage[], opts: PushOptions): Promi
     const done = (action: BlobAction, from?: string) => {
       const seconds = (Date.now() - t0) / 1000;
       outcomes.push({ digest, size: desc.size, action, from, seconds });
-      const rate = action === "uploaded" && seconds > 0 ? ` (${formatBytes(desc.size / seconds)}/s)` : "";
+      const rate = action === "uploaded" && seconds > 0 ? ` (${formatBytes(Math.round(desc.size / seconds))}/s)` : "";
       log.info(`  ${action.padEnd(8)} ${short(digest)}  ${formatBytes(desc.size).padStart(10)}${from ? `  from ${from}` : ""}${action === "uploaded" ? ` in ${seconds.toFixed(1)}s${rate}` : ""}`);
     };
     if ((await client.hasBlob(repository, digest)).exists) return done("exists");
