@@ -39,7 +39,7 @@ export function sourceDateEpoch(env = process.env): number {
 }
 
 export async function resolveImage(cfg: LoadedConfig, kinds: SourceKind[], opts: ResolveOptions): Promise<Resolution> {
-  const lockFile = lockPathFor(cfg.dir);
+  const lockFile = lockPathFor(cfg.file);
   const previousLock = await readLock(lockFile);
   const platformParts = platformOf(cfg.image);
   const platform: Platform = { os: "linux", architecture: platformParts.architecture, ...(platformParts.variant ? { variant: platformParts.variant } : {}) };

@@ -39,7 +39,10 @@ export const imageDefinitionSchema = z
     layerSizeLimit: z.number().int().positive().default(10_000_000_000),
     /** Warn above 125 layers, refuse above this many (overlayfs and docker stop near 128). */
     maxLayers: z.number().int().positive().max(127).default(127),
-    /** Explicit owner for a path two packages both provide: { "/usr/bin/x": "deb:foo" }. */
+    /**
+     * Explicit owner for a path two packages both provide: { "/usr/bin/x": "deb:foo" }.
+     * A key ending in "/" covers everything under that directory.
+     */
     conflicts: z.record(z.string()).default({}),
     annotations: z.record(z.string()).default({}),
     /** Base image, e.g. "registry/repo:tag@sha256:..." (publishing issue). */

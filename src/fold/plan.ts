@@ -18,6 +18,17 @@ export interface PlannedLayer {
 const sameContent = (a: TreeEntry, b: TreeEntry) =>
   a.type === b.type && a.sha256 === b.sha256 && a.target === b.target && a.mode === b.mode && a.uid === b.uid && a.gid === b.gid;
 
+/** The owner named for a path, or for a directory prefix of it ("/site-packages/cv2/": "py:opencv-python-headless"). */
+function ownerOf(owners: Map<string, string>, p: string): string | undefined {
+  const exact = owners.get(p);
+  if (exact !== undefined) return exact;
+  for (let i = p.lastIndexOf("/"); i > 0; i = p.lastIndexOf("/", i - 1)) {
+    const o = owners.get(p.slice(0, i + 1));
+    if (o !== undefined) return o;
+  }
+  return undefined;
+}
+
 /**
  * Assign every path to exactly one package. A path two packages both provide
  * is an error, unless the copies are identical (the later one is dropped) or
@@ -44,7 +55,7 @@ export function planLayers(
         const prev = claims.get(entry.path);
         if (!prev) { claims.set(entry.path, { id, entry }); continue; }
         if (prev.id === id) continue;
-        const owner = owners.get(entry.path);
+        const owner = ownerOf(owners, entry.path);
         if (owner === id) { claims.set(entry.path, { id, entry }); continue; }
         if (owner === prev.id || sameContent(prev.entry, entry)) continue;
         throw new PathConflictError(

@@ -17,7 +17,15 @@ export interface LockFile {
   packages: LockedPackage[];
 }
 
-export const lockPathFor = (configDir: string) => path.join(configDir, LOCK_NAME);
+/**
+ * The lock sits next to its config: layerfold.config.ts -> layerfold.lock,
+ * NAME.config.ts -> NAME.lock, so several configs can share a directory.
+ */
+export function lockPathFor(configFile: string): string {
+  const base = path.basename(configFile);
+  if (/^layerfold\.config\.[cm]?[jt]s$/.test(base)) return path.join(path.dirname(configFile), LOCK_NAME);
+  return path.join(path.dirname(configFile), `${base.replace(/(\.config)?\.[cm]?[jt]s$/, "")}.lock`);
+}
 
 export async function readLock(file: string): Promise<LockFile | undefined> {
   let text: string;

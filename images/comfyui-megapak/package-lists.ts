@@ -1,0 +1,65 @@
+// Composes the paks into the image's 12 layers (the seed's package-lists.nix).
+// Layer i holds only what layers before it don't, so pak5 names like numpy
+// that pak3 already pulled in cost nothing twice.
+
+import { comfyui, comfyuiRequirements, type TorchSet } from "./custom-packages.ts";
+import { pak3 } from "./pak3.ts";
+import { pak5 } from "./pak5.ts";
+import { pak7 } from "./pak7.ts";
+
+export interface Variant {
+  /** Image tag. */
+  tag: string;
+  debian: { suite: string; security: boolean };
+  /** Debian package names for the interpreter and the compiler. */
+  pythonDebs: string[];
+  gccDebs: string[];
+  python: { version: string; fullVersion?: string; glibc: string; interpreter: string; indexes?: Array<{ url: string }>; drop?: string[] };
+  torch: TorchSet;
+  /** Requirements this variant leaves out, each with the reason (never silently). */
+  leaveOut: Record<string, string>;
+  /** Requirements this variant takes in another form, e.g. without an extra it can't satisfy. */
+  replace?: Record<string, string>;
+}
+
+const normalize = (req: string) => req.split(/[\s<>=!~;@[]/)[0]!.toLowerCase().replace(/[-_.]+/g, "-");
+
+/** The requirements of a list minus the variant's leave-outs. */
+export function keep(list: string[], v: Variant): string[] {
+  return list.map((r) => v.replace?.[r] ?? r).filter((r) => !(normalize(r) in v.leaveOut));
+}
+
+export const base = {
+  // What debootstrap --variant=minbase gives, plus what ComfyUI and opencv need at run time.
+  essential: ["usr-is-merged", "ca-certificates", "bash", "coreutils", "findutils", "procps", "less", "tzdata", "libgl1", "libglib2.0-0", "ffmpeg"],
+  buildTools: ["make", "cmake", "ninja-build", "git", "pkg-config", "patch"],
+};
+
+export function layers(v: Variant) {
+  return [
+    { name: "01-base", description: "base utilities", debian: { packages: base.essential, essential: true } },
+    { name: "02-cuda", description: "CUDA 13 runtime libraries (NVIDIA wheels)", python: keep(v.torch.cuda, v) },
+    { name: "03-build-tools", description: "make, cmake, ninja, git, pkg-config", debian: base.buildTools },
+    { name: "04-python", description: "the interpreter, pip", debian: v.pythonDebs, python: ["pip", "setuptools", "wheel"] },
+    { name: "05-gcc", description: "compiler for packages that build at run time", debian: v.gccDebs },
+    { name: "06-pytorch", description: "torch, torchvision, torchaudio", python: keep(v.torch.torch, v) },
+    { name: "07-pak3", description: "core ML", python: keep(pak3, v) },
+    { name: "08-cupy", description: "CuPy for CUDA 13", python: keep(v.torch.cupy, v) },
+    { name: "09-pak5", description: "extended libraries", python: keep(pak5, v) },
+    { name: "10-pak7", description: "face analysis and git packages", python: keep(pak7, v) },
+    { name: "11-performance", description: "flash-attn, sageattention, nunchaku", python: keep(v.torch.performance, v) },
+    {
+      name: "12-app",
+      description: "ComfyUI, its frontend and the runner scripts",
+      python: keep(comfyuiRequirements, v),
+      git: [comfyui],
+      files: [{ src: "./runner-scripts", dest: "/runner-scripts", mode: 0o755, name: "runner-scripts" }],
+    },
+  ].map((l) => {
+    // A layer whose list is empty after leave-outs keeps its name; the fold drops it with a notice.
+    const out: Record<string, unknown> = { ...l };
+    if (Array.isArray(out.python) && (out.python as string[]).length === 0) delete out.python;
+    if (!out.python && !out.debian && !out.git && !out.files) out.inline = [];
+    return out as { name: string } & Record<string, unknown>;
+  });
+}

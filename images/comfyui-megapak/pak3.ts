@@ -1,0 +1,40 @@
+// pak3: core ML essentials (the seed's pak3.nix / upstream pak3.txt).
+export const pak3 = [
+  // Essentials
+  "accelerate",
+  "diffusers",
+  "ftfy",
+  "huggingface-hub",
+  "imageio[ffmpeg]",
+  "joblib",
+  "kornia",
+  "matplotlib",
+  "nvidia-ml-py",
+  "omegaconf",
+  "onnx",
+  "onnxruntime-gpu",
+  "opencv-contrib-python",
+  "opencv-contrib-python-headless",
+  "opencv-python",
+  "opencv-python-headless",
+  "pandas",
+  "pilgram",
+  "pillow",
+  "pygit2",
+  "python-ffmpeg",
+  "regex",
+  "scikit-build-core",
+  "scikit-image",
+  "scikit-learn",
+  "scipy",
+  "timm",
+  "torchmetrics",
+  "transformers",
+  // Hand-picks: smZNodes
+  "compel",
+  "lark",
+  // APISR
+  "fairscale",
+  // DepthFM
+  "torchdiffeq",
+];
