@@ -7,6 +7,7 @@ import { lockCommand } from "./lock.ts";
 import { whyCommand } from "./why.ts";
 import { diffCommand } from "./diff.ts";
 import { reportCommand } from "./report.ts";
+import { sbomCommand } from "./sbom.ts";
 import { reportError } from "./common.ts";
 import { runCommand } from "./run.ts";
 import { shellCommand } from "./shell.ts";
@@ -20,7 +21,7 @@ export function program(): Command {
     .description("build, check and publish reproducible OCI images for large Python/ML stacks")
     .version("0.1.0")
     .showHelpAfterError();
-  for (const cmd of [buildCommand(), lockCommand(), inspectCommand(), whyCommand(), diffCommand(), runCommand(), shellCommand(), checkCommand(), reportCommand()]) p.addCommand(cmd);
+  for (const cmd of [buildCommand(), lockCommand(), inspectCommand(), whyCommand(), diffCommand(), runCommand(), shellCommand(), checkCommand(), reportCommand(), sbomCommand()]) p.addCommand(cmd);
   for (const cmd of [pushCommand(), pullCommand(), loadCommand()]) p.addCommand(cmd);
   return p;
 }

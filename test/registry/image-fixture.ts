@@ -8,7 +8,7 @@ import path from "node:path";
 import { Readable, PassThrough } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { createGzip } from "node:zlib";
-import { createHash, randomBytes } from "node:crypto";
+import { createCipheriv, createHash, randomBytes } from "node:crypto";
 import tar from "tar-stream";
 import { MEDIA, hexOf, type BuiltImage, type Descriptor, type LayerDescriptor } from "../../src/oci/types.ts";
 import { HashingStream, sha256Hex } from "../../src/util/hash.ts";
@@ -31,24 +31,18 @@ export interface FixtureOptions {
   writeLayout?: boolean;
 }
 
-/** Deterministic pseudo-random bytes (sha256 in counter mode), streamed. */
+/** Deterministic pseudo-random bytes (AES-256-CTR keystream keyed by the seed), streamed. */
 function randomStream(size: number, seed: string): Readable {
+  const key = createHash("sha256").update(seed).digest();
+  const cipher = createCipheriv("aes-256-ctr", key, Buffer.alloc(16));
+  const zeros = Buffer.alloc(1 << 20);
   let produced = 0;
-  let counter = 0;
   return new Readable({
     read() {
       if (produced >= size) { this.push(null); return; }
-      const parts: Buffer[] = [];
-      let n = 0;
-      while (n < 1 << 20 && produced + n < size) {
-        const b = createHash("sha256").update(`${seed}:${counter++}`).digest();
-        parts.push(b);
-        n += b.length;
-      }
-      let buf = Buffer.concat(parts);
-      if (produced + buf.length > size) buf = buf.subarray(0, size - produced);
-      produced += buf.length;
-      this.push(buf);
+      const n = Math.min(zeros.length, size - produced);
+      produced += n;
+      this.push(cipher.update(zeros.subarray(0, n)));
     },
   });
 }

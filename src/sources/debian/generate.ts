@@ -9,6 +9,7 @@
 //   - /etc/passwd, group, shadow, gshadow from base-passwd's templates plus
 //     the users and groups in the config;
 //   - the CA bundle update-ca-certificates would have written;
+//   - /etc/pam.d/common-* as pam-auth-update would write them (pam.ts);
 //   - /etc/ld.so.cache (see ldcache.ts).
 
 import { createHash } from "node:crypto";
@@ -22,6 +23,7 @@ import { field, parseDeb822 } from "./deb822.ts";
 import { canonicalPath, dpkgInfoName } from "./deb.ts";
 import type { ControlRecord, DebianOptions } from "./index.ts";
 import { writeLdCache } from "./ldcache.ts";
+import { enabledProfiles, PAM_TYPES, pamFromTemplate, parsePamProfile } from "./pam.ts";
 
 /** Field order of dpkg's status file; other fields follow in control-file order. */
 const STATUS_ORDER = ["Package", "Essential", "Protected", "Status", "Priority", "Section", "Installed-Size", "Origin", "Maintainer", "Bugs", "Architecture", "Multi-Arch", "Source", "Version", "Config-Version", "Replaces", "Provides", "Depends", "Pre-Depends", "Recommends", "Suggests", "Breaks", "Conflicts", "Enhances", "Conffiles", "Description"];
@@ -250,6 +252,30 @@ async function writeCaBundle(files: InstalledFiles, tree: TreeWriter): Promise<n
   return certs.length;
 }
 
+// ---- PAM (pam-auth-update) ---------------------------------------------------
+
+async function writePamConfig(files: InstalledFiles, tree: TreeWriter): Promise<string[]> {
+  if (!files.has("usr/share/pam/common-auth")) return [];
+  const profiles = [];
+  for (const p of [...files.entries.keys()].filter((k) => k.startsWith("usr/share/pam-configs/") && !k.slice(22).includes("/")).sort()) {
+    const data = await files.read(p);
+    if (data) profiles.push(parsePamProfile(p.slice(22), data.toString("utf8")));
+  }
+  const enabled = enabledProfiles(profiles);
+  const written: string[] = [];
+  for (const type of PAM_TYPES) {
+    const dest = `etc/pam.d/common-${type}`;
+    const template = await files.read(`usr/share/pam/common-${type}`);
+    if (!template || files.has(dest)) continue;
+    const text = pamFromTemplate(template.toString("utf8"), type, enabled);
+    if (text === undefined) continue;
+    for (const d of ["etc", "etc/pam.d"]) await tree.addDir(d, { mode: 0o755 });
+    await tree.addFile(dest, text, { mode: 0o644 });
+    written.push(dest);
+  }
+  return written;
+}
+
 export async function generateDebianFiles(
   debs: LockedPackage[],
   tree: TreeWriter,
@@ -276,6 +302,8 @@ export async function generateDebianFiles(
     await tree.addFile("var/lib/dpkg/info/format", "1\n", { mode: 0o644 });
     const made = await writeAlternatives(sorted, tree, files, options?.alternatives ?? {}, ctx);
     if (made.length) ctx.log.debug(`debian: alternatives ${made.join(", ")}`);
+    const pam = await writePamConfig(files, tree);
+    if (pam.length) ctx.log.debug(`debian: ${pam.join(", ")} from ${"/usr/share/pam-configs"}`);
     const n = await writeCaBundle(files, tree);
     if (n) ctx.log.debug(`debian: CA bundle of ${n} certificates`);
   }

@@ -266,7 +266,7 @@ export const debianSource: SourceKind<LayerRequest, DebianOptions> = {
   },
 
   installKey() {
-    return "deb-install-v1";
+    return "deb-install-v2";
   },
 
   async install(pkg, tree, options, ctx) {
