@@ -2,6 +2,7 @@
 // config -> resolve -> lock -> install (fetch + unpack) -> fold -> plan ->
 // layers -> assemble -> export.
 
+import { existsSync } from "node:fs";
 import { loadConfig, type LoadedConfig } from "../config/load.ts";
 import { ConfigError, CorruptStoreError, ImageLimitError } from "../errors.ts";
 import { fold, type FoldResult } from "../fold/fold.ts";
@@ -10,7 +11,8 @@ import { buildLayer, layerKey, reusableLayer, type LayerRecord } from "../layer/
 import { withParents } from "../layer/tar-writer.ts";
 import type { LayerCompression } from "../layer/compress.ts";
 import { buildConfig, buildManifest, descriptorOf, toBytes } from "../oci/image.ts";
-import { MEDIA, type BlobSource, type BuiltImage, type Descriptor, type ImageConfigFile, type LayerDescriptor } from "../oci/types.ts";
+import { MEDIA, type BlobSource, type BuiltImage, type Descriptor, type LayerDescriptor } from "../oci/types.ts";
+import { loadBaseImage } from "../registry/base.ts";
 import { sourceKinds } from "../sources/registry.ts";
 import type { InstallContext, LockedPackage, SourceKind } from "../sources/types.ts";
 import { Store, type StoredTree } from "../store/store.ts";
@@ -72,7 +74,8 @@ export function storeBlobs(store: Store, extra?: BlobSource): BlobSource {
       throw new CorruptStoreError(`store: blob ${d.digest} is missing from ${store.root}; run the build again`);
     },
     localPath(d: Descriptor) {
-      return store.blobPath(d.digest.replace(/^sha256:/, ""));
+      const p = store.blobPath(d.digest.replace(/^sha256:/, ""));
+      return existsSync(p) ? p : undefined;
     },
     remoteRepository: extra?.remoteRepository?.bind(extra),
   };
@@ -153,10 +156,14 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   if (generatedIds.length) layerInputs.push({ name: GENERATED_LAYER, packages: generatedIds });
   timings.install = now() - t;
 
+  // Base image (`from`): manifest and config pulled and verified; its layers stay by reference.
+  const base = image.from ? await loadBaseImage(image.from, { platform: image.platform, logger: log }) : undefined;
+  if (base) log.info(`base ${image.from}: ${base.layers.length} layers (${base.manifestDigest})`);
+
   // Plan: file-level conflicts, split oversized layers, guard the layer count.
   const treeOf = (id: string) => trees.get(id)!;
   const planned: PlannedLayer[] = planLayers(layerInputs, treeOf, image.conflicts).flatMap((l) => splitLayer(l, image.layerSizeLimit));
-  const baseCount = 0;
+  const baseCount = base?.layers.length ?? 0;
   const total = planned.length + baseCount;
   if (total > image.maxLayers) {
     throw new ImageLimitError(`the image would have ${total} layers; runtimes fail above ${image.maxLayers} (overlayfs/docker stop near 128). Merge some layers or raise layerSizeLimit`);
@@ -209,11 +216,11 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     name: l.name,
     comment: `${l.packages.length} packages`,
   }));
-  const base: ImageConfigFile | undefined = undefined;
-  const configFile = buildConfig({ image, layers: layerDescs, base, epoch });
+  const configFile = buildConfig({ image, layers: layerDescs, base: base?.config, epoch });
   const configBytes = toBytes(configFile);
   const configDescriptor = descriptorOf(MEDIA.config, configBytes);
-  const manifestBytes = toBytes(buildManifest(configDescriptor, layerDescs, image.annotations));
+  const allLayers: LayerDescriptor[] = [...(base?.layers ?? []), ...layerDescs];
+  const manifestBytes = toBytes(buildManifest(configDescriptor, allLayers, image.annotations));
   const manifestDescriptor = descriptorOf(MEDIA.manifest, manifestBytes);
   await store.putBlobBytes(configBytes);
   await store.putBlobBytes(manifestBytes);
@@ -224,8 +231,8 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     manifestDescriptor,
     config: configBytes,
     configDescriptor,
-    layers: layerDescs,
-    blobs: storeBlobs(store),
+    layers: allLayers,
+    blobs: storeBlobs(store, base?.blobs),
   };
   const result: BuildResult = { config: cfg, image: built, layers, droppedLayers: folded.dropped, lockChanged: res.lockChanged, fold: folded, resolution: res, timings, installed };
   await saveBuildRecord(store, result, trees);
