@@ -1,0 +1,58 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { planLayers, splitLayer } from "../../src/fold/plan.ts";
+import type { StoredTree } from "../../src/store/store.ts";
+import type { TreeEntry } from "../../src/store/tree.ts";
+
+const file = (path: string, sha: string, size = 10): TreeEntry => ({ path, type: "file", mode: 0o644, uid: 0, gid: 0, size, sha256: sha });
+const dir = (path: string, mode = 0o755): TreeEntry => ({ path, type: "dir", mode, uid: 0, gid: 0 });
+const tree = (key: string, entries: TreeEntry[]): StoredTree => ({
+  key,
+  rootDir: `/store/${key}`,
+  manifest: { version: 1, key, packageId: key, entries, size: entries.reduce((n, e) => n + (e.size ?? 0), 0), entriesDigest: "" },
+});
+
+test("identical copies of a path are kept once, in the first layer", () => {
+  const trees: Record<string, StoredTree> = {
+    a: tree("a", [dir("usr"), file("usr/share/doc/x", "s1")]),
+    b: tree("b", [dir("usr"), file("usr/share/doc/x", "s1"), file("usr/bin/b", "s2")]),
+  };
+  const plan = planLayers([{ name: "one", packages: ["a"] }, { name: "two", packages: ["b"] }], (id) => trees[id]!, {});
+  assert.deepEqual(plan[0]!.entries.map((e) => e.entry.path), ["usr", "usr/share/doc/x"]);
+  assert.deepEqual(plan[1]!.entries.map((e) => e.entry.path), ["usr", "usr/bin/b"]);
+});
+
+test("a directory keeps its first provider's mode in every later layer", () => {
+  const trees: Record<string, StoredTree> = { a: tree("a", [dir("tmp", 0o1777)]), b: tree("b", [dir("tmp", 0o755), file("tmp/x", "s")]) };
+  const plan = planLayers([{ name: "one", packages: ["a"] }, { name: "two", packages: ["b"] }], (id) => trees[id]!, {});
+  assert.equal(plan[1]!.entries.find((e) => e.entry.path === "tmp")!.entry.mode, 0o1777);
+});
+
+test("different content is a conflict naming both packages, unless an owner is named (path or dir prefix)", () => {
+  const trees: Record<string, StoredTree> = { a: tree("a", [file("lib/cv2/x.so", "s1")]), b: tree("b", [file("lib/cv2/x.so", "s2")]) };
+  const layers = [{ name: "one", packages: ["a", "b"] }];
+  assert.throws(() => planLayers(layers, (id) => trees[id]!, {}), /\/lib\/cv2\/x\.so is provided by both a and b/);
+  const byPath = planLayers(layers, (id) => trees[id]!, { "/lib/cv2/x.so": "b" });
+  assert.deepEqual(byPath[0]!.entries.map((e) => e.packageId), ["b"]);
+  const byDir = planLayers(layers, (id) => trees[id]!, { "/lib/cv2/": "b" });
+  assert.deepEqual(byDir[0]!.entries.map((e) => e.packageId), ["b"]);
+});
+
+test("a file and a directory at one path is a conflict", () => {
+  const trees: Record<string, StoredTree> = { a: tree("a", [file("opt/x", "s")]), b: tree("b", [dir("opt/x")]) };
+  assert.throws(() => planLayers([{ name: "l", packages: ["a", "b"] }], (id) => trees[id]!, {}), /directory in one package and a file in a/);
+});
+
+test("oversized layers split deterministically: whole packages first, then one big package by path", () => {
+  const trees: Record<string, StoredTree> = {
+    p1: tree("p1", [file("a/1", "x", 40)]),
+    p2: tree("p2", [file("b/1", "x", 40)]),
+    big: tree("big", [file("c/1", "x", 60), file("c/2", "x", 60), file("c/3", "x", 10)]),
+  };
+  const [layer] = planLayers([{ name: "L", packages: ["big", "p1", "p2"] }], (id) => trees[id]!, {});
+  const parts = splitLayer(layer!, 100);
+  assert.deepEqual(parts.map((p) => [p.name, p.size]), [["L", 60], ["L.2", 70], ["L.3", 80]]);
+  assert.ok(parts.every((p) => p.size <= 100));
+  assert.deepEqual(splitLayer(layer!, 100).map((p) => p.entries.map((e) => e.entry.path)), parts.map((p) => p.entries.map((e) => e.entry.path)));
+  assert.deepEqual(splitLayer(layer!, 1000).length, 1);
+});
