@@ -6,6 +6,7 @@
 import { createInterface } from "node:readline";
 import type { Readable } from "node:stream";
 import type { Store } from "../../store/store.ts";
+import { writeFileAtomic } from "../../util/fs.ts";
 
 /** One binary package stanza; dependency fields stay as text until needed. */
 export interface IndexEntry {
@@ -104,6 +105,7 @@ export async function loadIndex(store: Store, blobSha256: string, open: () => Pr
   const cached = await store.getRecord<{ v: number; entries: IndexEntry[] }>(RECORD_KIND, blobSha256);
   if (cached && cached.v === RECORD_VERSION && Array.isArray(cached.entries)) return cached.entries;
   const entries = await parsePackagesStream(await open(), what);
-  await store.putRecord(RECORD_KIND, blobSha256, { v: RECORD_VERSION, entries });
+  // A cache, not an output: plain JSON (no sorting pass, no indent) keeps it small and quick.
+  await writeFileAtomic(store.recordPath(RECORD_KIND, blobSha256), JSON.stringify({ v: RECORD_VERSION, entries }));
   return entries;
 }
