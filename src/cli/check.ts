@@ -11,6 +11,8 @@ interface CheckFlags extends CommonFlags {
   dups?: boolean;
   skipImport?: string[];
   importTimeout?: string;
+  strictLibs?: boolean;
+  allowMissing?: string[];
 }
 
 export function checkCommand(): Command {
@@ -22,6 +24,8 @@ export function checkCommand(): Command {
     .option("--no-libs", "skip the shared-library check")
     .option("--no-dups", "skip the duplication audit")
     .option("--skip-import <module>", "do not import this top-level module (repeatable)", collect)
+    .option("--allow-missing <glob>", "a library name that may be missing, e.g. 'libfoo.so.*' (repeatable)", collect)
+    .option("--strict-libs", "also fail on NVIDIA driver libraries and optional HPC transports (allowed by default)")
     .option("--import-timeout <seconds>", "give up on the imports after this long", "900")
     .action(async (image: string | undefined, flags: CheckFlags) => {
       const store = storeFrom(flags);
@@ -32,6 +36,8 @@ export function checkCommand(): Command {
         duplicates: flags.dups,
         skipImports: flags.skipImport,
         importTimeoutSec: Number(flags.importTimeout ?? 900),
+        strictLibraries: flags.strictLibs,
+        allowMissing: flags.allowMissing,
       });
       if (flags.json) printJson(report);
       else printReport(report);
@@ -61,6 +67,11 @@ function printReport(r: CheckReport): void {
       for (const p of l.problems.slice(0, 100)) w(`      ${p.file} (${p.packageId}) needs ${p.kind === "interpreter" ? "the interpreter " : ""}${p.missing}: not found`);
       if (l.problems.length > 100) w(`      … and ${l.problems.length - 100} more (--json lists all)`);
       w(`      searched: DT_RPATH/DT_RUNPATH, then ${l.searchDirs.join(":")}`);
+    }
+    if (l.allowed.length) {
+      const byReason = new Map<string, Set<string>>();
+      for (const a of l.allowed) byReason.set(a.reason, (byReason.get(a.reason) ?? new Set()).add(a.missing));
+      for (const [reason, libs] of byReason) w(`      allowed: ${[...libs].sort().join(", ")}: ${reason} (--strict-libs fails on these)`);
     }
     if (l.preloaded.length) w(`      note: ${l.preloaded.length} needs of Python extension modules are met by libraries their package loads first (e.g. ${l.preloaded[0]!.library} from ${l.preloaded[0]!.providedBy})`);
     if (l.unparsable.length) w(`      note: ${l.unparsable.length} files look like ELF but did not parse (e.g. ${l.unparsable[0]!.file}: ${l.unparsable[0]!.error})`);

@@ -15,6 +15,10 @@ export interface CheckOptions {
   libraries?: boolean;
   duplicates?: boolean;
   skipImports?: string[];
+  /** Fail on host-driver and optional-transport libraries too. */
+  strictLibraries?: boolean;
+  /** Globs of library names that may be missing. */
+  allowMissing?: string[];
   importTimeoutSec?: number;
 }
 
@@ -48,7 +52,7 @@ export async function checkImage(store: Store, image: RuntimeImage, opts: CheckO
     if (report.duplicates.duplicates.length) report.ok = false;
   }
   if (opts.libraries !== false) {
-    report.libraries = await checkLibraries(store, image, view, { architecture: image.config.architecture, env: image.config.config?.Env, readText });
+    report.libraries = await checkLibraries(store, image, view, { architecture: image.config.architecture, env: image.config.config?.Env, readText, strict: opts.strictLibraries, allowMissing: opts.allowMissing });
     if (report.libraries.problems.length) report.ok = false;
   }
   if (opts.imports !== false) {

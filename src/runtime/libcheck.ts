@@ -33,10 +33,24 @@ export interface LibProblem {
   layer: number;
 }
 
+/**
+ * Libraries an image must not ship but may need: the NVIDIA driver's user-space
+ * libraries, which the NVIDIA container toolkit mounts from the host, and the
+ * HPC transports (RDMA verbs, MPI, UCX, libfabric, PMIx) that optional
+ * communication plugins (nvshmem transports, cuFile RDMA) link to and that are
+ * only loaded when such a transport is used. Reported, not failed, unless strict.
+ */
+export const ALLOWED_MISSING: Array<{ pattern: RegExp; reason: string }> = [
+  { pattern: /^lib(cuda|cudadebugger|nvcuvid|nvidia-[a-z0-9-]+|nvoptix)\.so(\.\d+)*$/, reason: "the NVIDIA driver's library; the NVIDIA container toolkit provides it from the host" },
+  { pattern: /^lib(mlx[45]|ibverbs|rdmacm|efa|mpi|oshmem|pmix|fabric|ucs|ucp|uct|ucm)\.so(\.\d+)*$/, reason: "an HPC transport (RDMA/MPI/UCX/libfabric/PMIx) used only by optional communication plugins" },
+];
+
 export interface LibCheckResult {
   elfFiles: number;
   checkedNeeds: number;
   problems: LibProblem[];
+  /** Unresolved but allowed (host driver libraries, optional transports, --allow-missing). */
+  allowed: Array<LibProblem & { reason: string }>;
   /** Needs met only because another module of the same Python tree loads the library first (torch's nvidia-* libs). */
   preloaded: Array<{ file: string; library: string; providedBy: string }>;
   unparsable: Array<{ file: string; error: string }>;
@@ -119,7 +133,7 @@ export async function checkLibraries(
   store: Store,
   image: RuntimeImage,
   view: ImageView,
-  opts: { architecture?: string; env?: string[]; readText: (e: ViewEntry) => string | undefined },
+  opts: { architecture?: string; env?: string[]; readText: (e: ViewEntry) => string | undefined; strict?: boolean; allowMissing?: string[] },
 ): Promise<LibCheckResult> {
   const t0 = performance.now();
   // 1. Scan every tree the view uses, once (cached by tree key).
@@ -167,6 +181,10 @@ export async function checkLibraries(
     }
   }
 
+  const allow = [
+    ...(opts.strict ? [] : ALLOWED_MISSING),
+    ...(opts.allowMissing ?? []).map((g) => ({ pattern: new RegExp(`^${g.replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*").replace(/\?/g, ".")}$`), reason: "allowed with --allow-missing" })),
+  ];
   const found = new Map<string, boolean>();
   const findIn = (dir: string, name: string, cls: number): boolean => {
     const key = `${dir}\0${name}\0${cls}`;
@@ -180,7 +198,7 @@ export async function checkLibraries(
     return hit;
   };
 
-  const result: LibCheckResult = { elfFiles: 0, checkedNeeds: 0, problems: [], preloaded: [], unparsable: [], foreignArch: 0, seconds: 0, searchDirs: [...ldLibraryPath, ...systemDirs] };
+  const result: LibCheckResult = { elfFiles: 0, checkedNeeds: 0, problems: [], allowed: [], preloaded: [], unparsable: [], foreignArch: 0, seconds: 0, searchDirs: [...ldLibraryPath, ...systemDirs] };
   for (const p of view.sorted) {
     const e = view.entries.get(p)!;
     if (e.type !== "file") continue;
@@ -223,7 +241,9 @@ export async function checkLibraries(
         result.preloaded.push({ file: `/${p}`, library: name, providedBy: `/${provider}` });
         continue;
       }
-      result.problems.push({ ...here, missing: name, kind: "library" });
+      const allowed = allow.find((a) => a.pattern.test(name));
+      if (allowed) result.allowed.push({ ...here, missing: name, kind: "library", reason: allowed.reason });
+      else result.problems.push({ ...here, missing: name, kind: "library" });
     }
   }
   result.seconds = (performance.now() - t0) / 1000;

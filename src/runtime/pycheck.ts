@@ -39,6 +39,7 @@ export interface PyCheckResult {
   interpreters: Record<string, number>;
 }
 
+const SITE_DIR = /(^|\/)(site-packages|dist-packages|lib\/python\d+(\.\d+)?)$/;
 const IDENT = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 /** Top-level importable names from top_level.txt, or else from RECORD's paths. */
@@ -77,6 +78,9 @@ export function findDistributions(view: ImageView, readText: (e: ViewEntry) => s
   for (const p of view.sorted) {
     const e = view.entries.get(p)!;
     if (e.type !== "dir" || !/\.(dist-info|egg-info)$/.test(p)) continue;
+    // Only distributions installed into a site directory; vendored copies
+    // (setuptools/_vendor/*.dist-info) belong to their vendoring package.
+    if (!SITE_DIR.test(path.posix.dirname(p))) continue;
     const file = (n: string) => {
       const f = view.entries.get(`${p}/${n}`);
       return f?.type === "file" ? readText(f) : undefined;
