@@ -7,16 +7,17 @@ import { loadImageModel } from "../report/model.ts";
 import { writeFileAtomic } from "../util/fs.ts";
 import { formatBytes } from "../util/log.ts";
 import { printJson, storeFrom, withConfigFlags, type CommonFlags } from "./common.ts";
-import { findBuildRecord } from "./inspect.ts";
+import { buildRecordFor, IMAGE_FLAG, type RecordFlags } from "./record.ts";
 
 export function reportCommand(): Command {
   return withConfigFlags(new Command("report"))
     .description("write one self-contained HTML file: layer sizes, package treemap, duplication avoided, searchable package table")
     .option("-o, --output <file>", "where to write the HTML", "layerfold-report.html")
+    .option(...IMAGE_FLAG)
     .option("--layout <dir>", "report on the image in this OCI layout (its build record must be in the store)")
-    .action(async (flags: CommonFlags & { output: string; layout?: string }) => {
+    .action(async (flags: CommonFlags & RecordFlags & { output: string }) => {
       const store = storeFrom(flags);
-      const model = await loadImageModel(store, await findBuildRecord(store, flags));
+      const model = await loadImageModel(store, await buildRecordFor(store, flags));
       const html = renderReport(model);
       const file = path.resolve(flags.output);
       await writeFileAtomic(file, html);

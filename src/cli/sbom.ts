@@ -13,10 +13,10 @@ import { loadImageModel } from "../report/model.ts";
 import { MEDIA_CYCLONEDX, MEDIA_SPDX, renderSbom, sbomPackages, type SbomFormat } from "../report/sbom.ts";
 import { writeFileAtomic } from "../util/fs.ts";
 import { loggerFrom, printJson, storeFrom, withConfigFlags, type CommonFlags } from "./common.ts";
-import { findBuildRecord } from "./inspect.ts";
+import { buildRecordFor, IMAGE_FLAG, type RecordFlags } from "./record.ts";
 import { credentialOptions, withRegistryFlags, type RegistryFlags } from "./push.ts";
 
-interface SbomFlags extends CommonFlags, RegistryFlags {
+interface SbomFlags extends CommonFlags, RegistryFlags, RecordFlags {
   format: string;
   output?: string;
   layout?: string;
@@ -28,6 +28,7 @@ export function sbomCommand(): Command {
     .description("write a CycloneDX 1.6 or SPDX 2.3 JSON SBOM of the last build (purls and sha256 of every fetched package)")
     .option("-f, --format <format>", "cyclonedx or spdx", "cyclonedx")
     .option("-o, --output <file>", "write the SBOM here (default: stdout, unless --attach)")
+    .option(...IMAGE_FLAG)
     .option("--layout <dir>", "the image in this OCI layout (its build record must be in the store)")
     .option("--attach <ref>", "attach the SBOM to the image pushed to this registry repository (registry/repo[:tag]) as an OCI artifact")
     .action(async (flags: SbomFlags) => {
@@ -35,7 +36,7 @@ export function sbomCommand(): Command {
       if (format !== "cyclonedx" && format !== "spdx") throw new ConfigError(`--format ${JSON.stringify(flags.format)}: use cyclonedx or spdx`);
       const log = loggerFrom(flags);
       const store = storeFrom(flags);
-      const rec = await findBuildRecord(store, flags);
+      const rec = await buildRecordFor(store, flags);
       const model = await loadImageModel(store, rec);
       const created = (JSON.parse(rec.config) as ImageConfigFile).created;
       const text = renderSbom(model, format, created);

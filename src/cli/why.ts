@@ -5,16 +5,17 @@ import { loadImageModel } from "../report/model.ts";
 import { why } from "../report/why.ts";
 import { formatBytes } from "../util/log.ts";
 import { printJson, storeFrom, withConfigFlags, type CommonFlags } from "./common.ts";
-import { findBuildRecord } from "./inspect.ts";
+import { buildRecordFor, IMAGE_FLAG, type RecordFlags } from "./record.ts";
 
 export function whyCommand(): Command {
   return withConfigFlags(new Command("why"))
     .description("show which layer holds a package and the chain of roots that pulled it in")
     .argument("<name>", "package name (libc6, Pillow) or id (deb:libc6, py:pillow)")
+    .option(...IMAGE_FLAG)
     .option("--layout <dir>", "the image in this OCI layout (its build record must be in the store)")
-    .action(async (name: string, flags: CommonFlags & { layout?: string }) => {
+    .action(async (name: string, flags: CommonFlags & RecordFlags) => {
       const store = storeFrom(flags);
-      const model = await loadImageModel(store, await findBuildRecord(store, flags));
+      const model = await loadImageModel(store, await buildRecordFor(store, flags));
       const matches = why(model, name);
       if (flags.json) return printJson({ image: model.image, query: name, matches });
       for (const m of matches) {
