@@ -102,7 +102,7 @@ export function pushCommand(): Command {
     .option("--from-tag <tag>", "with --from: the tag (ref.name) to push; default all of index.json")
     .option("--ghcr", "push to GitHub's registry with GITHUB_TOKEN and GITHUB_REPOSITORY_OWNER")
     .option("--concurrency <n>", "blobs uploaded at once", "4")
-    .option("--chunk-size <MiB>", "bytes per PATCH when uploading, in MiB (0 = one PATCH per blob)", String(DEFAULT_CHUNK_SIZE / 1048576))
+    .option("--chunk-size <MiB>", "upload in chunks of this many MiB (default 0: one streamed PATCH per blob; ghcr.io takes at most 4)", String(DEFAULT_CHUNK_SIZE / 1048576))
     .option("--monolithic", "upload each blob with a single PUT (for registries that want it)")
     .action(async (ref: string | undefined, flags: PushFlags) => {
       const log = loggerFrom(flags);
@@ -116,7 +116,7 @@ export function pushCommand(): Command {
       if (r.digest) throw new ConfigError(`push target ${target}: give a tag, not a digest`);
       const concurrency = Number(flags.concurrency ?? 4);
       if (!Number.isInteger(concurrency) || concurrency < 1) throw new ConfigError("--concurrency must be a positive integer");
-      const chunkMiB = Number(flags.chunkSize ?? 64);
+      const chunkMiB = Number(flags.chunkSize ?? 0);
       if (!Number.isFinite(chunkMiB) || chunkMiB < 0) throw new ConfigError("--chunk-size must be a number of MiB (0 or more)");
       const found = await findCredentials(r.registry, await credentialOptions(flags));
       log.debug(`credentials for ${r.registry}: ${found.source}`);

@@ -19,7 +19,7 @@ export interface PushOptions {
   tag: string;
   /** Blobs in flight at once. */
   concurrency?: number;
-  /** Bytes per PATCH (0 = whole blob in one PATCH). */
+  /** Bytes per PATCH; 0 (default) = each blob in one streamed PATCH. Capped at 4 MiB for ghcr.io. */
   chunkSize?: number;
   monolithic?: boolean;
   logger?: Logger;
@@ -53,7 +53,10 @@ export interface PushResult {
 const RECORD_KIND = "registry-blobs";
 interface BlobLocations { locations: string[] }
 
-export const DEFAULT_CHUNK_SIZE = 64 * 1024 * 1024;
+/** 0: each blob in one streamed PATCH (what docker and skopeo do; every registry takes it). */
+export const DEFAULT_CHUNK_SIZE = 0;
+/** GHCR refuses PATCH chunks with a Content-Range larger than this. */
+export const GHCR_MAX_CHUNK = 4 * 1024 * 1024;
 
 /** Run tasks with at most `limit` in flight; the first failure stops new starts and is thrown. */
 async function pool<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
@@ -148,7 +151,7 @@ export async function pushImages(images: BuiltImage[], opts: PushOptions): Promi
     active.set(digest, { size: desc.size, bytes: 0, start: Date.now() });
     try {
       await uploadBlob(client, repository, desc, source, {
-        chunkSize: opts.chunkSize ?? DEFAULT_CHUNK_SIZE,
+        chunkSize: client.registry === "ghcr.io" && opts.chunkSize ? Math.min(opts.chunkSize, GHCR_MAX_CHUNK) : opts.chunkSize ?? DEFAULT_CHUNK_SIZE,
         monolithic: opts.monolithic,
         location,
         onProgress: (b) => { active.get(digest)!.bytes = b; draw(); },

@@ -80,7 +80,7 @@ class ChunkReader {
 }
 
 export interface UploadOptions {
-  /** Bytes per PATCH; 0 = the whole blob in one PATCH. */
+  /** Bytes per PATCH; 0 (default) = the whole blob in one streamed PATCH. */
   chunkSize?: number;
   /** One PUT with the whole body instead of POST+PATCH+PUT. */
   monolithic?: boolean;
@@ -163,7 +163,13 @@ export async function uploadBlob(client: RegistryClient, repository: string, des
         const r = await client.send({
           method: "PATCH",
           url: location,
-          headers: { "content-type": "application/octet-stream", "content-length": String(len), "content-range": `${offset}-${offset + len - 1}` },
+          // The whole blob from 0 goes as a streamed PATCH without Content-Range, as docker and skopeo
+          // send it (GHCR caps Content-Range chunks at 4 MiB); chunks and resumed uploads carry their range.
+          headers: {
+            "content-type": "application/octet-stream",
+            "content-length": String(len),
+            ...(offset === 0 && len === desc.size ? {} : { "content-range": `${offset}-${offset + len - 1}` }),
+          },
           body: () => reader.take(len, (k) => opts.onProgress?.((sent += k))),
           retry: false,
           ok: [202, 204],

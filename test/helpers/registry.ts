@@ -164,6 +164,7 @@ export async function registryBlobDigests(reg: RunningRegistry): Promise<string[
 export interface ProxyRequestInfo {
   method: string;
   url: string;
+  headers: http.IncomingHttpHeaders;
   /** Request body bytes the proxy received from the client. */
   bodyBytes: number;
   status?: number;
@@ -197,7 +198,7 @@ export async function startProxy(target: string, opts: ProxyOptions = {}): Promi
   const requests: ProxyRequestInfo[] = [];
   let n = 0;
   const server = http.createServer((req, res) => {
-    const info: ProxyRequestInfo = { method: req.method ?? "GET", url: req.url ?? "/", bodyBytes: 0 };
+    const info: ProxyRequestInfo = { method: req.method ?? "GET", url: req.url ?? "/", headers: req.headers, bodyBytes: 0 };
     requests.push(info);
     const fault = opts.fault?.({ method: info.method, url: info.url, n: ++n });
     if (fault?.kind === "status") {

@@ -124,3 +124,23 @@ test("a failure before the registry has any byte resumes at 0 (distribution repo
     await proxy.stop();
   }
 });
+
+test("default upload is one streamed PATCH per blob (no Content-Range); a drop mid-stream still ends with the right blob", { skip }, async () => {
+  const image = await makeImage({ dir: path.join(tmp, "stream"), layers: [{ files: { "s.bin": { randomSize: 2_000_000, seed: "stream" } } }] });
+  let patches = 0;
+  const proxy = await startProxy(reg.url, { fault: ({ method }) => (method === "PATCH" && ++patches === 1 ? { kind: "drop", afterBytes: 700_000 } : undefined) });
+  try {
+    const client = new RegistryClient({ registry: proxy.host, backoffMs: 1 });
+    const res = await pushImages([image], { client, repository: "lf/stream", tag: "t" });
+    await client.close();
+    assert.equal(res.digest, image.manifestDescriptor.digest);
+    const layerPatches = proxy.requests.filter((r) => r.method === "PATCH" && r.bodyBytes > 10_000);
+    assert.ok(layerPatches.length >= 2, "the dropped PATCH was followed by another");
+    const full = layerPatches.at(-1)!;
+    assert.equal(full.headers["content-range"], undefined, "a whole-blob PATCH carries no Content-Range");
+    assert.equal(full.bodyBytes, image.layers[0].size);
+    await verifyWithSkopeo(`${reg.host}/lf/stream:t`, image.layers.map((l) => l.digest));
+  } finally {
+    await proxy.stop();
+  }
+});
