@@ -59,6 +59,7 @@ export const apiHost = (registry: string): string => (registry === DOCKER_HUB ||
 
 /** True for 127.0.0.0/8, ::1 and localhost, where plain HTTP is allowed without --insecure. */
 export function isLoopback(registry: string): boolean {
-  const host = registry.replace(/^\[([^\]]+)\](:\d+)?$/, "$1").replace(/:\d+$/, "");
+  const bracketed = /^\[([^\]]+)\](?::\d+)?$/.exec(registry);
+  const host = bracketed ? bracketed[1] : registry.replace(/:\d+$/, "");
   return host === "localhost" || host === "::1" || /^127\.\d+\.\d+\.\d+$/.test(host);
 }
