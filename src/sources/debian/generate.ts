@@ -19,7 +19,7 @@ import { ConfigError } from "../../errors.ts";
 import type { StoredTree } from "../../store/store.ts";
 import type { TreeEntry, TreeWriter } from "../../store/tree.ts";
 import type { InstallContext, LockedPackage } from "../types.ts";
-import { field, parseDeb822 } from "./deb822.ts";
+import { parseDeb822 } from "./deb822.ts";
 import { canonicalPath, dpkgInfoName } from "./deb.ts";
 import type { ControlRecord, DebianOptions } from "./index.ts";
 import { writeLdCache } from "./ldcache.ts";
@@ -309,5 +309,4 @@ export async function generateDebianFiles(
   }
   if (sorted.length || options?.users.length || options?.groups.length) await writeAccounts(tree, files, options, ctx);
   if (sorted.length) await writeLdCache(files, tree, ctx);
-  void field;
 }
