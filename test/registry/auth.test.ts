@@ -25,6 +25,7 @@ const skip = !hasCommand("docker-registry") || !hasCommand("htpasswd") || !hasCo
 
 const USER = "ci-bot";
 const PASSWORD = "s3cret-Pa55word-do-not-print";
+const REFRESH_TOKEN = "refresh-tok-0123456789abcdef";
 let tmp: string;
 before(async () => { tmp = await mkdtemp(path.join(os.tmpdir(), "lf-auth-")); });
 after(async () => { await rm(tmp, { recursive: true, force: true }); });
@@ -83,12 +84,28 @@ async function startTokenServer(keyPem: string, certPem: string, service: string
   const requests: Array<{ scopes: string[]; user?: string; grant?: string }> = [];
   const der = new X509Certificate(certPem).raw.toString("base64");
   const b64u = (b: Buffer | string) => Buffer.from(b).toString("base64url");
-  const server = http.createServer((req, res) => {
+  const server = http.createServer(async (req, res) => {
     const u = new URL(req.url ?? "/", "http://x");
     const auth = req.headers.authorization ?? "";
-    const [user, pass] = auth.startsWith("Basic ") ? Buffer.from(auth.slice(6), "base64").toString().split(":") : [];
-    const scopes = u.searchParams.getAll("scope");
-    requests.push({ scopes, user });
+    let [user, pass] = auth.startsWith("Basic ") ? Buffer.from(auth.slice(6), "base64").toString().split(":") : [];
+    let scopes = u.searchParams.getAll("scope");
+    let grant: string | undefined;
+    if (req.method === "POST") {
+      // OAuth2 refresh-token grant (docker login identity tokens).
+      let body = "";
+      for await (const c of req) body += c;
+      const form = new URLSearchParams(body);
+      grant = form.get("grant_type") ?? undefined;
+      scopes = (form.get("scope") ?? "").split(" ").filter(Boolean);
+      if (grant !== "refresh_token" || form.get("refresh_token") !== REFRESH_TOKEN) {
+        res.writeHead(401).end(JSON.stringify({ details: "bad refresh token" }));
+        requests.push({ scopes, grant });
+        return;
+      }
+      user = USER;
+      pass = PASSWORD;
+    }
+    requests.push({ scopes, user, grant });
     if (user !== undefined && (user !== USER || pass !== PASSWORD)) {
       res.writeHead(401, { "content-type": "application/json" });
       res.end(JSON.stringify({ details: "incorrect username or password" }));
@@ -105,7 +122,8 @@ async function startTokenServer(keyPem: string, certPem: string, service: string
     const claims = b64u(JSON.stringify({ iss: issuer, sub: user ?? "", aud: service, exp: now + 300, nbf: now - 10, iat: now, jti: randomBytes(8).toString("hex"), access }));
     const sig = createSign("RSA-SHA256").update(`${header}.${claims}`).sign(keyPem).toString("base64url");
     res.writeHead(200, { "content-type": "application/json" });
-    res.end(JSON.stringify({ token: `${header}.${claims}.${sig}`, expires_in: 300 }));
+    const token = `${header}.${claims}.${sig}`;
+    res.end(JSON.stringify(grant ? { access_token: token, expires_in: 300 } : { token, expires_in: 300 }));
   });
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
   const port = (server.address() as AddressInfo).port;
@@ -163,8 +181,25 @@ test("token auth: Bearer flow with push+pull and mount scopes against a token se
     await assert.rejects(pushImages([image], { client: anon, repository: "lf/anon", tag: "t" }), (err: Error & { code?: string }) => err.code === "E_REGISTRY");
     await anon.close();
 
+    // An identity token from docker login goes to the token endpoint as a refresh-token grant.
+    const idClient = new RegistryClient({ registry: reg.host, credential: { kind: "identityToken", token: REFRESH_TOKEN }, logger: log });
+    const res3 = await pushImages([image], { client: idClient, repository: "lf/idtok", tag: "t" });
+    await idClient.close();
+    assert.equal(res3.digest, image.manifestDescriptor.digest);
+    assert.ok(ts.requests.some((r) => r.grant === "refresh_token" && r.scopes.includes("repository:lf/idtok:pull,push")));
+
+    // A mount the registry cannot do (the source lacks the blob) answers 202 with an upload URL; that upload is used.
+    await store.putRecord("registry-blobs", image.layers[0].digest.slice(7), { locations: [`${reg.host}/lf/nowhere`] });
+    const fresh = await makeImage({ dir: path.join(tmp, "tok-fresh"), layers: [{ files: { t: "t\n" } }] });
+    const c4 = new RegistryClient({ registry: reg.host, credential: found.credential, logger: log });
+    const res4 = await pushImages([fresh], { client: c4, repository: "lf/tok3", tag: "t", store });
+    await c4.close();
+    assert.equal(res4.blobs.find((b) => b.digest === image.layers[0].digest)?.action, "uploaded");
+    assert.ok(ts.requests.some((r) => r.scopes.includes("repository:lf/nowhere:pull")), "the mount source was in the token scope");
+
     const all = log.lines.join("\n");
     assert.ok(!all.includes(PASSWORD));
+    assert.ok(!all.includes(REFRESH_TOKEN));
     assert.ok(!/Bearer [A-Za-z0-9_-]{20,}/.test(all), "no bearer token printed");
   } finally {
     await reg.stop();
