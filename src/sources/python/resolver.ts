@@ -75,17 +75,31 @@ interface State<C> {
 
 type Outcome<C> = { ok: State<C> } | { conflict: Set<string> };
 
-const isPre = (v: string): boolean => Boolean(pep440.explain(v)?.is_prerelease);
+const preCache = new Map<string, boolean>();
+const isPre = (v: string): boolean => {
+  let hit = preCache.get(v);
+  if (hit === undefined) preCache.set(v, (hit = Boolean(pep440.explain(v)?.is_prerelease)));
+  return hit;
+};
 const specMentionsPre = (spec: string): boolean => spec.split(",").some((s) => isPre(s.replace(/^[<>=!~]+/, "").trim()));
 
+// pep440.satisfies parses the specifier on every call; the resolver asks the same questions many times.
+const satisfiesCache = new Map<string, boolean>();
 function satisfies(version: string, spec: string): boolean {
   if (!spec) return true;
   if (spec.startsWith("===")) return version === spec.slice(3);
-  try {
-    return pep440.satisfies(version, spec, { prereleases: true });
-  } catch {
-    return false;
+  const key = `${version}\0${spec}`;
+  let hit = satisfiesCache.get(key);
+  if (hit === undefined) {
+    try {
+      hit = pep440.satisfies(version, spec, { prereleases: true });
+    } catch {
+      hit = false;
+    }
+    if (satisfiesCache.size > 200_000) satisfiesCache.clear();
+    satisfiesCache.set(key, hit);
   }
+  return hit;
 }
 
 export class Resolver<C extends Candidate> {
