@@ -122,7 +122,7 @@ export function pushCommand(): Command {
       log.debug(`credentials for ${r.registry}: ${found.source}`);
       const client = new RegistryClient({ registry: r.registry, credential: found.credential, insecure: flags.insecure?.includes(r.registry), logger: log });
       try {
-        log.info(`pushing ${first.name}:${first.tag}${images.length > 1 ? ` (${images.length} platforms)` : ""} to ${formatReference({ ...r, tag })}`);
+        log.info(`pushing ${first.name ? `${first.name}:${first.tag}` : `${flags.from} (${first.tag})`}${images.length > 1 ? ` (${images.length} platforms)` : ""} to ${formatReference({ ...r, tag })}`);
         const res = await pushImages(images, {
           client,
           repository: r.repository,
