@@ -28,7 +28,7 @@ test("reads stored and deflated members and their modes", async () => {
       assert.equal((await z.read(z.get("pkg/a.txt")!)).toString(), "hello");
       assert.ok((await z.read(z.get("pkg/big.bin")!)).equals(big));
       assert.ok(((await z.content(z.get("pkg/big.bin")!)) as Buffer).equals(big));
-      assert.equal(typeof (await z.content(z.get("pkg/big.bin")!, 1000)).pipe, "function", "large members stream");
+      assert.ok(!Buffer.isBuffer(await z.content(z.get("pkg/big.bin")!, 1000)), "large members stream");
       assert.equal(z.get("bin/x")!.mode, 0o755);
       assert.equal(z.get("pkg/")!.isDir, true);
     } finally {
