@@ -1,6 +1,7 @@
 // layerfold load: stream the last build (or an OCI layout) into a Docker
 // engine as a docker-archive; `build --load` calls loadBuilt() after building.
 
+import path from "node:path";
 import { Command } from "commander";
 import { loadImage, type LoadResult } from "../docker/load.ts";
 import { ConfigError } from "../errors.ts";
@@ -10,6 +11,7 @@ import { loggerFrom, printJson, storeFrom, withConfigFlags } from "./common.ts";
 import { localImages, type LocalImageFlags } from "./push.ts";
 
 interface LoadFlags extends LocalImageFlags {
+  tag?: string;
   dockerHost?: string;
   via?: "auto" | "api" | "cli";
 }
@@ -24,6 +26,7 @@ export function loadCommand(): Command {
     .description("load the last build (or an OCI layout) into Docker: Engine API on DOCKER_HOST or the docker socket, else `docker load`")
     .option("--from <dir>", "load the image in this OCI layout instead of the last build")
     .option("--from-tag <tag>", "with --from: the tag (ref.name) to load")
+    .option("-t, --tag <name[:tag]>", "name the loaded image (default: the build's name:tag, or the layout directory's name)")
     .option("--docker-host <url>", "engine socket, e.g. unix:///run/podman/podman.sock (default $DOCKER_HOST)")
     .option("--via <how>", "auto, api (Engine API only) or cli (pipe to docker load)", "auto")
     .action(async (flags: LoadFlags) => {
@@ -31,7 +34,14 @@ export function loadCommand(): Command {
       if (flags.via && !["auto", "api", "cli"].includes(flags.via)) throw new ConfigError(`--via ${flags.via}: use auto, api or cli`);
       const images = await localImages(flags, storeFrom(flags));
       if (images.length !== 1) throw new ConfigError(`${flags.from}: holds ${images.length} images; pick one with --from-tag (docker loads one platform)`);
-      const res = await loadImage(images[0]!, { dockerHost: flags.dockerHost, via: flags.via, logger: log });
+      let image = images[0]!;
+      if (flags.tag || !image.name) {
+        const want = flags.tag ?? `layerfold/${path.basename(path.resolve(flags.from ?? ".")).toLowerCase().replace(/[^a-z0-9._-]+/g, "-")}`;
+        const colon = want.lastIndexOf(":");
+        const [name, tag] = colon > want.lastIndexOf("/") ? [want.slice(0, colon), want.slice(colon + 1)] : [want, image.tag];
+        image = { ...image, name, tag };
+      }
+      const res = await loadImage(image, { dockerHost: flags.dockerHost, via: flags.via, logger: log });
       if (flags.json) printJson(res);
     });
 }

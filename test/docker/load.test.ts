@@ -65,3 +65,15 @@ test("a DOCKER_HOST socket that is not there gives a typed error that names it",
   });
   await assert.rejects(findEngine({ env: { DOCKER_HOST: "ssh://host" } }), /not supported/);
 });
+
+test("layerfold load --from LAYOUT -t NAME:TAG (the command, end to end)", { skip }, async () => {
+  const layout = path.join(tmp, "layout-cli");
+  await makeImage({ dir: layout, layers: [{ files: shellLayerFiles() }], cmd: ["/bin/sh", "-c", "echo from-cli-load"], tag: "x" });
+  const { execFile } = await import("node:child_process");
+  const { promisify } = await import("node:util");
+  const bin = new URL("../../bin/layerfold.mjs", import.meta.url).pathname;
+  const { stdout } = await promisify(execFile)(process.execPath, [bin, "load", "--from", layout, "-t", "lf-test/loaded:cli"], { env: pod.env });
+  assert.match(stdout, /Loaded image/);
+  const run = await pod.docker(["run", "--rm", "--network", "none", "lf-test/loaded:cli"]);
+  assert.equal(run.stdout.trim(), "from-cli-load");
+});
