@@ -168,6 +168,12 @@ describe("debian source against a signed loopback repository", { skip: missing ?
     assert.ok(res.packages.some((p) => p.id === "deb:hello"));
   });
 
+  test("a file:// repository works the same (no by-hash, no InRelease fallback needed)", async () => {
+    const opts = debianOptionsSchema.parse({ sources: [{ uri: `file://${path.join(tmp.dir, "www")}`, suites: ["detached"], components: ["main"], signedBy: repo.keyring }] });
+    const res = await debianSource.resolve([{ packages: ["hello"] }, undefined], opts, ctxFor(await freshStore("file")));
+    assert.match(res.packages.find((p) => p.id === "deb:hello")!.artifact!.url!, /^file:\/\/.*\/pool\/main\/h\/hello_1.0_amd64.deb$/);
+  });
+
   test("a signature by a key outside the keyring is refused", async () => {
     await assert.rejects(debianSource.resolve([{ packages: ["hello"] }, undefined], options("stranger"), ctxFor(await freshStore("s"))), (e: Error) => e instanceof SignatureError && /not in the keyring/.test(e.message));
   });

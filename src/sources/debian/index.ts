@@ -237,11 +237,12 @@ export const debianSource: SourceKind<LayerRequest, DebianOptions> = {
     const t0 = Date.now();
     const candidates: Candidate[] = [];
     let downloaded = 0;
-    for (const [i, r] of rs.entries()) {
-      const loaded = await loadRepo(r, { store: ctx.store, log: ctx.log, arch, configDir: ctx.configDir });
-      downloaded += loaded.downloaded;
-      for (const e of loaded.packages) candidates.push({ ...e, repo: i });
-    }
+    // Repositories load in parallel; their order (which wins ties) is kept.
+    const loaded = await Promise.all(rs.map((r) => loadRepo(r, { store: ctx.store, log: ctx.log, arch, configDir: ctx.configDir })));
+    loaded.forEach((l, i) => {
+      downloaded += l.downloaded;
+      for (const e of l.packages) candidates.push({ ...e, repo: i });
+    });
     const t1 = Date.now();
     const update = new Set(ctx.update.map((n) => n.replace(/^deb:/, "")));
     const prefer = new Map(ctx.locked.filter((p) => !update.has(p.name) && !isSynthetic(p)).map((p) => [p.name, p.version]));

@@ -14,6 +14,9 @@ import { field, parseDeb822 } from "./deb822.ts";
 import { loadIndex, type IndexEntry } from "./index-file.ts";
 import { loadKeyring, verifyClearsigned, verifyDetached } from "./signature.ts";
 
+/** A missing file (HTTP 404/410, or an absent file:// path): try the next location. */
+const isNotFound = (err: unknown): boolean => err instanceof NetworkError && /not found|does not exist|no such file|ENOENT/i.test(err.message);
+
 export const DEFAULT_KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg";
 
 /** One repository after parsing: one URI, one suite, its components. */
@@ -162,7 +165,7 @@ async function fetchRelease(r: RepoSpec, opts: LoadRepoOptions, what: string): P
   try {
     inRelease = await fetchBytes(`${base}/InRelease`, `${what}: InRelease`);
   } catch (err) {
-    if (!(err instanceof NetworkError) || !/not found/.test(err.message)) throw err;
+    if (!isNotFound(err)) throw err;
   }
   if (inRelease) {
     if (r.allowUnsigned && !existsSync(path.resolve(opts.configDir, signedBy)) && !signedBy.includes("BEGIN PGP")) {
@@ -185,7 +188,7 @@ async function fetchRelease(r: RepoSpec, opts: LoadRepoOptions, what: string): P
   try {
     sig = await fetchBytes(`${base}/Release.gpg`, `${what}: Release.gpg`);
   } catch (err) {
-    if (!(err instanceof NetworkError) || !/not found/.test(err.message)) throw err;
+    if (!isNotFound(err)) throw err;
   }
   if (!sig) {
     if (r.allowUnsigned) {
@@ -257,7 +260,7 @@ export async function loadRepo(r: RepoSpec, opts: LoadRepoOptions): Promise<Load
             break;
           } catch (err) {
             lastErr = err;
-            if (!(err instanceof NetworkError) || !/not found/.test(err.message)) break;
+            if (!isNotFound(err)) break;
           }
         }
         if (lastErr) throw lastErr;
