@@ -8,6 +8,9 @@ import type { ImageModel, ModelPackage } from "./model.ts";
 import { squarify, type Rect } from "./treemap.ts";
 import { formatBytes } from "../util/log.ts";
 
+/** Layers smaller than this share of the treemap are drawn at this share. */
+const MIN_LAYER_SHARE = 0.005;
+
 const esc = (s: string): string => s.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]!);
 const num = (n: number): string => (Math.round(n * 100) / 100).toString();
 const pct = (part: number, whole: number): string => (whole > 0 ? `${((100 * part) / whole).toFixed(1)}%` : "0%");
@@ -64,14 +67,21 @@ function treemapSection(model: ImageModel): string {
     const known = pkgs.reduce((n, p) => n + (p.bytes ?? 0), 0);
     return { value: known > 0 ? known : Math.max(0, l.uncompressedSize), item: { layer: l, index: i, pkgs } };
   });
+  // Tiny layers get a minimum area so they (and their packages) stay visible and hoverable.
+  const sum = layerItems.reduce((n, l) => n + l.value, 0);
+  const floor = sum * MIN_LAYER_SHARE;
+  const enlarged = layerItems.filter((l) => l.value > 0 && l.value < floor).map((l) => l.item.layer.name);
+  const drawn = layerItems.map((l) => ({ ...l, value: l.value > 0 ? Math.max(l.value, floor) : 0, bytes: l.value }));
   const out: string[] = [];
-  for (const cell of squarify(layerItems, { x: 0, y: 0, w: W, h: H })) {
-    const { layer, index, pkgs } = cell.item;
+  for (const cell of squarify(drawn.map((d) => ({ value: d.value, item: d })), { x: 0, y: 0, w: W, h: H })) {
+    const { layer, index, pkgs } = cell.item.item;
+    const bytes = cell.item.bytes;
     const color = layerColor(index);
-    out.push(`<g class="tm-layer" data-layer="${esc(layer.name)}" data-bytes="${cell.value}"><rect x="${num(cell.x)}" y="${num(cell.y)}" width="${num(cell.w)}" height="${num(cell.h)}" fill="${color}" fill-opacity="0.25" stroke="#fff" stroke-width="2"><title>layer ${esc(layer.name)}: ${formatBytes(cell.value)}</title></rect>`);
+    out.push(`<g class="tm-layer" data-layer="${esc(layer.name)}" data-bytes="${bytes}"><rect x="${num(cell.x)}" y="${num(cell.y)}" width="${num(cell.w)}" height="${num(cell.h)}" fill="${color}" fill-opacity="0.25" stroke="#fff" stroke-width="2"><title>layer ${esc(layer.name)}: ${formatBytes(bytes)}</title></rect>`);
     const head = cell.h > 34 && cell.w > 40 ? 16 : 0;
     if (head) out.push(`<text class="tm-head" x="${num(cell.x + 4)}" y="${num(cell.y + 12)}">${esc(clip(layer.name, cell.w / 7))}</text>`);
-    const inner: Rect = { x: cell.x + 2, y: cell.y + 2 + head, w: Math.max(0, cell.w - 4), h: Math.max(0, cell.h - 4 - head) };
+    const pad = cell.w > 8 && cell.h > 8 ? 2 : 0;
+    const inner: Rect = { x: cell.x + pad, y: cell.y + pad + head, w: Math.max(0, cell.w - 2 * pad), h: Math.max(0, cell.h - 2 * pad - head) };
     for (const p of squarify(pkgs.map((p) => ({ value: p.bytes ?? 0, item: p })), inner)) {
       out.push(`<g class="tm-pkg" data-id="${esc(p.item.id)}" data-bytes="${p.value}"><rect x="${num(p.x)}" y="${num(p.y)}" width="${num(p.w)}" height="${num(p.h)}" fill="${color}" stroke="#fff" stroke-width="0.75"><title>${esc(p.item.id)} ${esc(p.item.version)} — ${formatBytes(p.value)} in ${esc(layer.name)}</title></rect>`);
       if (p.w > 46 && p.h > 14) out.push(`<text class="tm-lbl" x="${num(p.x + 3)}" y="${num(p.y + 11)}">${esc(clip(p.item.name, (p.w - 6) / 6))}</text>`);
@@ -81,7 +91,7 @@ function treemapSection(model: ImageModel): string {
   }
   const missing = model.packages.filter((p) => p.bytes === undefined).length;
   return `<section id="treemap-section"><h2>Packages by installed size, within layers</h2>
-<p class="note">Area is the bytes of a package's installed files; hover for names and sizes.${missing ? ` ${missing} package trees are no longer in the store; their layers are drawn by uncompressed size.` : ""}</p>
+<p class="note">Area is the bytes of a package's installed files; hover for names and sizes.${enlarged.length ? ` Layers under ${MIN_LAYER_SHARE * 100}% of the total are enlarged to stay visible: ${esc(enlarged.join(", "))}.` : ""}${missing ? ` ${missing} package trees are no longer in the store; their layers are drawn by uncompressed size.` : ""}</p>
 <svg class="chart" id="treemap" viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" role="img" aria-label="treemap of packages by size">${out.join("")}</svg></section>`;
 }
 
