@@ -10,7 +10,7 @@ import http from "node:http";
 import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
-import { hasCommand } from "./registry.ts";
+import { hasCommand, killOnExit } from "./registry.ts";
 
 const run = promisify(execFile);
 
@@ -46,6 +46,7 @@ export async function startPodmanService(): Promise<RunningPodman> {
   const fd = openSync(logFile, "a");
   const child = spawn("podman", [...podmanArgs, "system", "service", "--time=0", `unix://${socketPath}`], { stdio: ["ignore", fd, fd], env });
   closeSync(fd);
+  killOnExit(child);
   let exited = false;
   child.once("exit", () => { exited = true; });
   const deadline = Date.now() + 20_000;

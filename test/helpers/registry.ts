@@ -78,6 +78,13 @@ async function waitForHttp(url: string, child: ChildProcess, logFile: string, ti
   throw new Error(`registry did not come up at ${url}${exited ? " (process exited)" : ""}:\n${log.slice(-2000)}`);
 }
 
+/** Kill a helper's child if the test process exits without stopping it (a failed or killed test). */
+export function killOnExit(child: ChildProcess): void {
+  const kill = () => { if (child.exitCode === null) child.kill("SIGKILL"); };
+  process.once("exit", kill);
+  child.once("exit", () => process.removeListener("exit", kill));
+}
+
 /** Start `docker-registry serve CONFIG.yml` on a free loopback port. */
 export async function startRegistry(opts: StartRegistryOptions = {}): Promise<RunningRegistry> {
   const dataDir = await mkdtemp(path.join(os.tmpdir(), "lf-registry-"));
@@ -125,6 +132,7 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Ru
   const fd = openSync(logFile, "a");
   const child = spawn("docker-registry", ["serve", configFile], { stdio: ["ignore", fd, fd], detached: false });
   closeSync(fd);
+  killOnExit(child);
   const url = `http://127.0.0.1:${port}`;
   await waitForHttp(`${url}/v2/`, child, logFile);
   return {
