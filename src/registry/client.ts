@@ -240,6 +240,10 @@ export class RegistryClient {
           authRetried = true;
           this.challenge = ch;
           this.token = undefined;
+          if (opts.body && opts.retry === false) {
+            // A streamed body cannot be sent again from here; the upload resumes it (and gets a fresh token).
+            throw Object.assign(new RegistryError(`${opts.what}: ${this.registry} asked to authenticate again (token expired?)`), { httpStatus: 401 });
+          }
           attempt--; // an auth round trip is not a failure
           continue;
         }

@@ -180,7 +180,7 @@ export interface ProxyRequestInfo {
 }
 
 export type Fault =
-  | { kind: "status"; status: number; retryAfter?: number }
+  | { kind: "status"; status: number; retryAfter?: number; headers?: Record<string, string> }
   /** Forward this many body bytes, then cut both connections. */
   | { kind: "drop"; afterBytes: number };
 
@@ -214,7 +214,7 @@ export async function startProxy(target: string, opts: ProxyOptions = {}): Promi
       info.status = fault.status;
       req.resume();
       req.on("end", () => {
-        res.writeHead(fault.status, { "content-type": "application/json", ...(fault.retryAfter !== undefined ? { "retry-after": String(fault.retryAfter) } : {}) });
+        res.writeHead(fault.status, { "content-type": "application/json", ...(fault.retryAfter !== undefined ? { "retry-after": String(fault.retryAfter) } : {}), ...(fault.headers ?? {}) });
         res.end(JSON.stringify({ errors: [{ code: "UNKNOWN", message: "injected fault" }] }));
       });
       return;

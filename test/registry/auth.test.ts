@@ -12,7 +12,7 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { startRegistry, hasCommand, type RunningRegistry } from "../helpers/registry.ts";
+import { startRegistry, startProxy, hasCommand, type RunningRegistry } from "../helpers/registry.ts";
 import { makeImage } from "./image-fixture.ts";
 import { RegistryClient, parseChallenge } from "../../src/registry/client.ts";
 import { findCredentials } from "../../src/registry/credentials.ts";
@@ -196,6 +196,28 @@ test("token auth: Bearer flow with push+pull and mount scopes against a token se
     await c4.close();
     assert.equal(res4.blobs.find((b) => b.digest === image.layers[0].digest)?.action, "uploaded");
     assert.ok(ts.requests.some((r) => r.scopes.includes("repository:lf/nowhere:pull")), "the mount source was in the token scope");
+
+    // The registry asks to authenticate again in the middle of a streamed upload (an expired token):
+    // the upload gets a new token and resumes.
+    let patches = 0;
+    const proxy = await startProxy(reg.url, {
+      fault: ({ method }) =>
+        method === "PATCH" && ++patches === 1
+          ? { kind: "status", status: 401, headers: { "www-authenticate": `Bearer realm="${ts.realm}",service="${service}",scope="repository:lf/tok401:pull,push"` } }
+          : undefined,
+    });
+    try {
+      const big = await makeImage({ dir: path.join(tmp, "tok401"), layers: [{ files: { big: { randomSize: 300_000, seed: "401" } } }] });
+      const before = ts.requests.length;
+      const c5 = new RegistryClient({ registry: proxy.host, credential: found.credential, logger: log, backoffMs: 1 });
+      const res5 = await pushImages([big], { client: c5, repository: "lf/tok401", tag: "t" });
+      await c5.close();
+      assert.equal(res5.digest, big.manifestDescriptor.digest);
+      assert.ok(proxy.requests.some((r) => r.fault === "status 401"));
+      assert.ok(ts.requests.length - before >= 2, "a second token was fetched after the 401");
+    } finally {
+      await proxy.stop();
+    }
 
     const all = log.lines.join("\n");
     assert.ok(!all.includes(PASSWORD));
