@@ -9,7 +9,7 @@ import { fold, type FoldResult } from "../fold/fold.ts";
 import { directoryIndex, planLayers, splitLayer, type PlannedLayer } from "../fold/plan.ts";
 import { buildLayer, layerKey, reusableLayer, type LayerRecord } from "../layer/layer.ts";
 import { withParents } from "../layer/tar-writer.ts";
-import type { LayerCompression } from "../layer/compress.ts";
+import { compressorId, layerMediaType, type LayerCompression } from "../layer/compress.ts";
 import { buildConfig, buildManifest, descriptorOf, toBytes } from "../oci/image.ts";
 import { MEDIA, type BlobSource, type BuiltImage, type Descriptor, type LayerDescriptor } from "../oci/types.ts";
 import { loadBaseImage } from "../registry/base.ts";
@@ -39,6 +39,10 @@ export interface BuildOptions {
   overrides?: Record<string, string>;
   log?: Logger;
   concurrency?: number;
+  /** Build for this platform instead of the config's (e.g. "linux/arm64"). */
+  platform?: string;
+  /** Shared layer cache (--cache REF). */
+  cache?: BuildCache;
   /** Overrides the config's compression. */
   compression?: LayerCompression;
   kinds?: SourceKind[];
@@ -46,8 +50,21 @@ export interface BuildOptions {
 
 export interface BuiltLayer extends LayerRecord {
   reused: boolean;
+  /** The cache repository the layer came from, when it did. */
+  cached?: string;
   seconds: number;
 }
+
+/** A shared layer cache (src/cache): records by input key, for runners that start empty. */
+export interface BuildCache {
+  location: string;
+  lookupLayer(key: string, expect: { compressor: string; mediaType: string }): Promise<{ hit: LayerRecord[] } | { miss: string }>;
+  putLayer(key: string, parts: LayerRecord[]): Promise<void>;
+  blobSource(): BlobSource;
+}
+
+/** Bump when the cache key's recipe changes. */
+export const CACHE_FORMAT = 1;
 
 export interface BuildResult {
   config: LoadedConfig;
@@ -83,6 +100,15 @@ export function storeBlobs(store: Store, extra?: BlobSource): BlobSource {
 
 const now = () => performance.now() / 1000;
 
+/** Base-image blobs from the base registry, cached layers from the cache repository. */
+function joinSources(base: BlobSource | undefined, cache: BlobSource | undefined, cached: Set<string>): BlobSource | undefined {
+  if (!cache || cached.size === 0) return base;
+  return {
+    open: (d) => (cached.has(d.digest) || !base ? cache.open(d) : base.open(d)),
+    remoteRepository: (d) => (cached.has(d.digest) ? cache.remoteRepository?.(d) : base?.remoteRepository?.(d)),
+  };
+}
+
 export async function treeKeyOf(kind: SourceKind, pkg: LockedPackage, options: unknown, ctx: InstallContext): Promise<string> {
   const extra = kind.installKey ? await kind.installKey(pkg, options, ctx) : "";
   return sha256Hex(stableJson({ format: INSTALL_FORMAT, id: pkg.id, version: pkg.version, sha256: pkg.artifact?.sha256 ?? null, meta: pkg.meta ?? null, extra }));
@@ -96,6 +122,10 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   let t = now();
   const cfg = await loadConfig({ dir: opts.dir, file: opts.file }, kinds);
   const image = cfg.image;
+  if (opts.platform) {
+    if (!/^linux\/(amd64|arm64|arm|ppc64le|s390x|riscv64|386)(\/v\d)?$/.test(opts.platform)) throw new ConfigError(`--platform ${JSON.stringify(opts.platform)} must look like linux/amd64 or linux/arm64`);
+    image.platform = opts.platform;
+  }
   if (opts.compression) {
     if (!["zstd", "gzip", "none"].includes(opts.compression)) throw new ConfigError(`compression ${JSON.stringify(opts.compression)} is not one of zstd, gzip, none`);
     image.compression = opts.compression;
@@ -115,98 +145,151 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   );
   for (const name of folded.dropped) log.info(`layer ${name}: empty after folding (everything it names is in earlier layers); dropped`);
 
-  // Install every package into its tree (cached by key).
+  // Tree keys come from the lock alone, so a shared cache can be asked before anything is installed.
   t = now();
   const kindOf = (p: LockedPackage) => kinds.find((k) => k.kind === p.kind)!;
   const trees = new Map<string, StoredTree>();
+  const treeKeys = new Map<string, string>();
   const installed: string[] = [];
   const ctxFor = (kind: SourceKind): InstallContext => ({ ...res.contextFor(kind), treeOf: (id) => trees.get(id) });
+  const allIds = folded.layers.flatMap((l) => l.packages);
+  for (const id of allIds) {
+    const pkg = res.packages.get(id)!;
+    const kind = kindOf(pkg);
+    treeKeys.set(id, await treeKeyOf(kind, pkg, res.optionsFor(kind), ctxFor(kind)));
+  }
   const installOne = async (id: string, force = false) => {
     const pkg = res.packages.get(id)!;
     const kind = kindOf(pkg);
-    const ctx = ctxFor(kind);
-    const key = await treeKeyOf(kind, pkg, res.optionsFor(kind), ctx);
+    const key = treeKeys.get(id)!;
     if (force) await store.dropTree(key);
-    const { tree, built } = await store.ensureTree(key, id, (w) => kind.install(pkg, w, res.optionsFor(kind), ctx), kind.treeOptions);
+    const { tree, built } = await store.ensureTree(key, id, (w) => kind.install(pkg, w, res.optionsFor(kind), ctxFor(kind)), kind.treeOptions);
     if (built) {
       installed.push(id);
       log.info(`install ${id} ${pkg.version}: ${tree.manifest.entries.length} entries, ${formatBytes(tree.manifest.size)}`);
     }
     trees.set(id, tree);
   };
-  const allIds = folded.layers.flatMap((l) => l.packages);
-  await mapPool(allIds, opts.concurrency ?? 2, (id) => installOne(id));
 
   // Files computed from the whole set (dpkg status, users, ld.so.cache): one small last layer.
   const layerInputs = folded.layers.map((l) => ({ name: l.name, packages: l.packages }));
-  const generatedIds: string[] = [];
+  const generators: Array<{ id: string; key: string; kind: SourceKind; mine: LockedPackage[] }> = [];
   for (const kind of kinds) {
     if (!kind.generate) continue;
     const mine = allIds.map((id) => res.packages.get(id)!).filter((p) => p.kind === kind.kind);
     if (mine.length === 0 && res.optionsFor(kind) === undefined) continue;
     const id = `generated:${kind.kind}`;
     const key = sha256Hex(stableJson({ format: INSTALL_FORMAT, id, packages: mine.map((p) => [p.id, p.version, p.artifact?.sha256 ?? null]), options: res.optionsFor(kind) ?? null, image: image.config }));
-    const ctx = ctxFor(kind);
-    const { tree } = await store.ensureTree(key, id, (w) => kind.generate!(mine, w, res.optionsFor(kind), ctx), { symlinks: "image" });
-    if (tree.manifest.entries.length) {
-      trees.set(id, tree);
-      generatedIds.push(id);
+    generators.push({ id, key, kind, mine });
+    treeKeys.set(id, key);
+  }
+  if (generators.length) layerInputs.push({ name: GENERATED_LAYER, packages: generators.map((g) => g.id) });
+
+  // Shared cache: a layer whose inputs some runner already built is taken from it.
+  const compression = image.compression as LayerCompression;
+  const epoch = sourceDateEpoch();
+  const cacheKeys = layerInputs.map((l, i) =>
+    sha256Hex(stableJson({
+      format: CACHE_FORMAT,
+      own: l.packages.map((id) => treeKeys.get(id)!).sort(),
+      // Lower layers decide conflicts and directory metadata here, so they are part of the key.
+      lower: sha256Hex(layerInputs.slice(0, i).flatMap((x) => x.packages.map((id) => treeKeys.get(id)!)).sort().join("\n")),
+      compressor: compressorId(compression, image.compressionLevel),
+      epoch,
+      conflicts: image.conflicts,
+      limit: image.layerSizeLimit,
+    })),
+  );
+  const cacheHits: Array<LayerRecord[] | undefined> = layerInputs.map(() => undefined);
+  if (opts.cache) {
+    const expect = { compressor: compressorId(compression, image.compressionLevel), mediaType: layerMediaType(compression) };
+    await mapPool(layerInputs, 4, async (l, i) => {
+      const found = await opts.cache!.lookupLayer(cacheKeys[i]!, expect);
+      if ("hit" in found) cacheHits[i] = found.hit;
+      else log.info(`cache: layer ${l.name}: ${found.miss}; building it`);
+    });
+  }
+  // Install what the layers that must be built need: themselves and every layer below them.
+  let lastMiss = -1;
+  cacheHits.forEach((h, i) => { if (h === undefined) lastMiss = i; });
+  await mapPool(layerInputs.slice(0, lastMiss + 1).flatMap((l) => l.packages.filter((id) => !id.startsWith("generated:"))), opts.concurrency ?? 2, (id) => installOne(id));
+  if (generators.length && cacheHits[layerInputs.length - 1] === undefined) {
+    for (const g of generators) {
+      const { tree } = await store.ensureTree(g.key, g.id, (w) => g.kind.generate!(g.mine, w, res.optionsFor(g.kind), ctxFor(g.kind)), { symlinks: "image" });
+      trees.set(g.id, tree);
+    }
+    // Nothing generated: no empty last layer.
+    if (generators.every((g) => trees.get(g.id)!.manifest.entries.length === 0)) {
+      layerInputs.pop();
+      cacheHits.pop();
+      lastMiss = Math.min(lastMiss, layerInputs.length - 1);
     }
   }
-  if (generatedIds.length) layerInputs.push({ name: GENERATED_LAYER, packages: generatedIds });
   timings.install = now() - t;
 
   // Base image (`from`): manifest and config pulled and verified; its layers stay by reference.
   const base = image.from ? await loadBaseImage(image.from, { platform: image.platform, logger: log }) : undefined;
   if (base) log.info(`base ${image.from}: ${base.layers.length} layers (${base.manifestDigest})`);
 
-  // Plan: file-level conflicts, split oversized layers, guard the layer count.
+  // Plan the layers to build: file-level conflicts, split oversized layers.
   const treeOf = (id: string) => trees.get(id)!;
-  const planned: PlannedLayer[] = planLayers(layerInputs, treeOf, image.conflicts).flatMap((l) => splitLayer(l, image.layerSizeLimit));
-  const baseCount = base?.layers.length ?? 0;
-  const total = planned.length + baseCount;
+  const toPlan = layerInputs.slice(0, lastMiss + 1);
+  const planOf = () => planLayers(toPlan, treeOf, image.conflicts).map((l) => splitLayer(l, image.layerSizeLimit));
+  const plannedByLayer = planOf();
+  const knownDirs = directoryIndex(plannedByLayer.flat());
+  const total = layerInputs.reduce((n, _l, i) => n + (cacheHits[i]?.length ?? plannedByLayer[i]?.length ?? 1), 0) + (base?.layers.length ?? 0);
   if (total > image.maxLayers) {
     throw new ImageLimitError(`the image would have ${total} layers; runtimes fail above ${image.maxLayers} (overlayfs/docker stop near 128). Merge some layers or raise layerSizeLimit`);
   }
   if (total > 125) log.warn(`the image has ${total} layers; Docker and some registries stop at about 125`);
-  const knownDirs = directoryIndex(planned);
 
-  // Layers: reuse by key, else stream tar -> compressor -> store.
+  // Layers: cache hit, or local reuse by content key, else stream tar -> compressor -> store.
   t = now();
-  const compression = image.compression as LayerCompression;
   const layers: BuiltLayer[] = [];
-  for (const [i, pl] of planned.entries()) {
-    const t0 = now();
-    let entries = withParents(pl.entries, knownDirs);
-    const input = { name: pl.name, packages: pl.packages, entries, compression, level: image.compressionLevel, mtime: sourceDateEpoch() };
-    const key = layerKey(input);
-    const reused = await reusableLayer(store, key);
-    if (reused) {
-      layers.push({ ...reused, name: pl.name, packages: pl.packages, reused: true, seconds: now() - t0 });
-      log.info(`layer ${i + 1}/${planned.length} ${pl.name}: reused ${reused.digest.slice(7, 19)} ${formatBytes(reused.size)}`);
+  let n = 0;
+  for (const [li, l] of layerInputs.entries()) {
+    const hit = cacheHits[li];
+    if (hit) {
+      for (const rec of hit) {
+        layers.push({ ...rec, reused: true, cached: opts.cache!.location, seconds: 0 });
+        log.info(`layer ${++n}/${total} ${rec.name}: from cache ${rec.digest.slice(7, 19)} ${formatBytes(rec.size)}`);
+      }
       continue;
     }
-    let record: LayerRecord;
-    const progress = (bytes: number) => log.progress(`layer ${pl.name}`, `${formatBytes(bytes)} / ${formatBytes(pl.size)}`);
-    try {
-      record = await buildLayer(store, input, key, progress);
-    } catch (err) {
-      if (!(err instanceof CorruptStoreError)) throw err;
-      // A tree failed verification while streaming: reinstall its packages once and retry.
-      log.warn(`${err.message}`);
-      for (const id of pl.packages) if (!id.startsWith("generated:")) await installOne(id, true);
-      const fresh = planLayers(layerInputs, treeOf, image.conflicts).flatMap((l) => splitLayer(l, image.layerSizeLimit))[i]!;
-      entries = withParents(fresh.entries, knownDirs);
-      record = await buildLayer(store, { ...input, entries }, key, progress);
+    const parts: BuiltLayer[] = [];
+    for (const [pi, pl] of plannedByLayer[li]!.entries()) {
+      const t0 = now();
+      let entries = withParents(pl.entries, knownDirs);
+      const input = { name: pl.name, packages: pl.packages, entries, compression, level: image.compressionLevel, mtime: epoch };
+      const key = layerKey(input);
+      const reused = await reusableLayer(store, key);
+      if (reused) {
+        parts.push({ ...reused, name: pl.name, packages: pl.packages, reused: true, seconds: now() - t0 });
+        log.info(`layer ${++n}/${total} ${pl.name}: reused ${reused.digest.slice(7, 19)} ${formatBytes(reused.size)}`);
+        continue;
+      }
+      let record: LayerRecord;
+      const progress = (bytes: number) => log.progress(`layer ${pl.name}`, `${formatBytes(bytes)} / ${formatBytes(pl.size)}`);
+      try {
+        record = await buildLayer(store, input, key, progress);
+      } catch (err) {
+        if (!(err instanceof CorruptStoreError)) throw err;
+        // A tree failed verification while streaming: reinstall this layer's packages once and retry.
+        log.warn(err.message);
+        for (const id of pl.packages) if (!id.startsWith("generated:")) await installOne(id, true);
+        entries = withParents(planOf()[li]![pi]!.entries, knownDirs);
+        record = await buildLayer(store, { ...input, entries }, key, progress);
+      }
+      const seconds = now() - t0;
+      parts.push({ ...record, reused: false, seconds });
+      log.info(`layer ${++n}/${total} ${pl.name}: built ${record.digest.slice(7, 19)} ${formatBytes(record.size)} (${formatBytes(record.uncompressedSize)} uncompressed) in ${seconds.toFixed(1)}s`);
     }
-    const seconds = now() - t0;
-    layers.push({ ...record, reused: false, seconds });
-    log.info(`layer ${i + 1}/${planned.length} ${pl.name}: built ${record.digest.slice(7, 19)} ${formatBytes(record.size)} (${formatBytes(record.uncompressedSize)} uncompressed) in ${seconds.toFixed(1)}s`);
+    if (opts.cache) await opts.cache.putLayer(cacheKeys[li]!, parts);
+    layers.push(...parts);
   }
   timings.layers = now() - t;
 
   // Assemble config and manifest into the store.
-  const epoch = sourceDateEpoch();
   const layerDescs: Array<LayerDescriptor & { name: string; comment: string }> = layers.map((l) => ({
     mediaType: l.mediaType,
     digest: l.digest,
@@ -232,7 +315,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     config: configBytes,
     configDescriptor,
     layers: allLayers,
-    blobs: storeBlobs(store, base?.blobs),
+    blobs: storeBlobs(store, joinSources(base?.blobs, opts.cache?.blobSource(), new Set(layers.filter((l) => l.cached).map((l) => l.digest)))),
   };
   const result: BuildResult = { config: cfg, image: built, layers, droppedLayers: folded.dropped, lockChanged: res.lockChanged, fold: folded, resolution: res, timings, installed };
   await saveBuildRecord(store, result, trees);

@@ -1,5 +1,6 @@
 import { Command } from "commander";
 import { build, type BuildResult } from "../build/build.ts";
+import { LayerCache } from "../cache/layer-cache.ts";
 import { formatBytes } from "../util/log.ts";
 import { loadBuilt } from "./load.ts";
 import { collect, loggerFrom, parseOverrides, printJson, storeFrom, withConfigFlags, type CommonFlags } from "./common.ts";
@@ -11,6 +12,8 @@ export interface BuildFlags extends CommonFlags {
   concurrency?: string;
   compression?: "zstd" | "gzip" | "none";
   load?: boolean;
+  cache?: string;
+  platform?: string;
 }
 
 /** The summary `build --json` prints and `inspect --json` mirrors. */
@@ -30,6 +33,7 @@ export function buildSummary(r: BuildResult) {
       uncompressedSize: l.uncompressedSize,
       mediaType: l.mediaType,
       reused: l.reused,
+      ...(l.cached ? { cached: l.cached } : {}),
       seconds: Number(l.seconds.toFixed(3)),
       packages: l.packages,
     })),
@@ -45,13 +49,19 @@ export function buildCommand(): Command {
     .option("--override <name=dir>", "use a local directory instead of a source (repeatable)", collect)
     .option("--concurrency <n>", "packages installed at once", "2")
     .option("--compression <kind>", "layer compression: zstd, gzip or none (overrides the config)")
+    .option("--cache <ref>", "shared layer cache in an OCI repository, e.g. ghcr.io/owner/app-cache: reuse layers other runners built, store the ones built here")
+    .option("--platform <os/arch>", "build for this platform (e.g. linux/arm64); overrides the config")
     .option("--load", "then load the image into Docker (Engine API on DOCKER_HOST or the docker socket, else docker load)")
     .action(async (flags: BuildFlags) => {
       const log = loggerFrom(flags);
+      const store = storeFrom(flags);
+      const cache = flags.cache ? await LayerCache.open(flags.cache, { store, log }) : undefined;
       const r = await build({
         dir: flags.dir,
         file: flags.config,
-        store: storeFrom(flags),
+        store,
+        cache,
+        platform: flags.platform,
         output: flags.output,
         frozen: flags.frozen,
         overrides: parseOverrides(flags.override),
