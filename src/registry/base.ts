@@ -14,6 +14,8 @@ export interface BaseImage {
   blobs: BlobSource;
   /** Digest of the platform manifest the base resolved to (record it in the lock). */
   manifestDigest: string;
+  /** Close the registry connection once nothing will open base blobs any more (optional; idle sockets close after 1 s anyway). */
+  close(): Promise<void>;
 }
 
 export type LoadBaseImageOptions = OpenRemoteOptions;
@@ -24,5 +26,5 @@ export async function loadBaseImage(ref: string, opts: LoadBaseImageOptions = {}
     log.warn(`base image ${ref} is not pinned by digest; builds are only reproducible with "${ref}@sha256:..."`);
   }
   const img = await openRemoteImage(ref, opts);
-  return { config: img.configFile, layers: img.layers, blobs: img.blobs, manifestDigest: img.manifestDigest };
+  return { config: img.configFile, layers: img.layers, blobs: img.blobs, manifestDigest: img.manifestDigest, close: () => (opts.client ? Promise.resolve() : img.client.close()) };
 }

@@ -115,7 +115,9 @@ export class RegistryClient {
     this.logger = opts.logger ?? silentLogger;
     this.retries = opts.retries ?? 6;
     this.backoffMs = opts.backoffMs ?? 300;
-    this.dispatcher = opts.dispatcher ?? new Agent({ connections: 16, headersTimeout: 120_000, bodyTimeout: 300_000, keepAliveTimeout: 10_000 });
+    // Short keep-alive: idle sockets hold the event loop open, and a client nobody closes
+    // (a base image's) must not keep the process alive long after its last request.
+    this.dispatcher = opts.dispatcher ?? new Agent({ connections: 16, headersTimeout: 120_000, bodyTimeout: 300_000, keepAliveTimeout: 1_000, keepAliveMaxTimeout: 1_000 });
   }
 
   /** Ask for these scopes ("repository:NAME:pull,push") in every token from now on. */
