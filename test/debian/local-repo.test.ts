@@ -174,6 +174,21 @@ describe("debian source against a signed loopback repository", { skip: missing ?
     assert.match(res.packages.find((p) => p.id === "deb:hello")!.artifact!.url!, /^file:\/\/.*\/pool\/main\/h\/hello_1.0_amd64.deb$/);
   });
 
+  test("armored keyrings: an .asc file, inline in the config, and inline in deb822 Signed-By", async () => {
+    const asc = path.join(tmp.dir, "repo.asc");
+    await writeFile(asc, repo.armoredKey());
+    const base = url.replace(/\/$/, "");
+    for (const [i, signedBy] of [asc, repo.armoredKey()].entries()) {
+      const opts = debianOptionsSchema.parse({ sources: [{ uri: base, suites: ["good"], components: ["main"], signedBy }] });
+      const res = await debianSource.resolve([{ packages: ["hello"] }, undefined], opts, ctxFor(await freshStore(`asc${i}`)));
+      assert.ok(res.packages.some((p) => p.id === "deb:hello"));
+    }
+    const inline = repo.armoredKey().trimEnd().split("\n").map((l) => " " + (l === "" ? "." : l)).join("\n");
+    const deb822 = `Types: deb\nURIs: ${base}\nSuites: good\nComponents: main\nSigned-By:\n${inline}\n`;
+    const res = await debianSource.resolve([{ packages: ["hello"] }, undefined], debianOptionsSchema.parse({ sources: [deb822] }), ctxFor(await freshStore("asc822")));
+    assert.ok(res.packages.some((p) => p.id === "deb:hello"));
+  });
+
   test("a signature by a key outside the keyring is refused", async () => {
     await assert.rejects(debianSource.resolve([{ packages: ["hello"] }, undefined], options("stranger"), ctxFor(await freshStore("s"))), (e: Error) => e instanceof SignatureError && /not in the keyring/.test(e.message));
   });

@@ -81,6 +81,11 @@ export class TestRepo {
     await writeFile(this.otherKeyring, this.gpg(["--export", "other@example.org"]));
   }
 
+  /** The signing key, ASCII-armored (for .asc keyrings and inline Signed-By). */
+  armoredKey(): string {
+    return this.gpg(["--armor", "--export", "repo@example.org"]).toString();
+  }
+
   /** Write pool, Packages(.gz), Release, InRelease and Release.gpg for suite/main/amd64. */
   async publish(suite: string, debs: string[], opts: { signer?: string; tamperAfterSigning?: boolean; validUntil?: string } = {}): Promise<void> {
     const dists = path.join(this.dir, "www", "dists", suite);
