@@ -16,13 +16,13 @@ export const MEDIA_SPDX = "application/spdx+json";
 
 export type SbomFormat = "cyclonedx" | "spdx";
 
-/** purl component encoding: percent-encode all but unreserved characters (':' kept, as packageurl-js does). */
-const enc = (s: string): string => encodeURIComponent(s).replace(/%3A/g, ":");
+/** purl component encoding in the canonical form packageurl-js prints: ':' and '+' stay, the rest is percent-encoded. */
+const enc = (s: string): string => encodeURIComponent(s).replace(/%3A/g, ":").replace(/%2B/g, "+");
 const qualifiers = (q: Record<string, string | undefined>): string => {
   const parts = Object.keys(q)
     .sort()
     .filter((k) => q[k] !== undefined && q[k] !== "")
-    .map((k) => `${k}=${encodeURIComponent(q[k]!).replace(/%2F/g, "/").replace(/%3A/g, ":")}`);
+    .map((k) => `${k}=${encodeURIComponent(q[k]!)}`);
   return parts.length ? `?${parts.join("&")}` : "";
 };
 

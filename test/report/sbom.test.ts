@@ -7,6 +7,8 @@ import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { after, before, test } from "node:test";
+import { Spec, Validation } from "@cyclonedx/cyclonedx-library";
+import { PackageURL } from "packageurl-js";
 import { RegistryClient } from "../../src/registry/client.ts";
 import { fallbackTagOf, listReferrers } from "../../src/report/attach.ts";
 import { cycloneDx, purlOf, renderSbom, sbomPackages, spdx, stableUuid } from "../../src/report/sbom.ts";
@@ -22,18 +24,27 @@ const HEX64 = /^[0-9a-f]{64}$/;
 test("purls: deb with arch and encoded version, normalised pypi names, git vcs_url, url archives with checksum", () => {
   const m = sampleModel();
   const by = (id: string) => purlOf(m.packages.find((p) => p.id === id)!);
-  assert.equal(by("deb:libc6"), "pkg:deb/debian/libc6@2.36-9%2Bdeb12u7?arch=amd64");
-  assert.equal(by("deb:tzdata"), "pkg:deb/debian/tzdata@1:2024a-0%2Bdeb12u1?arch=all");
+  assert.equal(by("deb:libc6"), "pkg:deb/debian/libc6@2.36-9+deb12u7?arch=amd64");
+  assert.equal(by("deb:tzdata"), "pkg:deb/debian/tzdata@1:2024a-0+deb12u1?arch=all");
   assert.equal(by("py:typing-extensions"), "pkg:pypi/typing-extensions@4.12.2");
-  assert.equal(by("git:comfyui"), "pkg:generic/ComfyUI@0123456789abcdef0123456789abcdef01234567?vcs_url=git%2Bhttps://github.com/comfyanonymous/ComfyUI%400123456789abcdef0123456789abcdef01234567");
-  assert.equal(by("archive:models"), `pkg:generic/models@1.0?checksum=sha256:${"9".repeat(64)}&download_url=https://example.org/models-1.0.tar.gz`);
+  assert.equal(by("git:comfyui"), "pkg:generic/ComfyUI@0123456789abcdef0123456789abcdef01234567?vcs_url=git%2Bhttps%3A%2F%2Fgithub.com%2Fcomfyanonymous%2FComfyUI%400123456789abcdef0123456789abcdef01234567");
+  assert.equal(by("archive:models"), `pkg:generic/models@1.0?checksum=sha256%3A${"9".repeat(64)}&download_url=https%3A%2F%2Fexample.org%2Fmodels-1.0.tar.gz`);
+  // Every purl is in canonical form: packageurl-js parses it and prints the same string back.
+  for (const p of m.packages) {
+    const purl = purlOf(p);
+    const parsed = PackageURL.fromString(purl);
+    assert.equal(parsed.toString(), purl);
+    assert.equal(parsed.version, p.kind === "git" ? (p.meta!.commit as string) : p.version);
+  }
   // Local files are not packages.
   assert.ok(!sbomPackages(m).some((p) => p.kind === "file"));
   assert.equal(sbomPackages(m).length, 8);
 });
 
-test("CycloneDX 1.6: required fields, purls, SHA-256 hashes, dependency graph", () => {
+test("CycloneDX 1.6: valid against the official JSON schema; required fields, purls, SHA-256 hashes, dependency graph", async () => {
   const m = sampleModel();
+  const errors = await new Validation.JsonStrictValidator(Spec.Version.v1dot6).validate(renderSbom(m, "cyclonedx"));
+  assert.equal(errors, null, JSON.stringify(errors));
   const bom = cycloneDx(m, "2024-01-02T03:04:05Z") as Json;
   assert.equal(bom.bomFormat, "CycloneDX");
   assert.equal(bom.specVersion, "1.6");
@@ -41,7 +52,7 @@ test("CycloneDX 1.6: required fields, purls, SHA-256 hashes, dependency graph", 
   assert.equal(bom.version, 1);
   assert.equal(bom.metadata.timestamp, "2024-01-02T03:04:05Z");
   assert.equal(bom.metadata.component.type, "container");
-  assert.equal(bom.metadata.component.purl, `pkg:oci/megapak@sha256:${"7".repeat(64)}?repository_url=example/megapak&tag=1.0`);
+  assert.equal(bom.metadata.component.purl, `pkg:oci/megapak@sha256:${"7".repeat(64)}?repository_url=example%2Fmegapak&tag=1.0`);
   const refs = new Set<string>();
   for (const c of bom.components as Json[]) {
     assert.ok(["library", "application", "file"].includes(c.type), c.type);
@@ -124,6 +135,7 @@ test("layerfold sbom on a real build: both formats, the vendored archive with it
   const r = await runCli(["sbom", "--store", store, "--image", IMAGE, "-o", out], { env: { SOURCE_DATE_EPOCH: "1700000000" } });
   assert.equal(r.code, 0, r.stderr);
   const bom = JSON.parse(await readFile(out, "utf8")) as Json;
+  assert.equal(await new Validation.JsonStrictValidator(Spec.Version.v1dot6).validate(await readFile(out, "utf8")), null);
   assert.equal(bom.specVersion, "1.6");
   assert.deepEqual((bom.components as Json[]).map((c) => c["bom-ref"]), ["archive:docs"]);
   assert.deepEqual(bom.components[0].hashes, [{ alg: "SHA-256", content: "253b1bfa78273bd549810b018771fe17921803b14e88428f369ca8414354a997" }]);
