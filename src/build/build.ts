@@ -318,7 +318,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     blobs: storeBlobs(store, joinSources(base?.blobs, opts.cache?.blobSource(), new Set(layers.filter((l) => l.cached).map((l) => l.digest)))),
   };
   const result: BuildResult = { config: cfg, image: built, layers, droppedLayers: folded.dropped, lockChanged: res.lockChanged, fold: folded, resolution: res, timings, installed };
-  await saveBuildRecord(store, result, trees);
+  await saveBuildRecord(store, result, treeKeys);
 
   t = now();
   if (opts.output !== "none") {
@@ -344,8 +344,8 @@ export interface BuildRecord {
 
 export const buildRecordKey = (name: string, tag: string) => sha256Hex(`${name}:${tag}`);
 
-async function saveBuildRecord(store: Store, r: BuildResult, trees: Map<string, StoredTree>): Promise<void> {
-  const treeKeys = (l: BuiltLayer) => l.packages.map((id) => ({ id, key: trees.get(id)!.key }));
+async function saveBuildRecord(store: Store, r: BuildResult, keys: Map<string, string>): Promise<void> {
+  const treeKeys = (l: BuiltLayer) => l.packages.map((id) => ({ id, key: keys.get(id)! }));
   const record: BuildRecord = {
     name: r.image.name,
     tag: r.image.tag,
