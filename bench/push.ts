@@ -6,7 +6,9 @@
 //     no store: requests and bytes counted by a proxy in front of the registry
 //     (target: one HEAD per unchanged blob, only the changed layer uploaded),
 //     and skopeo's incremental copy of the same layout for comparison.
-// Usage: node --import tsx bench/push.ts [--layers 6] [--layer-mib 64] [--json]
+//  3. the nix2container path for reference: skopeo handed uncompressed layers
+//     (it compresses while pushing), full and incremental.
+// Usage: node --import tsx bench/push.ts [--layers 6] [--layer-mib 64] [--no-uncompressed-peer] [--json]
 
 import { execFile } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -26,6 +28,8 @@ export interface PushBenchOptions {
   layerMiB?: number;
   /** Which layer changes in the incremental scenario (default: the middle one). */
   changedLayer?: number;
+  /** Also measure skopeo pushing an uncompressed layout (the nix2container path). Default true. */
+  uncompressedPeer?: boolean;
   log?: (msg: string) => void;
 }
 
@@ -38,6 +42,11 @@ export interface PushBenchResult {
     layerfold: { seconds: number; uploadedBytes: number; requests: Record<string, number>; headsPerBlob: number };
     skopeo: { seconds: number; uploadedBytes: number; requests: Record<string, number> };
   };
+  /**
+   * The nix2container situation: skopeo is handed uncompressed layers and compresses them
+   * while pushing, so a fresh runner cannot know the compressed digests and re-uploads.
+   */
+  skopeoFromUncompressed?: { fullSeconds: number; incrementalSeconds: number; incrementalUploadedBytes: number; requests: Record<string, number> };
 }
 
 const layerSpecs = (n: number, mib: number, changed?: number): LayerSpec[] =>
@@ -119,6 +128,23 @@ export async function benchPush(opts: PushBenchOptions = {}): Promise<PushBenchR
           skopeo: { seconds: incSk, uploadedBytes: pSk.uploadedBytes(), requests: reqs(pSk) },
         },
       };
+      if (opts.uncompressedPeer !== false) {
+        log("nix2container-like: skopeo from an uncompressed layout ...");
+        const u1 = path.join(tmp, "u1");
+        const u2 = path.join(tmp, "u2");
+        await makeImage({ dir: u1, layers: layerSpecs(n, mib), compression: "none", tag: "v1" });
+        await makeImage({ dir: u2, layers: layerSpecs(n, mib, changed), compression: "none", tag: "v2" });
+        const regU = await startRegistry();
+        regs.push(regU);
+        const [, fullU] = await timed(() => skopeoCopy(u1, "v1", `${regU.host}/bench/app:v1`));
+        const pU = await startProxy(regU.url);
+        try {
+          const [, incU] = await timed(() => skopeoCopy(u2, "v2", `${pU.host}/bench/app:v2`));
+          result.skopeoFromUncompressed = { fullSeconds: fullU, incrementalSeconds: incU, incrementalUploadedBytes: pU.uploadedBytes(), requests: reqs(pU) };
+        } finally {
+          await pU.stop();
+        }
+      }
       return result;
     } finally {
       await pLf.stop();
@@ -136,7 +162,7 @@ function arg(name: string): string | undefined {
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const r = await benchPush({ layers: Number(arg("--layers") ?? 6), layerMiB: Number(arg("--layer-mib") ?? 64) });
+  const r = await benchPush({ layers: Number(arg("--layers") ?? 6), layerMiB: Number(arg("--layer-mib") ?? 64), uncompressedPeer: !process.argv.includes("--no-uncompressed-peer") });
   if (process.argv.includes("--json")) {
     process.stdout.write(JSON.stringify(r, null, 2) + "\n");
   } else {
@@ -148,5 +174,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     console.log(`incremental (layer ${i.changedLayer} of ${r.layout.layers} changed, ${mb(i.changedLayerBytes)}):`);
     console.log(`            layerfold ${i.layerfold.seconds.toFixed(2)}s, uploaded ${mb(i.layerfold.uploadedBytes)}, requests ${JSON.stringify(i.layerfold.requests)}`);
     console.log(`            skopeo    ${i.skopeo.seconds.toFixed(2)}s, uploaded ${mb(i.skopeo.uploadedBytes)}, requests ${JSON.stringify(i.skopeo.requests)}`);
+    const u = r.skopeoFromUncompressed;
+    if (u) console.log(`nix2container-like (skopeo given uncompressed layers): full ${u.fullSeconds.toFixed(2)}s; incremental ${u.incrementalSeconds.toFixed(2)}s, uploaded ${mb(u.incrementalUploadedBytes)}, requests ${JSON.stringify(u.requests)}`);
   }
 }
