@@ -143,7 +143,11 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     image.layers.map((l, i) => ({ name: l.name, roots: res.roots[i]! })),
     (id) => res.packages.get(id)?.deps,
   );
-  for (const name of folded.dropped) log.info(`layer ${name}: empty after folding (everything it names is in earlier layers); dropped`);
+  for (const name of folded.dropped) {
+    const i = image.layers.findIndex((l) => l.name === name);
+    const why = res.roots[i]!.length ? "everything it names is in earlier layers" : "it names no packages";
+    log.info(`layer ${name}: empty (${why}); dropped`);
+  }
 
   // Tree keys come from the lock alone, so a shared cache can be asked before anything is installed.
   t = now();
