@@ -76,6 +76,7 @@ export interface SendResult {
 }
 
 const RETRY_STATUS = new Set([408, 429, 500, 502, 503, 504]);
+export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** The registry's error JSON as one short line. */
@@ -306,7 +307,23 @@ export class RegistryClient {
       r.body.resume();
       throw new RegistryError(`manifest ${this.registry}/${repository}:${reference} not found; check the name and tag`);
     }
-    const body = Buffer.from(await r.body.arrayBuffer());
+    // Registries cap manifests at 4 MiB; refuse to buffer more from a misbehaving one.
+    const len = Number(r.headers["content-length"]);
+    if (len > MAX_MANIFEST_BYTES) {
+      r.body.destroy();
+      throw new RegistryError(`manifest ${this.registry}/${repository}:${reference} is ${len} bytes, over the ${MAX_MANIFEST_BYTES}-byte limit`);
+    }
+    const parts: Buffer[] = [];
+    let got = 0;
+    for await (const c of r.body) {
+      got += (c as Buffer).length;
+      if (got > MAX_MANIFEST_BYTES) {
+        r.body.destroy();
+        throw new RegistryError(`manifest ${this.registry}/${repository}:${reference} is over the ${MAX_MANIFEST_BYTES}-byte limit`);
+      }
+      parts.push(c as Buffer);
+    }
+    const body = Buffer.concat(parts);
     const { createHash } = await import("node:crypto");
     const digest = `sha256:${createHash("sha256").update(body).digest("hex")}`;
     if (reference.startsWith("sha256:") && reference !== digest) {

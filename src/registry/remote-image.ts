@@ -7,7 +7,7 @@ import { ConfigError, RegistryError } from "../errors.ts";
 import { MEDIA, type BlobSource, type Descriptor, type ImageConfigFile, type ImageIndex, type ImageManifest, type LayerDescriptor } from "../oci/types.ts";
 import type { Logger } from "../util/log.ts";
 import { silentLogger } from "../util/log.ts";
-import { RegistryClient } from "./client.ts";
+import { MAX_MANIFEST_BYTES, RegistryClient } from "./client.ts";
 import { findCredentials, type CredentialOptions } from "./credentials.ts";
 import { formatReference, parseReference, type ImageReference } from "./reference.ts";
 
@@ -81,9 +81,20 @@ export async function openRemoteImage(ref: string, opts: OpenRemoteOptions = {})
     throw new RegistryError(`${formatReference(reference)}: manifest type ${m.mediaType || "(none)"} is not supported; use an OCI or Docker v2 image`);
   }
   const manifest = JSON.parse(m.body.toString("utf8")) as ImageManifest;
+  if (!(manifest.config?.size >= 0) || manifest.config.size > MAX_MANIFEST_BYTES * 4) {
+    throw new RegistryError(`${formatReference(reference)}: config blob size ${manifest.config?.size} is not plausible (limit ${MAX_MANIFEST_BYTES * 4} bytes)`);
+  }
   const configStream = await client.getBlob(repo, manifest.config.digest);
   const chunks: Buffer[] = [];
-  for await (const c of configStream) chunks.push(c as Buffer);
+  let got = 0;
+  for await (const c of configStream) {
+    got += (c as Buffer).length;
+    if (got > manifest.config.size) {
+      configStream.destroy();
+      throw new RegistryError(`${formatReference(reference)}: config blob is longer than the ${manifest.config.size} bytes its manifest says`);
+    }
+    chunks.push(c as Buffer);
+  }
   const config = Buffer.concat(chunks);
   const configFile = JSON.parse(config.toString("utf8")) as ImageConfigFile;
   const diffIds = configFile.rootfs?.diff_ids ?? [];
