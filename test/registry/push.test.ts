@@ -194,6 +194,11 @@ test("push --from a layout written by skopeo, and a multi-platform index", { ski
   assert.equal(armInspect.Digest, res.digest, "the tag points at the index");
   assert.equal(armInspect.Architecture, "arm64");
   assert.deepEqual(armInspect.Layers, b.layers.map((l) => l.digest));
+  // A base image out of an index: the platform asked for, or an error naming the ones there are.
+  const armBase = await loadBaseImage(`${reg.host}/lf/multi:m@${res.digest}`, { platform: "linux/arm64" });
+  assert.equal(armBase.manifestDigest, arm.manifestDescriptor.digest);
+  assert.equal(armBase.config.architecture, "arm64");
+  await assert.rejects(loadBaseImage(`${reg.host}/lf/multi:m`, { platform: "linux/s390x" }), /has no image for linux\/s390x \(it has: linux\/amd64, linux\/arm64\)/);
 
   // skopeo writes a layout; we push it.
   const dir = path.join(tmp, "skopeo-layout");
@@ -203,4 +208,20 @@ test("push --from a layout written by skopeo, and a multi-platform index", { ski
   await c.close();
   const inspect = JSON.parse((await run("skopeo", ["inspect", "--tls-verify=false", `docker://${reg.host}/lf/from-layout:v1`])).stdout) as { Digest: string };
   assert.equal(inspect.Digest, res2.digest);
+});
+
+test("base image stored with Docker v2 media types: layers come back as their OCI equivalents", { skip }, async () => {
+  const dir = path.join(tmp, "docker-base");
+  const img = await makeImage({ dir, layers: [{ files: { "etc/d": "docker\n" } }], tag: "d" });
+  await run("skopeo", ["copy", "--format", "v2s2", "--dest-tls-verify=false", `oci:${dir}:d`, `docker://${reg.host}/lf/docker-base:d`]);
+  const raw = JSON.parse((await run("skopeo", ["inspect", "--raw", "--tls-verify=false", `docker://${reg.host}/lf/docker-base:d`])).stdout) as { mediaType: string };
+  assert.equal(raw.mediaType, MEDIA.dockerManifest);
+  const warnings: string[] = [];
+  const base = await loadBaseImage(`${reg.host}/lf/docker-base:d`, { logger: { info() {}, debug() {}, progress() {}, warn: (m) => warnings.push(m) } });
+  assert.equal(base.layers[0].mediaType, MEDIA.layerGzip);
+  assert.equal(base.layers[0].digest, img.layers[0].digest);
+  assert.ok(warnings.some((w) => /not pinned by digest/.test(w)), "a tag-only base is warned about");
+  await base.close();
+  // A wrong pinned digest is refused.
+  await assert.rejects(loadBaseImage(`${reg.host}/lf/docker-base:d@sha256:${"0".repeat(64)}`), /not found|digest/);
 });
