@@ -3,9 +3,8 @@
 // (for versions, artifacts, dependency edges and kind-specific meta).
 // `why`, `report` and `sbom` all start from this one model.
 
-import path from "node:path";
 import { buildRecordKey, type BuildRecord } from "../build/build.ts";
-import { readLock, LOCK_NAME } from "../lock/lock.ts";
+import { lockPathFor, readLock } from "../lock/lock.ts";
 import type { LockedPackage } from "../sources/types.ts";
 import type { Store } from "../store/store.ts";
 
@@ -80,7 +79,7 @@ export function duplication(sizes: number[]): DuplicationFigures {
 /** The lock next to the build's config, if it is still there. */
 async function lockFor(rec: BuildRecord): Promise<Map<string, LockedPackage>> {
   if (!rec.configFile) return new Map();
-  const lock = await readLock(path.join(path.dirname(rec.configFile), LOCK_NAME)).catch(() => undefined);
+  const lock = await readLock(lockPathFor(rec.configFile)).catch(() => undefined);
   return new Map((lock?.packages ?? []).map((p) => [p.id, p]));
 }
 
