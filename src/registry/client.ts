@@ -231,7 +231,8 @@ export class RegistryClient {
         lastErr = err;
         this.logger.debug(redact(`${opts.method} ${url}: ${errorCode(err) ?? (err as Error).message}`));
         if (isFinalNetworkError(err)) {
-          throw new NetworkError(`${opts.what}: cannot reach ${this.registry} (${errorCode(err)}); is the registry address right and the registry running?`, { cause: err });
+          const hint = /CERT|SELF_SIGNED|VERIFY/.test(errorCode(err) ?? "") ? " The TLS certificate is not trusted; add its CA to the system (NODE_EXTRA_CA_CERTS), or use --insecure for a plain-HTTP registry." : " Is the registry address right and the registry running?";
+          throw Object.assign(new NetworkError(`${opts.what}: cannot reach ${this.registry} (${errorCode(err)}).${hint}`, { cause: err }), { final: true });
         }
         continue;
       }

@@ -97,6 +97,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Worth another try: a non-final network error, 5xx/429, or an upload the registry lost or disagrees about. */
 function retryable(err: unknown): boolean {
+  if ((err as { final?: boolean }).final) return false;
   const status = (err as { httpStatus?: number }).httpStatus;
   if (status !== undefined) return status >= 500 || [400, 401, 404, 408, 416, 429].includes(status);
   if (err instanceof LayerfoldError && !(err instanceof NetworkError)) return false;

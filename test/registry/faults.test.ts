@@ -144,3 +144,18 @@ test("default upload is one streamed PATCH per blob (no Content-Range); a drop m
     await proxy.stop();
   }
 });
+
+test("a registry that is not there fails at once with a typed error", async () => {
+  const { freePort } = await import("../helpers/registry.ts");
+  const port = await freePort();
+  const image = await makeImage({ dir: path.join(tmp ?? os.tmpdir(), "nothere"), layers: [{ files: { n: "n\n" } }] });
+  const client = new RegistryClient({ registry: `127.0.0.1:${port}`, backoffMs: 1 });
+  const t = Date.now();
+  await assert.rejects(pushImages([image], { client, repository: "lf/x", tag: "t" }), (err: Error & { code?: string }) => {
+    assert.equal(err.code, "E_NETWORK");
+    assert.match(err.message, /cannot reach 127\.0\.0\.1:\d+ \(ECONNREFUSED\)/);
+    return true;
+  });
+  assert.ok(Date.now() - t < 3000, "no retry loop on a refused connection");
+  await client.close();
+});
