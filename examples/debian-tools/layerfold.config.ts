@@ -1,6 +1,7 @@
 // Debian bookworm from the real archive, in three folded layers plus the
 // generated one (dpkg status, alternatives, accounts, ld.so.cache):
 //   base         the Essential set (what debootstrap --variant=minbase installs)
+//                plus apt, so images built FROM this one can apt-get install
 //   python       python3 (3.11) with ssl and sqlite3
 //   build-tools  gcc, make, git
 // Signatures are checked against the host's debian-archive-keyring.
@@ -17,7 +18,7 @@ export default defineImage({
     users: [{ name: "builder", uid: 1000, shell: "/bin/bash" }],
   },
   layers: [
-    { name: "base", debian: { packages: ["usr-is-merged", "ca-certificates"], essential: true } },
+    { name: "base", debian: { packages: ["usr-is-merged", "ca-certificates", "apt"], essential: true } },
     { name: "python", debian: ["python3"] },
     { name: "build-tools", debian: ["gcc", "make", "git", "libc6-dev"] },
   ],

@@ -108,3 +108,16 @@ test(".deb files: every compression, /bin and /usr/bin clash, truncation", { ski
     await tmp.cleanup();
   }
 });
+
+test("armored keys carry a CRC-24 that gpg accepts", { skip: hasTools() }, async () => {
+  const { armorPublicKey } = await import("../../src/sources/debian/generate.ts");
+  const { execFileSync } = await import("node:child_process");
+  const key = await readFile("/usr/share/keyrings/debian-archive-keyring.gpg").catch(() => undefined);
+  if (!key) return;
+  const armored = armorPublicKey(key);
+  assert.match(armored, /^-----BEGIN PGP PUBLIC KEY BLOCK-----\n\n[A-Za-z0-9+/=\n]+\n=[A-Za-z0-9+/]{4}\n-----END PGP PUBLIC KEY BLOCK-----\n$/);
+  const back = execFileSync("gpg", ["--dearmor"], { input: armored });
+  assert.ok(back.equals(key));
+  const broken = armored.replace(/\n=[A-Za-z0-9+/]{4}\n/, "\n=AAAA\n");
+  assert.throws(() => execFileSync("gpg", ["--dearmor"], { input: broken, stdio: ["pipe", "pipe", "ignore"] }));
+});

@@ -9,6 +9,7 @@
 //   - /etc/passwd, group, shadow, gshadow from base-passwd's templates plus
 //     the users and groups in the config;
 //   - the CA bundle update-ca-certificates would have written;
+//   - /etc/apt/sources.list.d/layerfold.sources when apt is installed;
 //   - /etc/pam.d/common-* as pam-auth-update would write them (pam.ts);
 //   - /etc/ld.so.cache (see ldcache.ts).
 
@@ -24,6 +25,8 @@ import { canonicalPath, dpkgInfoName } from "./deb.ts";
 import type { ControlRecord, DebianOptions } from "./index.ts";
 import { writeLdCache } from "./ldcache.ts";
 import { enabledProfiles, PAM_TYPES, pamFromTemplate, parsePamProfile } from "./pam.ts";
+import { DEFAULT_KEYRING, normalizeSources } from "./repo.ts";
+import { loadKeyring } from "./signature.ts";
 
 /** Field order of dpkg's status file; other fields follow in control-file order. */
 const STATUS_ORDER = ["Package", "Essential", "Protected", "Status", "Priority", "Section", "Installed-Size", "Origin", "Maintainer", "Bugs", "Architecture", "Multi-Arch", "Source", "Version", "Config-Version", "Replaces", "Provides", "Depends", "Pre-Depends", "Recommends", "Suggests", "Breaks", "Conflicts", "Enhances", "Conffiles", "Description"];
@@ -252,6 +255,58 @@ async function writeCaBundle(files: InstalledFiles, tree: TreeWriter): Promise<n
   return certs.length;
 }
 
+// ---- apt sources ------------------------------------------------------------
+
+/** OpenPGP ASCII armor (RFC 4880 section 6) with its CRC-24 checksum. */
+export function armorPublicKey(data: Buffer): string {
+  let crc = 0xb704ce;
+  for (const byte of data) {
+    crc ^= byte << 16;
+    for (let i = 0; i < 8; i++) {
+      crc <<= 1;
+      if (crc & 0x1000000) crc ^= 0x1864cfb;
+    }
+  }
+  crc &= 0xffffff;
+  const b64 = data.toString("base64").replace(/.{1,64}/g, "$&\n");
+  const sum = Buffer.from([crc >> 16, (crc >> 8) & 0xff, crc & 0xff]).toString("base64");
+  return `-----BEGIN PGP PUBLIC KEY BLOCK-----\n\n${b64}=${sum}\n-----END PGP PUBLIC KEY BLOCK-----\n`;
+}
+
+/**
+ * When apt is in the image, the same repositories as an apt deb822 sources
+ * file, so `apt-get update && apt-get install` works in derived images. Keys
+ * the image ships are referenced by path; others are inlined, armored.
+ */
+async function writeAptSources(files: InstalledFiles, tree: TreeWriter, options: DebianOptions | undefined, ctx: InstallContext): Promise<boolean> {
+  if (!options || !files.has("usr/bin/apt-get")) return false;
+  if (files.has("etc/apt/sources.list") || [...files.entries.keys()].some((k) => k.startsWith("etc/apt/sources.list.d/") && k.length > 23)) return false;
+  const paras: string[] = [];
+  for (const r of normalizeSources(options.sources, options.allowUnsigned)) {
+    const lines = ["Types: deb", `URIs: ${r.uri}`, `Suites: ${r.suite}`];
+    if (r.components.length) lines.push(`Components: ${r.components.join(" ")}`);
+    if (r.architectures) lines.push(`Architectures: ${r.architectures.join(" ")}`);
+    const sb = r.signedBy ?? DEFAULT_KEYRING;
+    let armored: string | undefined;
+    if (sb.includes("BEGIN PGP")) armored = sb;
+    else if (sb.startsWith("/") && files.has(sb)) lines.push(`Signed-By: ${sb}`);
+    else {
+      try {
+        armored = armorPublicKey(await loadKeyring(sb, ctx.configDir, `debian source ${r.uri} ${r.suite}`));
+      } catch {
+        if (!r.allowUnsigned) ctx.log.warn(`debian: apt sources in the image: no key for ${r.uri} ${r.suite}; apt in the image will refuse it`);
+      }
+    }
+    if (armored) lines.push(`Signed-By:\n${armored.trim().split("\n").map((l) => " " + (l.trim() === "" ? "." : l)).join("\n")}`);
+    if (r.allowUnsigned) lines.push("Trusted: yes");
+    if (r.checkValidUntil === false) lines.push("Check-Valid-Until: no");
+    paras.push(lines.join("\n") + "\n");
+  }
+  for (const d of ["etc", "etc/apt", "etc/apt/sources.list.d"]) await tree.addDir(d, { mode: 0o755 });
+  await tree.addFile("etc/apt/sources.list.d/layerfold.sources", `# Written by layerfold from the image's debian.sources.\n${paras.join("\n")}`, { mode: 0o644 });
+  return true;
+}
+
 // ---- PAM (pam-auth-update) ---------------------------------------------------
 
 async function writePamConfig(files: InstalledFiles, tree: TreeWriter): Promise<string[]> {
@@ -302,6 +357,7 @@ export async function generateDebianFiles(
     await tree.addFile("var/lib/dpkg/info/format", "1\n", { mode: 0o644 });
     const made = await writeAlternatives(sorted, tree, files, options?.alternatives ?? {}, ctx);
     if (made.length) ctx.log.debug(`debian: alternatives ${made.join(", ")}`);
+    if (await writeAptSources(files, tree, options, ctx)) ctx.log.debug("debian: /etc/apt/sources.list.d/layerfold.sources");
     const pam = await writePamConfig(files, tree);
     if (pam.length) ctx.log.debug(`debian: ${pam.join(", ")} from ${"/usr/share/pam-configs"}`);
     const n = await writeCaBundle(files, tree);

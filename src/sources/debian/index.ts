@@ -234,6 +234,9 @@ export const debianSource: SourceKind<LayerRequest, DebianOptions> = {
     const arch = debianArch(ctx.platform);
     if (ctx.frozen && ctx.locked.length) return resolveFromLock(specs, ctx, arch);
     const rs = repos(options);
+    if (!specs.some((s) => s?.essential || s?.priority)) {
+      ctx.log.warn(`debian: no layer asks for the Essential set (essential: true); Debian packages assume it is there (bash, coreutils, dpkg, ...) and do not depend on it`);
+    }
     const t0 = Date.now();
     const candidates: Candidate[] = [];
     let downloaded = 0;
