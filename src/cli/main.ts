@@ -9,6 +9,7 @@ import { diffCommand } from "./diff.ts";
 import { reportCommand } from "./report.ts";
 import { sbomCommand } from "./sbom.ts";
 import { reportError } from "./common.ts";
+import { indexCommand } from "./index-push.ts";
 import { runCommand } from "./run.ts";
 import { shellCommand } from "./shell.ts";
 import { checkCommand } from "./check.ts";
@@ -22,7 +23,7 @@ export function program(): Command {
     .version("0.1.0")
     .showHelpAfterError();
   for (const cmd of [buildCommand(), lockCommand(), inspectCommand(), whyCommand(), diffCommand(), runCommand(), shellCommand(), checkCommand(), reportCommand(), sbomCommand()]) p.addCommand(cmd);
-  for (const cmd of [pushCommand(), pullCommand(), loadCommand()]) p.addCommand(cmd);
+  for (const cmd of [pushCommand(), pullCommand(), loadCommand(), indexCommand()]) p.addCommand(cmd);
   return p;
 }
 

@@ -81,3 +81,21 @@ test("a forged cache record is detected and the layer rebuilt", { skip }, async 
   assert.equal(again.summary.layers.filter((l) => !l.cached).length, 1, "exactly the forged layer is rebuilt");
   assert.equal(again.summary.manifestDigest, a.summary.manifestDigest, "and it comes out the same");
 });
+
+test("per-platform builds from two runners merge into one index that skopeo reads per arch", { skip }, async () => {
+  for (const [arch, runner] of [["amd64", "runner-x"], ["arm64", "runner-y"]] as const) {
+    const r = await runCli(["build", "-C", example, "--store", path.join(tmp.dir, runner), "-o", "none", "--platform", `linux/${arch}`, "--cache", `${reg.host}/hello-cache`, "--json"]);
+    assert.equal(r.code, 0, r.stderr);
+    const p = await runCli(["push", "-C", example, "--store", path.join(tmp.dir, runner), `${reg.host}/multi:1.0-${arch}`]);
+    assert.equal(p.code, 0, p.stderr);
+  }
+  const m = await runCli(["index", "push", `${reg.host}/multi:1.0`, `${reg.host}/multi:1.0-amd64`, `${reg.host}/multi:1.0-arm64`, "--json"]);
+  assert.equal(m.code, 0, m.stderr);
+  const raw = JSON.parse(execFileSync("skopeo", ["inspect", "--raw", "--tls-verify=false", `docker://${reg.host}/multi:1.0`], { encoding: "utf8" }));
+  assert.equal(raw.mediaType, "application/vnd.oci.image.index.v1+json");
+  assert.deepEqual(raw.manifests.map((d: { platform: { architecture: string } }) => d.platform.architecture).sort(), ["amd64", "arm64"]);
+  for (const arch of ["amd64", "arm64"]) {
+    const info = JSON.parse(execFileSync("skopeo", ["inspect", "--tls-verify=false", "--override-arch", arch, `docker://${reg.host}/multi:1.0`], { encoding: "utf8" }));
+    assert.equal(info.Architecture, arch);
+  }
+});
