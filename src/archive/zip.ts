@@ -126,7 +126,7 @@ export class ZipFile {
     if (e.size > smallBytes || e.compressedSize > smallBytes || (e.method !== 0 && e.method !== 8)) return this.stream(e);
     const slack = 30 + 0xffff * 2;
     const want = Math.min(30 + 512 + e.compressedSize, slack + e.compressedSize);
-    let buf = Buffer.alloc(want);
+    let buf = Buffer.allocUnsafe(want);
     const { bytesRead } = await this.fh.read(buf, 0, want, e.offset);
     buf = buf.subarray(0, bytesRead);
     const { start, end } = this.checkHeader(buf, e);

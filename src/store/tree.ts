@@ -4,7 +4,7 @@
 // tree.json, so nothing a package ships is ever followed on the host.
 
 import { createReadStream, createWriteStream } from "node:fs";
-import { mkdir, copyFile, constants as fsConstants } from "node:fs/promises";
+import { mkdir, copyFile, writeFile, constants as fsConstants } from "node:fs/promises";
 import path from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -77,6 +77,8 @@ export function normalizeImagePath(raw: string, what: string): string {
 export class TreeWriter {
   private readonly entries = new Map<string, TreeEntry>();
   private bytes = 0;
+  /** Host directories already created, so a wheel's thousands of files cost one mkdir per directory. */
+  private readonly madeDirs = new Set<string>();
   constructor(
     /** Directory that receives file contents (the tree's root/). */
     readonly rootDir: string,
@@ -145,12 +147,28 @@ export class TreeWriter {
     const prev = this.entries.get(p);
     if (prev && prev.type === "dir") throw new UnsafeArchiveError(`${this.what}: ${JSON.stringify(p)} is both a directory and a file`);
     const dest = path.join(this.rootDir, p);
-    await mkdir(path.dirname(dest), { recursive: true });
-    const hasher = new HashingStream();
-    const limiter = tap((n) => this.countBytes(n));
-    const src = typeof content === "string" || content instanceof Uint8Array ? Readable.from([Buffer.from(content)]) : content;
-    await pipeline(src, limiter, hasher, createWriteStream(dest, { mode: 0o644 }));
-    const entry: TreeEntry = { path: p, type: "file", ...this.meta(meta, 0o644), size: hasher.bytes, sha256: hasher.hex() };
+    const dir = path.dirname(dest);
+    if (!this.madeDirs.has(dir)) {
+      await mkdir(dir, { recursive: true });
+      this.madeDirs.add(dir);
+    }
+    let size: number;
+    let sha256: string;
+    if (typeof content === "string" || content instanceof Uint8Array) {
+      // In-memory content: one write, no stream set-up (small files dominate wheels).
+      const buf = Buffer.from(content);
+      this.countBytes(buf.length);
+      await writeFile(dest, buf, { mode: 0o644 });
+      size = buf.length;
+      sha256 = sha256Hex(buf);
+    } else {
+      const hasher = new HashingStream();
+      const limiter = tap((n) => this.countBytes(n));
+      await pipeline(content, limiter, hasher, createWriteStream(dest, { mode: 0o644 }));
+      size = hasher.bytes;
+      sha256 = hasher.hex();
+    }
+    const entry: TreeEntry = { path: p, type: "file", ...this.meta(meta, 0o644), size, sha256 };
     this.entries.set(p, entry);
     return entry;
   }
