@@ -175,3 +175,21 @@ test("honours pip's configuration (PIP_CONFIG_FILE, PIP_* variables)", async () 
     Object.assign(process.env, saved);
   }
 });
+
+test("name @ URL: a wheel by direct URL (http and a path relative to the config)", async () => {
+  const ctx = await makeCtx({ layers: ["a"], configDir: dir });
+  const o = options(`${server.url}/simple`);
+  const r = await pythonSource.resolve([["lib @ " + `${server.url}/files/lib-1.0-py3-none-any.whl`, "speedup @ ./files/speedup-1.0-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"]], o, ctx);
+  const lib = r.packages.find((p) => p.name === "lib")!;
+  assert.equal(lib.version, "1.0", "the URL wins over newer index versions");
+  assert.equal(lib.artifact!.url, `${server.url}/files/lib-1.0-py3-none-any.whl`);
+  const sp = r.packages.find((p) => p.name === "speedup")!;
+  assert.equal(sp.artifact!.url, "./files/speedup-1.0-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl", "relative paths stay relative in the lock");
+  // Install from a fresh store: the file comes from the URL in the lock.
+  const fresh = await makeCtx({ layers: ["a"], configDir: dir, locked: r.packages, frozen: true });
+  const tree = await installTree(sp, o, fresh);
+  assert.ok(tree.manifest.entries.some((e) => e.path.endsWith("speedup/__init__.py")));
+  await assert.rejects(pythonSource.resolve([["lib @ git+https://example.invalid/lib.git@v1"]], o, ctx), /PEP 517 build/);
+  await assert.rejects(pythonSource.resolve([["lib @ https://user:secret@example.invalid/lib-1.0-py3-none-any.whl"]], o, ctx), /credentials/);
+  await assert.rejects(pythonSource.resolve([["app @ " + `${server.url}/files/lib-1.0-py3-none-any.whl`]], o, ctx), /is for "lib", not "app"/);
+});

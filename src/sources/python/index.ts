@@ -16,7 +16,8 @@ import { normalizeName, parseRequirement, targetMarkerEnv, type Requirement } fr
 import { loadPipConfig } from "./pipconfig.ts";
 import { emptySet, parseRequirementsText, readRequirementsFile, type RequirementSet } from "./reqfile.ts";
 import { Resolver, type Candidate, type Provider, type RootRequirement } from "./resolver.ts";
-import { supportedTags, wheelRank, type Target } from "./tags.ts";
+import { parseWheelName, supportedTags, wheelRank, type Target } from "./tags.ts";
+import { pathToFileURL } from "node:url";
 import { installWheel, schemeFor } from "./wheel.ts";
 
 export const pythonLayerSchema = z.union([
@@ -120,12 +121,36 @@ interface PyCandidate extends Candidate {
   file: IndexFile;
 }
 
-function makeProvider(finder: Finder, target: Target): Provider<PyCandidate> {
+/** A `name @ https://…/x.whl` requirement: that one file is the only candidate. */
+export function directWheel(url: string, key: string, what: string, configDir: string): IndexFile {
+  if (/^(git|hg|svn|bzr)\+/.test(url)) throw new ResolveError(`${what}: ${url} needs a PEP 517 build from a VCS checkout, which is not supported yet; publish a wheel to an index or link a built wheel with "name @ URL"`);
+  let u: URL;
+  try {
+    u = new URL(url, pathToFileURL(`${configDir}/`));
+  } catch {
+    throw new ConfigError(`${what}: ${JSON.stringify(url)} is not a URL`);
+  }
+  if (u.username || u.password) throw new ConfigError(`${what}: the URL carries credentials, which would end up in layerfold.lock; serve it without them`);
+  const sha256 = /(?:^|&)sha256=([0-9a-f]{64})/.exec(u.hash.slice(1))?.[1];
+  u.hash = "";
+  const file = decodeURIComponent(u.pathname.split("/").pop() ?? "");
+  const wheel = parseWheelName(file);
+  if (!wheel) throw new ResolveError(`${what}: ${file} is not a wheel; source distributions need a PEP 517 build, which is not supported yet`);
+  if (wheel.key !== key) throw new ResolveError(`${what}: the wheel ${file} is for "${wheel.key}", not "${key}"`);
+  return { file, url: u.href, sha256, wheel, source: "direct URL" };
+}
+
+function makeProvider(finder: Finder, target: Target, direct: Map<string, IndexFile>): Provider<PyCandidate> {
   const sup = supportedTags(target);
   const byKey = new Map<string, Promise<PyCandidate[]>>();
   const label = `${target.abi}/manylinux_${target.glibc.replace(".", "_")}_${target.arch}`;
   return {
     candidates(key) {
+      const d = direct.get(key);
+      if (d) {
+        if (wheelRank(d.wheel!, sup) === undefined) return Promise.resolve([]);
+        return Promise.resolve([{ key, version: d.wheel!.version, file: d }]);
+      }
       let p = byKey.get(key);
       if (!p) {
         p = finder.files(key).then((files) => {
@@ -149,6 +174,8 @@ function makeProvider(finder: Finder, target: Target): Provider<PyCandidate> {
       return (await finder.coreMetadata(c.file)).requiresDist;
     },
     async whyNone(key) {
+      const d = direct.get(key);
+      if (d) return `the wheel ${d.file} named by URL does not fit ${label}`;
       const files = await finder.files(key);
       const wheels = files.filter((f) => f.wheel);
       const sdists = files.filter((f) => f.sdistVersion);
@@ -186,9 +213,15 @@ export const pythonSource: SourceKind<PythonLayerSpec, PythonOptions> = {
     const firstLayer = sets.findIndex((s) => s !== undefined);
     const venv = o.prefix === "system" ? [] : [venvPackage(o)];
     const rootReqs: RootRequirement[] = [];
+    const direct = new Map<string, IndexFile>();
     sets.forEach((s, i) => {
       for (const req of s?.requirements ?? []) {
-        if (req.url) throw new ResolveError(`layer "${ctx.image.layers[i]!.name}": ${req.text}: installing from a URL or git source needs a PEP 517 build, which is not supported yet; publish a wheel to an index instead`);
+        if (req.url) {
+          const d = directWheel(req.url, req.key, `layer "${ctx.image.layers[i]!.name}": ${req.text}`, ctx.configDir);
+          const prev = direct.get(req.key);
+          if (prev && prev.url !== d.url) throw new ResolveError(`"${req.key}" is named by two different URLs (${prev.url} and ${d.url}); keep one`);
+          direct.set(req.key, d);
+        }
         rootReqs.push({ req, origin: `layer "${ctx.image.layers[i]!.name}"` });
         roots[i]!.push(`py:${req.key}`);
       }
@@ -214,7 +247,7 @@ export const pythonSource: SourceKind<PythonLayerSpec, PythonOptions> = {
     const update = new Set(ctx.update.map(normalizeName));
     const preferred = new Map(ctx.locked.filter((p) => !update.has(p.name)).map((p) => [p.name, p.version]));
     const started = Date.now();
-    const resolved = await new Resolver(makeProvider(finder, target), {
+    const resolved = await new Resolver(makeProvider(finder, target, direct), {
       roots: rootReqs,
       constraints,
       overrides: Object.fromEntries(Object.entries(o.overrides).map(([k, v]) => [normalizeName(k), v])),
@@ -245,7 +278,9 @@ export const pythonSource: SourceKind<PythonLayerSpec, PythonOptions> = {
         kind: "py",
         name: key,
         version: r.candidate.version,
-        artifact: { file: f.file, sha256, size },
+        // Index files are found again by name on any configured index; a direct URL is the only place its file lives.
+        // (kept as written, so a relative path stays relative to the config and no host path enters the lock)
+        artifact: { file: f.file, sha256, size, url: direct.has(key) ? rootReqs.find((x) => x.req.key === key)!.req.url!.replace(/#.*$/, "") : undefined },
         deps: r.deps.map((d) => `py:${d}`),
         meta: Object.keys(meta).length ? meta : undefined,
       });
@@ -263,7 +298,9 @@ export const pythonSource: SourceKind<PythonLayerSpec, PythonOptions> = {
     if (pkg.name === VENV) return writeVenv(tree, o);
     const a = pkg.artifact;
     if (!a?.sha256) throw new LockError(`${pkg.id}: the lock has no sha256 for ${a?.file ?? "its wheel"}; run layerfold lock`);
-    if (!(await ctx.store.hasBlob(a.sha256))) {
+    if (!(await ctx.store.hasBlob(a.sha256)) && a.url) {
+      await fetchToStore(ctx.store, new URL(a.url, pathToFileURL(`${ctx.configDir}/`)).href, { what: `wheel ${a.file} for ${pkg.id}`, sha256: a.sha256 });
+    } else if (!(await ctx.store.hasBlob(a.sha256))) {
       const finder = finderFor(o, ctx);
       const f = (await finder.files(pkg.name)).find((x) => x.file === a.file);
       if (!f) throw new NetworkError(`${pkg.id}: no configured index offers ${a.file} any more; configure the index it came from, or run layerfold lock --update ${pkg.name}`);
