@@ -160,7 +160,8 @@ test("layerfold sbom --attach: artifact with subject in a real registry, found t
     assert.match(early.stderr, /push the image first/);
     const push = await runCli(["push", "--store", store, "-C", example, ref, "-q"]);
     assert.equal(push.code, 0, push.stderr);
-    const att = await runCli(["sbom", "--store", store, "--image", IMAGE, "--attach", ref, "--json"]);
+    const local = path.join(tmp.dir, "attached.cdx.json");
+    const att = await runCli(["sbom", "--store", store, "--image", IMAGE, "--attach", ref, "-o", local, "--json"]);
     assert.equal(att.code, 0, att.stderr);
     const res = JSON.parse(att.stdout) as { digest: string; subject: string; referrersApi: boolean; fallbackTag?: string };
     const spdxAtt = await runCli(["sbom", "--store", store, "--image", IMAGE, "--format", "spdx", "--attach", ref, "--json"]);
@@ -179,8 +180,7 @@ test("layerfold sbom --attach: artifact with subject in a real registry, found t
     assert.equal(m.config.mediaType, "application/vnd.oci.empty.v1+json");
     const chunks: Buffer[] = [];
     for await (const c of await client.getBlob("hello", m.layers[0].digest)) chunks.push(c as Buffer);
-    const local = await runCli(["sbom", "--store", store, "--image", IMAGE]);
-    assert.equal(Buffer.concat(chunks).toString("utf8"), local.stdout);
+    assert.equal(Buffer.concat(chunks).toString("utf8"), await readFile(local, "utf8"));
     // Attaching the same SBOM again does not duplicate it.
     await runCli(["sbom", "--store", store, "--image", IMAGE, "--attach", ref]);
     assert.equal((await listReferrers(client, "hello", res.subject)).length, 2);
