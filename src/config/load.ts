@@ -77,7 +77,8 @@ export function validateImage(raw: unknown, file: string, sources: SourceKind[])
 
 export async function loadConfig(opts: { dir?: string; file?: string }, sources: SourceKind[]): Promise<LoadedConfig> {
   const file = findConfig(opts);
-  const jiti = createJiti(import.meta.url, { moduleCache: false, fsCache: false });
+  // tryNative: under the CLI, tsx already loads TypeScript natively, so the library a config imports is not transpiled twice.
+  const jiti = createJiti(import.meta.url, { moduleCache: false, fsCache: false, tryNative: true });
   let mod: unknown;
   try {
     mod = await jiti.import(file);
