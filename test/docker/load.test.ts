@@ -19,7 +19,7 @@ before(async () => {
   if (!skip) pod = await startPodmanService();
 });
 after(async () => {
-  if (!skip) await pod.stop();
+  if (!skip) await pod?.stop();
   await rm(tmp, { recursive: true, force: true });
 });
 
@@ -76,4 +76,14 @@ test("layerfold load --from LAYOUT -t NAME:TAG (the command, end to end)", { ski
   assert.match(stdout, /Loaded image/);
   const run = await pod.docker(["run", "--rm", "--network", "none", "lf-test/loaded:cli"]);
   assert.equal(run.stdout.trim(), "from-cli-load");
+});
+
+test("layerfold build --load builds examples/hello and loads it; docker run runs it", { skip: skip || (!hasCommand("gcc") && "gcc missing") }, async () => {
+  const { helloExample, runCli } = await import("../helpers/cli.ts");
+  const dir = await helloExample(path.join(tmp, "hello"));
+  const r = await runCli(["build", "-C", dir, "--store", path.join(tmp, "store"), "-o", "none", "--load"], { env: pod.env });
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /Loaded image: .*layerfold-examples\/hello:1\.0/);
+  const { stdout } = await pod.docker(["run", "--rm", "--network", "none", "layerfold-examples/hello:1.0"]);
+  assert.match(stdout, /hello from layerfold/);
 });
