@@ -4,27 +4,26 @@ import { Command } from "commander";
 import { diffImages, loadSide, type LayerDiff } from "../report/diff.ts";
 import { formatBytes } from "../util/log.ts";
 import { printJson, storeFrom, type CommonFlags } from "./common.ts";
+import { credentialOptions, withRegistryFlags, type RegistryFlags } from "./push.ts";
 
-interface DiffFlags extends CommonFlags {
+interface DiffFlags extends CommonFlags, RegistryFlags {
   platform?: string;
-  insecure?: boolean;
 }
 
 const mark: Record<LayerDiff["status"], string> = { added: "+", removed: "-", changed: "~", unchanged: " " };
 
 export function diffCommand(): Command {
-  return new Command("diff")
+  return withRegistryFlags(new Command("diff"))
     .description("compare two builds or images: layers and packages added, removed or upgraded, and the bytes to push")
     .argument("<a>", "the old image: OCI layout dir (or oci:DIR[:TAG]), a build in the store (NAME:TAG or manifest digest), or a registry ref")
     .argument("<b>", "the new image, same forms")
     .option("--store <dir>", "store directory (default $LAYERFOLD_STORE or $XDG_CACHE_HOME/layerfold)")
     .option("--platform <os/arch>", "platform to pick from a multi-platform image", "linux/amd64")
-    .option("--insecure", "plain HTTP to the registry")
     .option("--json", "machine-readable output on stdout")
     .option("--debug", "show stack traces")
     .action(async (a: string, b: string, flags: DiffFlags) => {
       const store = storeFrom(flags);
-      const opts = { store, platform: flags.platform, insecure: flags.insecure };
+      const opts = { store, platform: flags.platform, insecureRegistries: flags.insecure, credentials: await credentialOptions(flags) };
       const d = diffImages(await loadSide(a, opts), await loadSide(b, opts));
       if (flags.json) return printJson(d);
       const out = (s: string) => process.stdout.write(s + "\n");

@@ -14,6 +14,7 @@ import { buildRecordKey, type BuildRecord } from "../build/build.ts";
 import { ConfigError } from "../errors.ts";
 import type { BuiltImage, ImageManifest } from "../oci/types.ts";
 import { readLayoutImages } from "../registry/layout-source.ts";
+import { parseReference } from "../registry/reference.ts";
 import { openRemoteImage, type OpenRemoteOptions } from "../registry/remote-image.ts";
 import { compareVersions as compareDebVersions } from "../sources/debian/version.ts";
 import type { Store } from "../store/store.ts";
@@ -75,6 +76,8 @@ export interface ImageDiff {
 
 export interface LoadSideOptions extends OpenRemoteOptions {
   store: Store;
+  /** Registries (host[:port]) to reach over plain HTTP. */
+  insecureRegistries?: string[];
 }
 
 const HEX = /^(?:sha256:)?([0-9a-f]{64})$/;
@@ -150,7 +153,8 @@ export async function loadSide(spec: string, opts: LoadSideOptions): Promise<Dif
     if (spec.startsWith("store:")) throw new ConfigError(`no build of ${n}:${t} in the store ${store.root}; run \`layerfold build\` or pass --store`);
   }
   const ref = spec.replace(/^docker:\/\//, "");
-  const remote = await openRemoteImage(ref, opts);
+  const insecure = opts.insecure || Boolean(opts.insecureRegistries?.includes(parseReference(ref).registry));
+  const remote = await openRemoteImage(ref, { ...opts, insecure });
   try {
     const manifest = JSON.parse(remote.manifest.toString("utf8")) as ImageManifest;
     return await sideFromManifest(spec, "registry", remote.manifestDigest, manifest, store, ref);

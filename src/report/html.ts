@@ -79,7 +79,7 @@ function treemapSection(model: ImageModel): string {
     const color = layerColor(index);
     out.push(`<g class="tm-layer" data-layer="${esc(layer.name)}" data-bytes="${bytes}"><rect x="${num(cell.x)}" y="${num(cell.y)}" width="${num(cell.w)}" height="${num(cell.h)}" fill="${color}" fill-opacity="0.25" stroke="#fff" stroke-width="2"><title>layer ${esc(layer.name)}: ${formatBytes(bytes)}</title></rect>`);
     const head = cell.h > 34 && cell.w > 40 ? 16 : 0;
-    if (head) out.push(`<text class="tm-head" x="${num(cell.x + 4)}" y="${num(cell.y + 12)}">${esc(clip(layer.name, cell.w / 7))}</text>`);
+    if (head) out.push(`<text class="tm-head" x="${num(cell.x + 4)}" y="${num(cell.y + 12)}">${esc(clip(layer.name, (cell.w - 6) / 7.5))}</text>`);
     const pad = cell.w > 8 && cell.h > 8 ? 2 : 0;
     const inner: Rect = { x: cell.x + pad, y: cell.y + pad + head, w: Math.max(0, cell.w - 2 * pad), h: Math.max(0, cell.h - 2 * pad - head) };
     for (const p of squarify(pkgs.map((p) => ({ value: p.bytes ?? 0, item: p })), inner)) {

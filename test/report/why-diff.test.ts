@@ -144,18 +144,23 @@ test("layerfold diff: two layouts with build records, one changed layer, bytes t
   assert.match(bad.stderr, /no build with manifest digest sha256:0{64} in the store/);
 });
 
-test("layerfold diff against a registry image (manifest and config only)", { skip: !hasCommand("docker-registry") && "docker-registry not installed" }, async () => {
-  const reg = await startRegistry();
+test("layerfold diff against a registry image behind Basic auth (manifest and config only)", { skip: !(hasCommand("docker-registry") && hasCommand("htpasswd")) && "docker-registry or htpasswd not installed" }, async () => {
+  const reg = await startRegistry({ htpasswd: { ci: "s3cret-pass" } });
+  const creds = { LAYERFOLD_REGISTRY_USER: "ci", LAYERFOLD_REGISTRY_PASSWORD: "s3cret-pass" };
   try {
-    const push = await runCli(["push", "--from", `${tmp.dir}/a`, `${reg.host}/hello:a`, "-q"]);
+    const push = await runCli(["push", "--from", `${tmp.dir}/a`, `${reg.host}/hello:a`, "-q"], { env: creds });
     assert.equal(push.code, 0, push.stderr);
+    const denied = await runCli(["diff", "--store", path.join(tmp.dir, "empty-store"), `${reg.host}/hello:a`, `${tmp.dir}/b`], { env: { LAYERFOLD_REGISTRY_USER: "", LAYERFOLD_REGISTRY_PASSWORD: "", DOCKER_CONFIG: path.join(tmp.dir, "no-docker-config") } });
+    assert.equal(denied.code, 12);
+    assert.match(denied.stderr, /wants credentials/);
     // A (registry) -> B (layout): only the app layer is new.
-    const r = await runCli(["diff", "--store", path.join(tmp.dir, "empty-store"), `${reg.host}/hello:a`, `${tmp.dir}/b`, "--json"]);
+    const r = await runCli(["diff", "--store", path.join(tmp.dir, "empty-store"), `${reg.host}/hello:a`, `${tmp.dir}/b`, "--json"], { env: creds });
     assert.equal(r.code, 0, r.stderr);
     const d = JSON.parse(r.stdout) as DiffJson;
     assert.equal(d.pushLayers, 1);
     assert.equal(d.layers.find((l) => l.status === "changed")?.name, "app");
-    const missing = await runCli(["diff", `${reg.host}/hello:nope`, `${tmp.dir}/b`]);
+    assert.ok(!r.stderr.includes("s3cret-pass"));
+    const missing = await runCli(["diff", `${reg.host}/hello:nope`, `${tmp.dir}/b`], { env: creds });
     assert.notEqual(missing.code, 0);
     assert.match(missing.stderr, /error\[E_REGISTRY\]: manifest .*hello:nope not found/);
   } finally {
