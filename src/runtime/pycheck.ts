@@ -105,31 +105,43 @@ export function interpreterFor(view: ImageView, siteDir: string, env: string[]):
   return candidates.find((c) => lookup(view, c)?.type === "file");
 }
 
-// Runs inside the image. Results go to a private copy of stdout; the modules'
-// own prints go to stderr so they cannot corrupt the protocol.
+// Runs inside the image, with nothing beyond what python3-minimal ships (no
+// json): requests and results are lines, strings hex-encoded. Results go to a
+// private copy of stdout; the modules' own prints go to stderr.
 const IMPORT_SCRIPT = String.raw`
-import sys, os, json, importlib, traceback
+import sys, os, importlib, traceback
 out = os.fdopen(os.dup(1), "w", buffering=1)
 os.dup2(2, 1)
 sys.stdout = sys.stderr
-req = json.load(sys.stdin)
-missing = [p for p in req["paths"] if p not in sys.path]
-for p in missing: sys.path.append(p)
-out.write(json.dumps({"missing": missing}) + "\n")
-for m in req["modules"]:
-    out.write(json.dumps({"start": m}) + "\n"); out.flush()
+h = lambda s: s.encode("utf-8", "replace").hex()
+paths, modules = [], []
+for line in sys.stdin.read().splitlines():
+    kind, _, value = line.partition(" ")
+    (paths if kind == "P" else modules).append(bytes.fromhex(value).decode())
+missing = [p for p in paths if p not in sys.path]
+for p in missing:
+    sys.path.append(p)
+    out.write("missing " + h(p) + "
+")
+for m in modules:
+    out.write("start " + h(m) + "
+"); out.flush()
     try:
         importlib.import_module(m)
-        out.write(json.dumps({"ok": m}) + "\n")
+        out.write("ok " + h(m) + "
+")
     except BaseException as e:
         tb = traceback.format_exception(type(e), e, e.__traceback__)
-        out.write(json.dumps({"fail": m, "error": (type(e).__name__ + ": " + str(e))[:2000], "detail": "".join(tb[-4:])[-3000:]}) + "\n")
+        out.write("fail " + h(m) + " " + h((type(e).__name__ + ": " + str(e))[:2000]) + " " + h("".join(tb[-4:])[-3000:]) + "
+")
     out.flush()
-out.write(json.dumps({"done": True}) + "\n"); out.flush()
+out.write("done
+"); out.flush()
 os._exit(0)
 `;
 
-interface Line { missing?: string[]; start?: string; ok?: string; fail?: string; error?: string; detail?: string; done?: boolean }
+const hex = (s: string) => Buffer.from(s, "utf8").toString("hex");
+const unhex = (s: string | undefined) => Buffer.from(s ?? "", "hex").toString("utf8");
 
 async function importAll(store: Store, image: RuntimeImage, python: string, modules: string[], paths: string[], timeoutSec: number) {
   const results = new Map<string, { error?: string; detail?: string }>();
@@ -144,7 +156,7 @@ async function importAll(store: Store, image: RuntimeImage, python: string, modu
       user: "0:0",
       stdio: "pipe",
     });
-    started.stdin!.end(JSON.stringify({ modules: todo, paths }));
+    started.stdin!.end([...paths.map((p) => `P ${hex(p)}`), ...todo.map((m) => `M ${hex(m)}`)].join("\n") + "\n");
     let stderr = "";
     started.stderr!.on("data", (d: Buffer) => { stderr = (stderr + d.toString()).slice(-4000); });
     let buf = "";
@@ -156,13 +168,12 @@ async function importAll(store: Store, image: RuntimeImage, python: string, modu
       while ((nl = buf.indexOf("\n")) >= 0) {
         const line = buf.slice(0, nl);
         buf = buf.slice(nl + 1);
-        let msg: Line;
-        try { msg = JSON.parse(line) as Line; } catch { continue; }
-        if (msg.missing?.length) notes.push(`${msg.missing.join(", ")} ${msg.missing.length > 1 ? "are" : "is"} not on ${python}'s sys.path; added for the check`);
-        if (msg.start) current = msg.start;
-        if (msg.ok) { results.set(msg.ok, {}); current = undefined; }
-        if (msg.fail) { results.set(msg.fail, { error: msg.error, detail: msg.detail }); current = undefined; }
-        if (msg.done) done = true;
+        const [kind, a, b, c] = line.split(" ");
+        if (kind === "missing") notes.push(`${unhex(a)} is not on ${python}'s sys.path; added for the check`);
+        else if (kind === "start") current = unhex(a);
+        else if (kind === "ok") { results.set(unhex(a), {}); current = undefined; }
+        else if (kind === "fail") { results.set(unhex(a), { error: unhex(b), detail: unhex(c) }); current = undefined; }
+        else if (kind === "done") done = true;
       }
     });
     let timedOut = false;
