@@ -333,6 +333,21 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   return result;
 }
 
+/** One layer as build --json, inspect --json and the report show it. */
+export function layerSummary(l: Pick<BuiltLayer, "name" | "digest" | "diffId" | "size" | "uncompressedSize" | "mediaType" | "reused" | "cached" | "packages">) {
+  return {
+    name: l.name,
+    digest: l.digest,
+    diffId: l.diffId,
+    size: l.size,
+    uncompressedSize: l.uncompressedSize,
+    mediaType: l.mediaType,
+    reused: l.reused,
+    ...(l.cached ? { cached: l.cached } : {}),
+    packages: l.packages,
+  };
+}
+
 /** What `inspect`, `push`, `run` and `why` read back without rebuilding. */
 export interface BuildRecord {
   name: string;

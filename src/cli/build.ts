@@ -1,5 +1,5 @@
 import { Command } from "commander";
-import { build, type BuildResult } from "../build/build.ts";
+import { build, layerSummary, type BuildResult } from "../build/build.ts";
 import { LayerCache } from "../cache/layer-cache.ts";
 import { formatBytes } from "../util/log.ts";
 import { loadBuilt } from "./load.ts";
@@ -25,18 +25,7 @@ export function buildSummary(r: BuildResult) {
     output: r.output,
     lockChanged: r.lockChanged,
     droppedLayers: r.droppedLayers,
-    layers: r.layers.map((l) => ({
-      name: l.name,
-      digest: l.digest,
-      diffId: l.diffId,
-      size: l.size,
-      uncompressedSize: l.uncompressedSize,
-      mediaType: l.mediaType,
-      reused: l.reused,
-      ...(l.cached ? { cached: l.cached } : {}),
-      seconds: Number(l.seconds.toFixed(3)),
-      packages: l.packages,
-    })),
+    layers: r.layers.map((l) => ({ ...layerSummary(l), seconds: Number(l.seconds.toFixed(3)) })),
     timings: Object.fromEntries(Object.entries(r.timings).map(([k, v]) => [k, Number(v.toFixed(3))])),
   };
 }

@@ -1,7 +1,7 @@
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { Command } from "commander";
-import { buildRecordKey, type BuildRecord } from "../build/build.ts";
+import { buildRecordKey, layerSummary, type BuildRecord } from "../build/build.ts";
 import { loadConfig } from "../config/load.ts";
 import { LayerfoldError } from "../errors.ts";
 import { sourceKinds } from "../sources/registry.ts";
@@ -39,16 +39,7 @@ export function inspectCommand(): Command {
     .option("--layout <dir>", "inspect the image in this OCI layout (its build record must be in the store)")
     .action(async (flags: InspectFlags) => {
       const rec = await findBuildRecord(storeFrom(flags), flags);
-      const layers = rec.layers.map((l) => ({
-        name: l.name,
-        digest: l.digest,
-        diffId: l.diffId,
-        size: l.size,
-        uncompressedSize: l.uncompressedSize,
-        mediaType: l.mediaType,
-        reused: l.reused,
-        packages: l.packages,
-      }));
+      const layers = rec.layers.map(layerSummary);
       if (flags.json) return printJson({ image: `${rec.name}:${rec.tag}`, manifestDigest: rec.manifestDigest, droppedLayers: rec.droppedLayers, layers });
       process.stdout.write(`${rec.name}:${rec.tag}  ${rec.manifestDigest}\n`);
       process.stdout.write(`${"#".padEnd(4)}${"layer".padEnd(22)}${"pkgs".padStart(6)}${"compressed".padStart(13)}${"uncompressed".padStart(14)}  ${"digest".padEnd(14)}state\n`);
