@@ -43,6 +43,7 @@ test("renderReport: self-contained, escaped, every package and layer carries its
   const m = sampleModel();
   m.packages[0]!.version = `<script>alert("x")</script>`;
   const html = renderReport(m);
+  assert.equal(renderReport(m), html, "same model, same bytes");
   assert.ok(!html.includes(`<script>alert`), "package text is escaped");
   assert.ok(!/\b(?:src|href)=["']?(?:https?:)?\/\//i.test(html), "no external resource");
   assert.equal((html.match(/class="pkg-row"/g) ?? []).length, m.packages.length);
