@@ -225,3 +225,17 @@ test("base image stored with Docker v2 media types: layers come back as their OC
   // A wrong pinned digest is refused.
   await assert.rejects(loadBaseImage(`${reg.host}/lf/docker-base:d@sha256:${"0".repeat(64)}`), /not found|digest/);
 });
+
+test("RegistryTarget: the registry as a generic ImageTarget (writeImage)", { skip }, async () => {
+  const { RegistryTarget } = await import("../../src/registry/target.ts");
+  const { writeImage } = await import("../../src/oci/layout.ts");
+  const image = await makeImage({ dir: path.join(tmp, "target"), layers: [{ files: { "t/x": "target\n" } }] });
+  const c = client(reg.host);
+  const target = new RegistryTarget(c, "lf/target");
+  await writeImage(target, image, "w");
+  await target.commit();
+  assert.ok(await target.hasBlob(image.layers[0]));
+  const inspect = JSON.parse((await run("skopeo", ["inspect", "--tls-verify=false", `docker://${reg.host}/lf/target:w`])).stdout) as { Digest: string };
+  assert.equal(inspect.Digest, image.manifestDescriptor.digest);
+  await c.close();
+});
