@@ -6,7 +6,8 @@
 import { z } from "zod";
 import * as pep440 from "@renovatebot/pep440";
 import path from "node:path";
-import { ConfigError, LockError, NetworkError, ResolveError } from "../../errors.ts";
+import { ConfigError, HashMismatchError, LockError, NetworkError, ResolveError } from "../../errors.ts";
+import { buildFromGit, parseVcsUrl, type BuildContext } from "./build.ts";
 import { fetchToStore } from "../../fetch/fetch.ts";
 import { stableJson } from "../../util/json.ts";
 import type { TreeWriter } from "../../store/tree.ts";
@@ -65,6 +66,8 @@ export const pythonOptionsSchema = z
     constraints: z.array(z.string()).default([]),
     /** Allow pre-releases everywhere (pip --pre). */
     pre: z.boolean().default(false),
+    /** PEP 517 builds (name @ git+URL@rev): the host interpreter that runs them (default pythonX.Y on PATH). */
+    build: z.object({ python: z.string().min(1).optional() }).strict().default({}),
   })
   .strict();
 
@@ -214,9 +217,12 @@ export const pythonSource: SourceKind<PythonLayerSpec, PythonOptions> = {
     const venv = o.prefix === "system" ? [] : [venvPackage(o)];
     const rootReqs: RootRequirement[] = [];
     const direct = new Map<string, IndexFile>();
+    const vcs: { req: Requirement; layer: string }[] = [];
     sets.forEach((s, i) => {
       for (const req of s?.requirements ?? []) {
-        if (req.url) {
+        if (req.url && parseVcsUrl(req.url)) {
+          vcs.push({ req, layer: ctx.image.layers[i]!.name });
+        } else if (req.url) {
           const d = directWheel(req.url, req.key, `layer "${ctx.image.layers[i]!.name}": ${req.text}`, ctx.configDir);
           const prev = direct.get(req.key);
           if (prev && prev.url !== d.url) throw new ResolveError(`"${req.key}" is named by two different URLs (${prev.url} and ${d.url}); keep one`);
@@ -235,6 +241,14 @@ export const pythonSource: SourceKind<PythonLayerSpec, PythonOptions> = {
     }
 
     const finder = finderFor(o, ctx, sets.filter((s): s is RequirementSet => s !== undefined));
+    const commits = new Map<string, string>();
+    for (const { req } of vcs) {
+      const prev = ctx.locked.find((p) => p.id === `py:${req.key}` && p.artifact?.url === lockUrl(req.url!));
+      const lockedCommit = prev && !ctx.update.map(normalizeName).includes(req.key) ? (prev.meta?.commit as string | undefined) : undefined;
+      const built = await buildFromGit(req.key, req.url!, buildContext(o, ctx, finder, target), lockedCommit);
+      commits.set(req.key, built.commit);
+      direct.set(req.key, { file: built.file, url: pathToFileURL(ctx.store.blobPath(built.sha256)).href, sha256: built.sha256, wheel: parseWheelName(built.file), source: "PEP 517 build" });
+    }
     const pip = o.pipConfig ? loadPipConfig() : undefined;
     const constraints: Requirement[] = [...sets.flatMap((s) => s?.constraints ?? []), ...o.constraints.map((c) => parseRequirement(c, "python.constraints"))];
     for (const f of pip?.constraints ?? []) {
@@ -273,6 +287,7 @@ export const pythonSource: SourceKind<PythonLayerSpec, PythonOptions> = {
       const meta: Record<string, unknown> = {};
       if (r.extras.length) meta.extras = r.extras;
       if (requested.has(key)) meta.requested = true;
+      if (commits.has(key)) meta.commit = commits.get(key);
       packages.push({
         id: `py:${key}`,
         kind: "py",
@@ -280,7 +295,7 @@ export const pythonSource: SourceKind<PythonLayerSpec, PythonOptions> = {
         version: r.candidate.version,
         // Index files are found again by name on any configured index; a direct URL is the only place its file lives.
         // (kept as written, so a relative path stays relative to the config and no host path enters the lock)
-        artifact: { file: f.file, sha256, size, url: direct.has(key) ? rootReqs.find((x) => x.req.key === key)!.req.url!.replace(/#.*$/, "") : undefined },
+        artifact: { file: f.file, sha256, size, url: direct.has(key) ? lockUrl(rootReqs.find((x) => x.req.key === key)!.req.url!) : undefined },
         deps: r.deps.map((d) => `py:${d}`),
         meta: Object.keys(meta).length ? meta : undefined,
       });
@@ -298,7 +313,11 @@ export const pythonSource: SourceKind<PythonLayerSpec, PythonOptions> = {
     if (pkg.name === VENV) return writeVenv(tree, o);
     const a = pkg.artifact;
     if (!a?.sha256) throw new LockError(`${pkg.id}: the lock has no sha256 for ${a?.file ?? "its wheel"}; run layerfold lock`);
-    if (!(await ctx.store.hasBlob(a.sha256)) && a.url) {
+    if (!(await ctx.store.hasBlob(a.sha256)) && a.url && parseVcsUrl(a.url)) {
+      // Rebuild from the locked commit; the wheel must come out byte-identical (SOURCE_DATE_EPOCH is set).
+      const built = await buildFromGit(pkg.name, a.url, buildContext(o, ctx, finderFor(o, ctx), targetOf(o, ctx)), pkg.meta?.commit as string | undefined);
+      if (built.sha256 !== a.sha256) throw new HashMismatchError(`${pkg.id}: rebuilding ${a.file} from commit ${built.commit} gave sha256 ${built.sha256}, not the locked ${a.sha256}; the build is not reproducible. Run layerfold lock --update ${pkg.name} if the new wheel is trusted.`);
+    } else if (!(await ctx.store.hasBlob(a.sha256)) && a.url) {
       await fetchToStore(ctx.store, new URL(a.url, pathToFileURL(`${ctx.configDir}/`)).href, { what: `wheel ${a.file} for ${pkg.id}`, sha256: a.sha256 });
     } else if (!(await ctx.store.hasBlob(a.sha256))) {
       const finder = finderFor(o, ctx);
@@ -313,6 +332,13 @@ export const pythonSource: SourceKind<PythonLayerSpec, PythonOptions> = {
     });
   },
 };
+
+/** A direct URL as the lock keeps it: VCS URLs whole (rev, subdirectory), file URLs without their #sha256 fragment. */
+const lockUrl = (url: string): string => (parseVcsUrl(url) ? url : url.replace(/#.*$/, ""));
+
+function buildContext(o: PythonOptions, ctx: SourceContext, finder: Finder, target: Target): BuildContext {
+  return { store: ctx.store, finder, log: ctx.log, python: o.build.python ?? `python${o.version}`, target, sourceDateEpoch: ctx.sourceDateEpoch };
+}
 
 function dedupeRoots(roots: string[][]): string[][] {
   return roots.map((r) => [...new Set(r)]);
