@@ -189,7 +189,8 @@ test("name @ URL: a wheel by direct URL (http and a path relative to the config)
   const fresh = await makeCtx({ layers: ["a"], configDir: dir, locked: r.packages, frozen: true });
   const tree = await installTree(sp, o, fresh);
   assert.ok(tree.manifest.entries.some((e) => e.path.endsWith("speedup/__init__.py")));
-  await assert.rejects(pythonSource.resolve([["lib @ git+https://example.invalid/lib.git@v1"]], o, ctx), /PEP 517 build/);
+  await assert.rejects(pythonSource.resolve([["lib @ git+https://example.invalid/lib.git@v1"]], o, ctx), /lib @ git\+https:\/\/example\.invalid\/lib\.git@v1: git clone failed/);
+  await assert.rejects(pythonSource.resolve([["lib @ https://example.invalid/lib-1.0.tar.gz"]], o, ctx), /not a wheel; source distributions need a PEP 517 build/);
   await assert.rejects(pythonSource.resolve([["lib @ https://user:secret@example.invalid/lib-1.0-py3-none-any.whl"]], o, ctx), /credentials/);
   await assert.rejects(pythonSource.resolve([["app @ " + `${server.url}/files/lib-1.0-py3-none-any.whl`]], o, ctx), /is for "lib", not "app"/);
 });
