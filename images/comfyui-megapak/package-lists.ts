@@ -2,6 +2,7 @@
 // Layer i holds only what layers before it don't, so pak5 names like numpy
 // that pak3 already pulled in cost nothing twice.
 
+import { fileURLToPath } from "node:url";
 import { comfyui, comfyuiRequirements, type TorchSet } from "./custom-packages.ts";
 import { pak3 } from "./pak3.ts";
 import { pak5 } from "./pak5.ts";
@@ -53,7 +54,8 @@ export function layers(v: Variant) {
       description: "ComfyUI, its frontend and the runner scripts",
       python: keep(comfyuiRequirements, v),
       git: [comfyui],
-      files: [{ src: "./runner-scripts", dest: "/runner-scripts", mode: 0o755, name: "runner-scripts" }],
+      // Resolved from this file, so the root layerfold.config.ts can re-export the image.
+      files: [{ src: fileURLToPath(new URL("./runner-scripts", import.meta.url)), dest: "/runner-scripts", mode: 0o755, name: "runner-scripts" }],
     },
   ].map((l) => {
     // A layer whose list is empty after leave-outs keeps its name; the fold drops it with a notice.

@@ -111,7 +111,7 @@ function joinSources(base: BlobSource | undefined, cache: BlobSource | undefined
 
 export async function treeKeyOf(kind: SourceKind, pkg: LockedPackage, options: unknown, ctx: InstallContext): Promise<string> {
   const extra = kind.installKey ? await kind.installKey(pkg, options, ctx) : "";
-  return sha256Hex(stableJson({ format: INSTALL_FORMAT, id: pkg.id, version: pkg.version, sha256: pkg.artifact?.sha256 ?? null, meta: pkg.meta ?? null, extra }));
+  return sha256Hex(stableJson({ format: INSTALL_FORMAT, code: kind.version ?? null, id: pkg.id, version: pkg.version, sha256: pkg.artifact?.sha256 ?? null, meta: pkg.meta ?? null, extra }));
 }
 
 export async function build(opts: BuildOptions): Promise<BuildResult> {
@@ -183,7 +183,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     const mine = allIds.map((id) => res.packages.get(id)!).filter((p) => p.kind === kind.kind);
     if (mine.length === 0 && res.optionsFor(kind) === undefined) continue;
     const id = `generated:${kind.kind}`;
-    const key = sha256Hex(stableJson({ format: INSTALL_FORMAT, id, packages: mine.map((p) => [p.id, p.version, p.artifact?.sha256 ?? null]), options: res.optionsFor(kind) ?? null, image: image.config }));
+    const key = sha256Hex(stableJson({ format: INSTALL_FORMAT, code: kind.version ?? null, id, packages: mine.map((p) => [p.id, p.version, p.artifact?.sha256 ?? null]), options: res.optionsFor(kind) ?? null, image: image.config }));
     generators.push({ id, key, kind, mine });
     treeKeys.set(id, key);
   }

@@ -82,6 +82,12 @@ export interface SourceKind<LayerSpec = unknown, Options = unknown> {
    * itself (e.g. the Python prefix). Part of the tree's store key.
    */
   installKey?(pkg: LockedPackage, options: Options | undefined, ctx: SourceContext): string | Promise<string>;
+  /**
+   * Version of this kind's install and generate code. Part of every tree key
+   * of the kind, so changing what install or generate writes never reuses
+   * trees or layers made by the old code. Bump it with such a change.
+   */
+  version?: string;
   /** Options for the TreeWriter (symlink policy, size limit). */
   treeOptions?: TreeWriterOptions;
   /** Fetch (verified) and install one package into a fresh tree. */

@@ -222,6 +222,8 @@ const conffilesOf = (b: Buffer | undefined): string[] =>
 export const debianSource: SourceKind<LayerRequest, DebianOptions> = {
   kind: "deb",
   layerKey: "debian",
+  // Bump when install or generate output changes (see SourceKind.version).
+  version: "1",
   layerSchema: debianLayerSchema as unknown as z.ZodType<LayerRequest, z.ZodTypeDef, unknown>,
   optionsSchema: debianOptionsSchema as unknown as z.ZodType<DebianOptions, z.ZodTypeDef, unknown>,
   treeOptions: { symlinks: "image" },
