@@ -86,3 +86,58 @@ export function why(model: ImageModel, query: string): WhyMatch[] {
     return { id: p.id, version: p.version, layer: p.layer, layerIndex: layerIndex.get(p.layer) ?? 0, chain, neededBy, ...(p.bytes !== undefined ? { bytes: p.bytes } : {}) };
   });
 }
+
+export interface WhyFileMatch extends WhyMatch {
+  /** The image path asked about, as stored (no leading slash). */
+  path: string;
+  type: string;
+}
+
+/** "libgomp.so.1" -> "libgomp", "python3.11" -> "python3": what a differently versioned file shares. */
+const stemOf = (name: string): string => name.replace(/\.so(\.\d+)*$/, "").replace(/[-.]?\d+(\.\d+)*$/, (m) => (m === name ? m : ""));
+
+/** Merged /usr: /lib/x, /bin/x, /sbin/x and /lib64/x live under usr/ in the image. */
+function pathForms(p: string): string[] {
+  const rel = p.replace(/^\/+/, "").replace(/\/+$/, "");
+  const forms = [rel];
+  if (/^(lib|lib32|lib64|libx32|bin|sbin)\//.test(rel)) forms.push(`usr/${rel}`);
+  return forms;
+}
+
+/**
+ * `layerfold why /path/in/image`: which package ships a file (the usual
+ * question when something is missing at runtime), then its layer and chain.
+ * `entriesOf` gives each package's tree entries (from the store).
+ */
+export async function whyPath(
+  model: ImageModel,
+  query: string,
+  entriesOf: (id: string) => Promise<Array<{ path: string; type: string }> | undefined>,
+): Promise<WhyFileMatch[]> {
+  const forms = new Set(pathForms(query));
+  const base = query.replace(/\/+$/, "").slice(query.replace(/\/+$/, "").lastIndexOf("/") + 1);
+  const stem = stemOf(base);
+  const found: WhyFileMatch[] = [];
+  const similar: string[] = [];
+  for (const p of model.packages) {
+    const entries = await entriesOf(p.id);
+    for (const e of entries ?? []) {
+      if (forms.has(e.path)) {
+        const [m] = why(model, p.id);
+        found.push({ ...m!, path: e.path, type: e.type });
+      } else if (e.type !== "dir" && stem.length >= 3 && similar.length < 200) {
+        const b = e.path.slice(e.path.lastIndexOf("/") + 1);
+        if (b.startsWith(base) || stemOf(b) === stem) similar.push(`/${e.path} (${p.id})`);
+      }
+    }
+  }
+  if (found.length === 0) {
+    const close = [...new Set(similar)].sort().slice(0, 8);
+    throw new LayerfoldError(
+      "E_NOT_FOUND",
+      `no package in ${model.image} ships ${query}` +
+        (close.length ? `; files with a similar name: ${close.join(", ")}` : "; add the package that provides it to a layer (for Debian, `apt-file search` or packages.debian.org tell which one)"),
+    );
+  }
+  return found;
+}

@@ -109,6 +109,14 @@ test("layerfold why on a real build: layer, root, and a clear error with suggest
   assert.equal(j.matches[0]!.layer, "bin");
   assert.deepEqual(j.matches[0]!.chain.map((c) => c.id), ["file:hello"]);
   assert.ok(j.matches[0]!.bytes > 100_000, "the static binary's size comes from its tree");
+  // A file path: which package ships it (merged-/usr form accepted), or files with a similar name.
+  const file = await runCli(["why", "--store", store, "--image", IMAGE, "/bin/hello", "--json"]);
+  assert.equal(file.code, 0, file.stderr);
+  const fj = JSON.parse(file.stdout) as { matches: Array<{ id: string; path: string; layer: string }> };
+  assert.deepEqual(fj.matches.map((m) => [m.id, m.path, m.layer]), [["file:hello", "usr/bin/hello", "bin"]]);
+  const nofile = await runCli(["why", "--store", store, "--image", IMAGE, "/opt/hello/share/message"]);
+  assert.equal(nofile.code, 1);
+  assert.match(nofile.stderr, /no package in .* ships \/opt\/hello\/share\/message; files with a similar name: \/opt\/hello\/share\/message\.txt \(file:\/opt\/hello\)/);
   const miss = await runCli(["why", "--store", store, "--image", IMAGE, "helo"]);
   assert.equal(miss.code, 1);
   assert.match(miss.stderr, /error\[E_NOT_FOUND\]: no package "helo".*did you mean file:hello/);
