@@ -121,22 +121,17 @@ for line in sys.stdin.read().splitlines():
 missing = [p for p in paths if p not in sys.path]
 for p in missing:
     sys.path.append(p)
-    out.write("missing " + h(p) + "
-")
+    out.write("missing " + h(p) + "\n")
 for m in modules:
-    out.write("start " + h(m) + "
-"); out.flush()
+    out.write("start " + h(m) + "\n"); out.flush()
     try:
         importlib.import_module(m)
-        out.write("ok " + h(m) + "
-")
+        out.write("ok " + h(m) + "\n")
     except BaseException as e:
         tb = traceback.format_exception(type(e), e, e.__traceback__)
-        out.write("fail " + h(m) + " " + h((type(e).__name__ + ": " + str(e))[:2000]) + " " + h("".join(tb[-4:])[-3000:]) + "
-")
+        out.write("fail " + h(m) + " " + h((type(e).__name__ + ": " + str(e))[:2000]) + " " + h("".join(tb[-4:])[-3000:]) + "\n")
     out.flush()
-out.write("done
-"); out.flush()
+out.write("done\n"); out.flush()
 os._exit(0)
 `;
 
