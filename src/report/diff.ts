@@ -11,10 +11,10 @@ import { stat } from "node:fs/promises";
 import path from "node:path";
 import * as pep440 from "@renovatebot/pep440";
 import { buildRecordKey, type BuildRecord } from "../build/build.ts";
-import { ConfigError } from "../errors.ts";
+import { ConfigError, LayerfoldError } from "../errors.ts";
 import type { BuiltImage, ImageManifest } from "../oci/types.ts";
 import { readLayoutImages } from "../registry/layout-source.ts";
-import { parseReference } from "../registry/reference.ts";
+import { DOCKER_HUB, parseReference } from "../registry/reference.ts";
 import { openRemoteImage, type OpenRemoteOptions } from "../registry/remote-image.ts";
 import { compareVersions as compareDebVersions } from "../sources/debian/version.ts";
 import type { Store } from "../store/store.ts";
@@ -153,8 +153,19 @@ export async function loadSide(spec: string, opts: LoadSideOptions): Promise<Dif
     if (spec.startsWith("store:")) throw new ConfigError(`no build of ${n}:${t} in the store ${store.root}; run \`layerfold build\` or pass --store`);
   }
   const ref = spec.replace(/^docker:\/\//, "");
-  const insecure = opts.insecure || Boolean(opts.insecureRegistries?.includes(parseReference(ref).registry));
-  const remote = await openRemoteImage(ref, { ...opts, insecure });
+  const parsed = parseReference(ref, "diff side");
+  const insecure = opts.insecure || Boolean(opts.insecureRegistries?.includes(parsed.registry));
+  let remote: Awaited<ReturnType<typeof openRemoteImage>>;
+  try {
+    remote = await openRemoteImage(ref, { ...opts, insecure });
+  } catch (err) {
+    // "name:tag" with no registry host was probably meant as a local build or layout.
+    const implicitHub = parsed.registry === DOCKER_HUB && !/^(docker:\/\/)?(docker\.io|index\.docker\.io)\//.test(spec);
+    if (implicitHub && err instanceof LayerfoldError) {
+      throw new ConfigError(`${spec}: not an OCI layout, not a build in the store ${store.root} (NAME:TAG or manifest digest), and as a Docker Hub image: ${err.message}`);
+    }
+    throw err;
+  }
   try {
     const manifest = JSON.parse(remote.manifest.toString("utf8")) as ImageManifest;
     return await sideFromManifest(spec, "registry", remote.manifestDigest, manifest, store, ref);
