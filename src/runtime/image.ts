@@ -67,14 +67,16 @@ export async function openImage(store: Store, sel: ImageSelector): Promise<Runti
     }
   }
   if (layout) return openLayout(store, layout);
+  let conflicts: Record<string, string> | undefined;
   if (!recordKey) {
     const cfg = await loadConfig({ dir: sel.dir, file: sel.config }, sourceKinds);
     recordKey = buildRecordKey(cfg.image.name, cfg.image.tag);
     what = `${cfg.image.name}:${cfg.image.tag}`;
+    conflicts = cfg.image.conflicts ?? {};
   }
   const rec = await store.getRecord<BuildRecord & { conflicts?: Record<string, string> }>("builds", recordKey);
   if (!rec) throw new LayerfoldError("E_NOT_FOUND", `no build of ${what!} in the store ${store.root}; run \`layerfold build\` first (or pass --store)`);
-  return fromRecord(store, rec);
+  return fromRecord(store, rec, rec.conflicts ?? conflicts);
 }
 
 async function isLayout(dir: string): Promise<boolean> {
@@ -86,7 +88,7 @@ async function isLayout(dir: string): Promise<boolean> {
   }
 }
 
-async function fromRecord(store: Store, rec: BuildRecord & { conflicts?: Record<string, string> }): Promise<RuntimeImage> {
+async function fromRecord(store: Store, rec: BuildRecord, conflicts: Record<string, string> | undefined): Promise<RuntimeImage> {
   const cache = new Map<string, StoredTree>();
   const layers: RuntimeLayer[] = [];
   for (const l of rec.layers) {
@@ -108,11 +110,11 @@ async function fromRecord(store: Store, rec: BuildRecord & { conflicts?: Record<
     config: JSON.parse(rec.config) as ImageConfigFile,
     layers,
     kind: "from-build",
-    conflicts: rec.conflicts ?? (await conflictsFromConfig(rec.configFile)),
+    conflicts: conflicts ?? (await conflictsFromConfig(rec.configFile)),
   };
 }
 
-/** Older build records lack the conflict owners; read them from the config when it is still there. */
+/** Build records do not keep the conflict owners; read them from the config when it is still there. */
 async function conflictsFromConfig(file: string): Promise<Record<string, string>> {
   try {
     return (await loadConfig({ file }, sourceKinds)).image.conflicts ?? {};
