@@ -202,8 +202,6 @@ function comparePep440(a: string, b: string): number {
 
 export const pythonSource: SourceKind<PythonLayerSpec, PythonOptions> = {
   kind: "py",
-  /** Bump when install output changes for the same wheel (the tree key includes it). */
-  version: "1",
   layerKey: "python",
   layerSchema: pythonLayerSchema,
   optionsSchema: pythonOptionsSchema,
