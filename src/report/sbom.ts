@@ -31,11 +31,27 @@ const pypiName = (name: string) => name.toLowerCase().replace(/[-_.]+/g, "-");
 
 const str = (v: unknown): string | undefined => (typeof v === "string" && v ? v : undefined);
 
+/** A URL without user or password: an SBOM is published, a token in a clone URL must not be. */
+export function publicUrl(u: string | undefined): string | undefined {
+  if (!u) return undefined;
+  try {
+    const url = new URL(u);
+    if (!url.username && !url.password) return u;
+    url.username = "";
+    url.password = "";
+    return url.toString();
+  } catch {
+    return u.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^@/]*@/i, "$1");
+  }
+}
+
 /** Where a git package comes from: url and commit, from its lock meta (or artifact). */
 function gitSource(p: ModelPackage): { url?: string; rev: string } {
   const m = p.meta ?? {};
-  return { url: str(m.url) ?? str(m.repo) ?? str(m.repository) ?? p.artifact?.url, rev: str(m.commit) ?? str(m.rev) ?? str(m.revision) ?? p.version };
+  return { url: publicUrl(str(m.url) ?? str(m.repo) ?? str(m.repository) ?? p.artifact?.url), rev: str(m.commit) ?? str(m.rev) ?? str(m.revision) ?? p.version };
 }
+
+const artifactUrl = (p: ModelPackage): string | undefined => publicUrl(p.artifact?.url);
 
 /** Packages an SBOM lists: everything fetched from somewhere, plus git sources. Local files, inline text and generated files are not packages. */
 export function sbomPackages(model: ImageModel): ModelPackage[] {
@@ -56,7 +72,7 @@ export function purlOf(p: ModelPackage): string {
       return `pkg:generic/${enc(p.name)}@${enc(rev)}${qualifiers({ vcs_url: url ? `git+${url}@${rev}` : undefined })}`;
     }
     default:
-      return `pkg:generic/${enc(p.name)}@${enc(p.version)}${qualifiers({ checksum: sha ? `sha256:${sha}` : undefined, download_url: p.artifact?.url })}`;
+      return `pkg:generic/${enc(p.name)}@${enc(p.version)}${qualifiers({ checksum: sha ? `sha256:${sha}` : undefined, download_url: artifactUrl(p) })}`;
   }
 }
 
@@ -96,11 +112,11 @@ export function cycloneDx(model: ImageModel, created: string): Record<string, un
     version: p.version,
     purl: purlOf(p),
     ...(p.artifact?.sha256 ? { hashes: [{ alg: "SHA-256", content: p.artifact.sha256 }] } : {}),
-    ...(p.artifact?.url || p.kind === "git"
+    ...(artifactUrl(p) || p.kind === "git"
       ? {
           externalReferences: [
             ...(p.kind === "git" && gitSource(p).url ? [{ type: "vcs", url: gitSource(p).url! }] : []),
-            ...(p.artifact?.url ? [{ type: "distribution", url: p.artifact.url, ...(p.artifact.sha256 ? { hashes: [{ alg: "SHA-256", content: p.artifact.sha256 }] } : {}) }] : []),
+            ...(artifactUrl(p) ? [{ type: "distribution", url: artifactUrl(p)!, ...(p.artifact?.sha256 ? { hashes: [{ alg: "SHA-256", content: p.artifact.sha256 }] } : {}) }] : []),
           ],
         }
       : {}),
@@ -162,7 +178,7 @@ export function spdx(model: ImageModel, created: string): Record<string, unknown
       SPDXID: ids.get(p.id)!,
       name: p.name,
       versionInfo: p.version,
-      downloadLocation: p.kind === "git" && gitSource(p).url ? `git+${gitSource(p).url}@${gitSource(p).rev}` : p.artifact?.url ?? "NOASSERTION",
+      downloadLocation: p.kind === "git" && gitSource(p).url ? `git+${gitSource(p).url}@${gitSource(p).rev}` : artifactUrl(p) ?? "NOASSERTION",
       filesAnalyzed: false,
       ...(p.artifact?.file ? { packageFileName: p.artifact.file } : {}),
       ...(p.artifact?.sha256 ? { checksums: [{ algorithm: "SHA256", checksumValue: p.artifact.sha256 }] } : {}),

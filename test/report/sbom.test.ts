@@ -11,7 +11,7 @@ import { Spec, Validation } from "@cyclonedx/cyclonedx-library";
 import { PackageURL } from "packageurl-js";
 import { RegistryClient } from "../../src/registry/client.ts";
 import { fallbackTagOf, listReferrers } from "../../src/report/attach.ts";
-import { cycloneDx, purlOf, renderSbom, sbomPackages, spdx, stableUuid } from "../../src/report/sbom.ts";
+import { cycloneDx, publicUrl, purlOf, renderSbom, sbomPackages, spdx, stableUuid } from "../../src/report/sbom.ts";
 import { helloExample, runCli, tempDir } from "../helpers/cli.ts";
 import { hasCommand, startRegistry } from "../helpers/registry.ts";
 import { sampleModel } from "./fixtures.ts";
@@ -39,6 +39,20 @@ test("purls: deb with arch and encoded version, normalised pypi names, git vcs_u
   // Local files are not packages.
   assert.ok(!sbomPackages(m).some((p) => p.kind === "file"));
   assert.equal(sbomPackages(m).length, 8);
+});
+
+test("no credential from a clone or download URL reaches the SBOM", () => {
+  const m = sampleModel();
+  const git = m.packages.find((p) => p.id === "git:comfyui")!;
+  git.meta = { ...git.meta, url: "https://x-access-token:ghp_SECRET123@github.com/comfyanonymous/ComfyUI" };
+  const arch = m.packages.find((p) => p.id === "archive:models")!;
+  arch.artifact = { ...arch.artifact!, url: "https://user:pa55word@example.org/models-1.0.tar.gz" };
+  for (const format of ["cyclonedx", "spdx"] as const) {
+    const text = renderSbom(m, format, undefined, {});
+    assert.ok(!/ghp_SECRET123|pa55word|x-access-token/.test(text), `${format} leaks a credential`);
+    assert.match(text, /github\.com(%2F|\/)comfyanonymous(%2F|\/)ComfyUI/);
+  }
+  assert.equal(publicUrl("git@github.com:org/repo.git"), "git@github.com:org/repo.git");
 });
 
 test("CycloneDX 1.6: valid against the official JSON schema; required fields, purls, SHA-256 hashes, dependency graph", async () => {
