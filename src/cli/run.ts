@@ -1,6 +1,7 @@
 import { Command } from "commander";
 import { openImage } from "../runtime/image.ts";
 import { parseVolume, runImage } from "../runtime/run.ts";
+import { namespaceProblem, noNamespacesError } from "../runtime/sandbox.ts";
 import { collect, loggerFrom, storeFrom, withConfigFlags, type CommonFlags } from "./common.ts";
 
 export interface RunFlags extends CommonFlags {
@@ -39,6 +40,8 @@ export function runCommand(): Command {
     .action(async function (this: Command, args: string[], flags: RunFlags) {
       const raw = (this.parent as (Command & { rawArgs?: string[] }) | null)?.rawArgs ?? process.argv;
       const { image, cmd } = splitCommand(raw.slice(raw.indexOf("run") + 1), args);
+      const problem = namespaceProblem();
+      if (problem) throw noNamespacesError(problem);
       const store = storeFrom(flags);
       const log = loggerFrom(flags);
       const img = await openImage(store, { dir: flags.dir, config: flags.config, layout: flags.layout, image });

@@ -2,6 +2,7 @@ import { Command } from "commander";
 import { RuntimeError } from "../errors.ts";
 import { openImage } from "../runtime/image.ts";
 import { parseVolume, runImage } from "../runtime/run.ts";
+import { namespaceProblem, noNamespacesError } from "../runtime/sandbox.ts";
 import { lookup, composeView } from "../runtime/view.ts";
 import { collect, storeFrom, withConfigFlags } from "./common.ts";
 import { forwardSignals, type RunFlags } from "./run.ts";
@@ -16,6 +17,8 @@ export function shellCommand(): Command {
     .option("-w, --workdir <dir>", "working directory inside the image")
     .option("-u, --user <user[:group]>", "user name or uid")
     .action(async (image: string | undefined, flags: RunFlags) => {
+      const problem = namespaceProblem();
+      if (problem) throw noNamespacesError(problem);
       const store = storeFrom(flags);
       const img = await openImage(store, { dir: flags.dir, config: flags.config, layout: flags.layout, image });
       const view = composeView(img);

@@ -6,7 +6,7 @@ import { RuntimeError } from "../errors.ts";
 import type { Store } from "../store/store.ts";
 import type { RuntimeImage } from "./image.ts";
 import { materialise, type Rootfs } from "./rootfs.ts";
-import { readImageFile, startSandbox, type Mount, type SandboxRun } from "./sandbox.ts";
+import { namespaceProblem, noNamespacesError, readImageFile, startSandbox, type Mount, type SandboxRun } from "./sandbox.ts";
 
 export interface RunOptions {
   /** Replaces the image's Cmd (docker: arguments after the image). */
@@ -86,6 +86,9 @@ export interface Started extends SandboxRun {
 }
 
 export async function runImage(store: Store, image: RuntimeImage, opts: RunOptions = {}): Promise<Started> {
+  // Before materialising anything: without namespaces (or root) nothing below can work.
+  const problem = namespaceProblem();
+  if (problem) throw noNamespacesError(problem);
   const rootfs = await materialise(store, image);
   const cfg = image.config.config ?? {};
   const argv = commandLine(cfg, opts);

@@ -6,7 +6,8 @@ import { createHash } from "node:crypto";
 import { readFile, readdir } from "node:fs/promises";
 import path from "node:path";
 import { after, before, test } from "node:test";
-import { helloExample, runCli, tempDir } from "../helpers/cli.ts";
+import { spawnSync } from "node:child_process";
+import { cliPath, helloExample, runCli, tempDir } from "../helpers/cli.ts";
 import { namespaceProblem } from "../../src/runtime/sandbox.ts";
 import { openImage } from "../../src/runtime/image.ts";
 import { runImage, type RunOptions } from "../../src/runtime/run.ts";
@@ -144,3 +145,17 @@ test("IMAGE as NAME:TAG of a build in the store", { skip }, async () => {
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /arg=named/);
 });
+
+test("shell: an image without /bin/sh gets a clear error", async () => {
+  const r = await runCli(["shell", "-C", probe, "--store", store]);
+  assert.equal(r.code, 13, r.stderr);
+  assert.match(r.stderr, /error\[E_RUNTIME\]: layerfold-tests\/probe:1 has no \/bin\/bash or \/bin\/sh/);
+});
+
+test("without root/namespaces: a RuntimeError that names the engine alternative, before any work", { skip: spawnSync("setpriv", ["--version"]).status !== 0 && "setpriv not installed" }, async () => {
+  const r = spawnSync("setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", process.execPath, cliPath, "run", "--store", store, "layerfold-tests/probe:1"], { encoding: "utf8" });
+  assert.equal(r.status, 13, r.stderr);
+  assert.match(r.stderr, /error\[E_RUNTIME\]: cannot run the image here: layerfold run needs root/);
+  assert.match(r.stderr, /podman load -i img\.tar && podman run/);
+});
+
