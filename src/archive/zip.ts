@@ -237,6 +237,7 @@ export async function readCentralDirectory(readAt: ReadAt, size: number, what: s
     const commentLen = cd.readUInt16LE(p + 32);
     const external = cd.readUInt32LE(p + 38);
     let offset = cd.readUInt32LE(p + 42);
+    if (p + 46 + nameLen + extraLen + commentLen > cd.length) throw corrupt(`central directory entry ${i} runs past the directory's end`);
     const nameBuf = cd.subarray(p + 46, p + 46 + nameLen);
     const name = flags & 0x800 ? nameBuf.toString("utf8") : nameBuf.toString("latin1");
     // zip64 extra field (0x0001): the 64-bit values appear only for fields that are saturated.
@@ -245,8 +246,11 @@ export async function readCentralDirectory(readAt: ReadAt, size: number, what: s
     while (x + 4 <= xEnd) {
       const id = cd.readUInt16LE(x);
       const len = cd.readUInt16LE(x + 2);
+      if (x + 4 + len > xEnd) throw corrupt(`central directory entry ${i} has a damaged extra field`);
       if (id === 0x0001) {
         let q = x + 4;
+        const need = 8 * [usize, compressedSize, offset].filter((v) => v === 0xffffffff).length;
+        if (need > len) throw corrupt(`central directory entry ${i} has a short zip64 extra field`);
         if (usize === 0xffffffff) { usize = Number(cd.readBigUInt64LE(q)); q += 8; }
         if (compressedSize === 0xffffffff) { compressedSize = Number(cd.readBigUInt64LE(q)); q += 8; }
         if (offset === 0xffffffff) { offset = Number(cd.readBigUInt64LE(q)); q += 8; }

@@ -143,6 +143,9 @@ export class TreeWriter {
 
   /** Stream content into the tree; counts and hashes it. */
   async addFile(raw: string, content: Readable | Uint8Array | string, meta?: EntryMeta): Promise<TreeEntry> {
+    // A stream may fail before the pipeline below is attached (while directories are made);
+    // keep that error on the stream for the pipeline to report instead of crashing the process.
+    if (content instanceof Readable) content.on("error", () => {});
     const p = this.prepare(raw);
     const prev = this.entries.get(p);
     if (prev && prev.type === "dir") throw new UnsafeArchiveError(`${this.what}: ${JSON.stringify(p)} is both a directory and a file`);

@@ -182,7 +182,11 @@ export interface ProxyRequestInfo {
 export type Fault =
   | { kind: "status"; status: number; retryAfter?: number; headers?: Record<string, string> }
   /** Forward this many body bytes, then cut both connections. */
-  | { kind: "drop"; afterBytes: number };
+  | { kind: "drop"; afterBytes: number }
+  /** Reset the client's connection at once (TCP RST), before any answer. */
+  | { kind: "reset" }
+  /** Forward normally, but hold the response this long first. */
+  | { kind: "slow"; delayMs: number };
 
 export interface ProxyOptions {
   /** Decide per request whether to inject a fault; n counts requests from 1. */
@@ -219,10 +223,17 @@ export async function startProxy(target: string, opts: ProxyOptions = {}): Promi
       });
       return;
     }
+    if (fault?.kind === "reset") {
+      info.fault = "reset";
+      req.socket.resetAndDestroy();
+      return;
+    }
+    if (fault?.kind === "slow") info.fault = `slow ${fault.delayMs}`;
     const up = http.request({ host: t.hostname, port: t.port, method: req.method, path: req.url, headers: req.headers }, (upRes) => {
       info.status = upRes.statusCode;
-      res.writeHead(upRes.statusCode ?? 502, upRes.headers);
-      upRes.pipe(res);
+      const answer = () => { res.writeHead(upRes.statusCode ?? 502, upRes.headers); upRes.pipe(res); };
+      if (fault?.kind === "slow") setTimeout(answer, fault.delayMs);
+      else answer();
     });
     up.on("error", () => res.destroy());
     req.on("data", (chunk: Buffer) => {
@@ -239,7 +250,7 @@ export async function startProxy(target: string, opts: ProxyOptions = {}): Promi
       info.bodyBytes += chunk.length;
       up.write(chunk);
     });
-    req.on("end", () => { if (!info.fault) up.end(); });
+    req.on("end", () => { if (!info.fault?.startsWith("drop")) up.end(); });
   });
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
   const port = (server.address() as AddressInfo).port;

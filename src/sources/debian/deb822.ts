@@ -2,6 +2,7 @@
 // dependency fields (Depends, Provides, Conflicts...).
 
 import type { Relation } from "./version.ts";
+import { ResolveError } from "../../errors.ts";
 
 /** One paragraph. Field names keep their spelling; look them up with field(). */
 export type Paragraph = Map<string, string>;
@@ -25,12 +26,12 @@ export function parseDeb822(text: string): Paragraph[] {
     }
     if (line.startsWith("#")) continue;
     if (line.startsWith(" ") || line.startsWith("\t")) {
-      if (!cur || last === undefined) throw new Error(`deb822: continuation line without a field: ${JSON.stringify(line.slice(0, 80))}`);
+      if (!cur || last === undefined) throw new ResolveError(`deb822: continuation line without a field: ${JSON.stringify(line.slice(0, 80))}; the file is malformed`);
       cur.set(last, cur.get(last) + "\n" + line.slice(1));
       continue;
     }
     const colon = line.indexOf(":");
-    if (colon <= 0) throw new Error(`deb822: expected "Field: value", got ${JSON.stringify(line.slice(0, 80))}`);
+    if (colon <= 0) throw new ResolveError(`deb822: expected "Field: value", got ${JSON.stringify(line.slice(0, 80))}; the file is malformed`);
     cur ??= new Map();
     last = line.slice(0, colon);
     cur.set(last, line.slice(colon + 1).trim());
@@ -71,7 +72,7 @@ const REL_RE = /^([a-z0-9][a-z0-9+.-]*)(?::([a-z0-9-]+))?\s*(?:\(\s*(<<|<=|=|>=|
 export function parseDependency(text: string): Dependency {
   const t = text.trim();
   const m = REL_RE.exec(t);
-  if (!m) throw new Error(`cannot parse dependency ${JSON.stringify(t)}`);
+  if (!m) throw new ResolveError(`cannot parse dependency ${JSON.stringify(t)}; the package index or control file that has it is malformed`);
   const d: Dependency = { name: m[1]! };
   if (m[2]) d.archQualifier = m[2];
   if (m[3]) {
