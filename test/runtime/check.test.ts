@@ -75,8 +75,8 @@ async function dupLayout(dir: string): Promise<string> {
   const tar = async (files: Array<{ name: string; body?: Buffer | string; mode?: number; type?: "directory" }>) => {
     const pack = tarStream.pack();
     const chunks: Buffer[] = [];
-    pack.on("data", (c: Buffer) => chunks.push(c));
-    const end = new Promise((r) => pack.on("end", r));
+    pack.on("data", (c: unknown) => { chunks.push(c as Buffer); });
+    const end = new Promise<void>((r) => pack.on("end", () => r()));
     for (const f of files) pack.entry({ name: f.name, mode: f.mode ?? (f.type ? 0o755 : 0o644), type: f.type ?? "file", mtime: new Date(0) }, f.body as Buffer);
     pack.finalize();
     await end;
