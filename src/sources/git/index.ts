@@ -34,6 +34,19 @@ export const gitSpecSchema = z
 
 export type GitSpec = z.infer<typeof gitSpecSchema>;
 
+/** The URL as written into the lock: never with a user or password in it. */
+export function lockableUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (!u.username && !u.password) return url;
+    u.username = "";
+    u.password = "";
+    return u.toString();
+  } catch {
+    return url;
+  }
+}
+
 export const gitNameOf = (spec: GitSpec) => spec.name ?? (spec.url.replace(/\/+$/, "").split("/").pop() ?? "repo").replace(/\.git$/, "").toLowerCase();
 
 async function git(args: string[], what: string, cwd?: string): Promise<string> {
@@ -85,7 +98,7 @@ export const gitSource: SourceKind<GitSpec[], undefined> = {
         const name = gitNameOf(spec);
         const id = `git:${name}`;
         const local = ctx.overrides[name] ?? ctx.overrides[id];
-        const locked = ctx.locked.find((p) => p.id === id && p.meta?.url === spec.url && p.meta?.rev === spec.rev);
+        const locked = ctx.locked.find((p) => p.id === id && p.meta?.url === lockableUrl(spec.url) && p.meta?.rev === spec.rev);
         let commit: string | undefined = COMMIT.test(spec.rev) ? spec.rev : ctx.update.includes(name) ? undefined : (locked?.meta?.commit as string | undefined);
         if (!commit) {
           if (ctx.frozen) throw new LockError(`git source ${redactUrl(spec.url)} (${id}) names ${spec.rev}, which is not pinned in the lock; run \`layerfold lock\``);
@@ -101,7 +114,7 @@ export const gitSource: SourceKind<GitSpec[], undefined> = {
           name,
           version: commit.slice(0, 12),
           deps: [],
-          meta: { url: spec.url, rev: spec.rev, commit, dest: spec.dest, ...(local ? { override: "local" } : {}) },
+          meta: { url: lockableUrl(spec.url), rev: spec.rev, commit, dest: spec.dest, ...(local ? { override: "local" } : {}) },
         });
       }
     }
