@@ -50,6 +50,19 @@ export function redactUrl(url: string): string {
   }
 }
 
+/** The URL as written into the lock: never with a user or password in it. */
+export function lockableUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (!u.username && !u.password) return url;
+    u.username = "";
+    u.password = "";
+    return u.toString();
+  } catch {
+    return url;
+  }
+}
+
 export interface FetchOptions {
   /** Names the thing in errors, e.g. "wheel numpy-2.0.2-...whl for py:numpy". */
   what: string;

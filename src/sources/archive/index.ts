@@ -5,7 +5,7 @@ import path from "node:path";
 import { pathToFileURL } from "node:url";
 import { z } from "zod";
 import { LockError } from "../../errors.ts";
-import { fetchToStore, redactUrl } from "../../fetch/fetch.ts";
+import { fetchToStore, lockableUrl, redactUrl } from "../../fetch/fetch.ts";
 import { openDecompressed } from "../../archive/decompress.ts";
 import { extractTar } from "../../archive/tar.ts";
 import { openZip } from "../../archive/zip.ts";
@@ -52,7 +52,7 @@ export const archiveSource: SourceKind<ArchiveSpec[], undefined> = {
       for (const spec of layer ?? []) {
         const id = `archive:${nameOf(spec)}`;
         const what = `archive ${shownAs(spec)} (${id})`;
-        const locked = ctx.locked.find((p) => p.id === id && p.artifact?.url === spec.url);
+        const locked = ctx.locked.find((p) => p.id === id && p.artifact?.url === (spec.url && lockableUrl(spec.url)));
         let sha256 = spec.sha256 ?? (ctx.update.includes(nameOf(spec)) ? undefined : locked?.artifact?.sha256);
         if (!sha256) {
           if (ctx.frozen) throw new LockError(`${what} has no sha256 in the config or the lock; run \`layerfold lock\` to fill it in`);
@@ -64,7 +64,7 @@ export const archiveSource: SourceKind<ArchiveSpec[], undefined> = {
           kind: "archive",
           name: nameOf(spec),
           version: sha256.slice(0, 16),
-          artifact: { file: fileNameOf(spec), sha256, ...(spec.url ? { url: spec.url } : {}) },
+          artifact: { file: fileNameOf(spec), sha256, ...(spec.url ? { url: lockableUrl(spec.url) } : {}) },
           deps: [],
           meta: { dest: spec.dest, stripComponents: spec.stripComponents, format: isZip(spec) ? "zip" : "tar" },
         });

@@ -10,7 +10,7 @@ import { promisify } from "node:util";
 import { z } from "zod";
 import { LockError, NetworkError } from "../../errors.ts";
 import { extractTar } from "../../archive/tar.ts";
-import { redactUrl } from "../../fetch/fetch.ts";
+import { lockableUrl, redactUrl } from "../../fetch/fetch.ts";
 import { sha256Hex } from "../../util/hash.ts";
 import { copyHostPath, digestHostPath } from "../files/index.ts";
 import type { LockedPackage, SourceContext, SourceKind } from "../types.ts";
@@ -33,19 +33,6 @@ export const gitSpecSchema = z
   .strict();
 
 export type GitSpec = z.infer<typeof gitSpecSchema>;
-
-/** The URL as written into the lock: never with a user or password in it. */
-export function lockableUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (!u.username && !u.password) return url;
-    u.username = "";
-    u.password = "";
-    return u.toString();
-  } catch {
-    return url;
-  }
-}
 
 export const gitNameOf = (spec: GitSpec) => spec.name ?? (spec.url.replace(/\/+$/, "").split("/").pop() ?? "repo").replace(/\.git$/, "").toLowerCase();
 
