@@ -59,10 +59,18 @@ export function runCommand(): Command {
     });
 }
 
-/** Pass SIGINT/SIGTERM/SIGHUP on to the sandbox while it runs; resolve with its status. */
+/**
+ * While the sandbox runs: Ctrl-C on a terminal already reaches the container
+ * (same foreground process group; unshare blocks it in its waiting parent), so
+ * it is only ignored here. Other termination signals stop the container: the
+ * outer unshare is killed and --kill-child takes the namespace down with it.
+ */
 export async function forwardSignals(child: import("node:child_process").ChildProcess, done: Promise<number>): Promise<number> {
   const sigs: NodeJS.Signals[] = ["SIGINT", "SIGTERM", "SIGHUP"];
-  const handler = (s: NodeJS.Signals) => { child.kill(s); };
+  const handler = (s: NodeJS.Signals) => {
+    if (s === "SIGINT" && process.stdin.isTTY) return;
+    child.kill("SIGKILL");
+  };
   for (const s of sigs) process.on(s, handler);
   try {
     return await done;
