@@ -3,7 +3,7 @@
 // (for versions, artifacts, dependency edges and kind-specific meta).
 // `why`, `report` and `sbom` all start from this one model.
 
-import { buildRecordKey, type BuildRecord } from "../build/build.ts";
+import { buildRecordKey, layerSummary, type BuildRecord } from "../build/build.ts";
 import { lockPathFor, readLock } from "../lock/lock.ts";
 import type { LockedPackage } from "../sources/types.ts";
 import type { Store } from "../store/store.ts";
@@ -24,16 +24,7 @@ export interface ModelPackage {
   meta?: Record<string, unknown>;
 }
 
-export interface ModelLayer {
-  name: string;
-  digest: string;
-  diffId: string;
-  size: number;
-  uncompressedSize: number;
-  mediaType: string;
-  reused: boolean;
-  packages: string[];
-}
+export type ModelLayer = ReturnType<typeof layerSummary>;
 
 export interface DuplicationFigures {
   /** Folded: every package in exactly one layer (what the image is). */
@@ -113,16 +104,7 @@ export async function loadImageModel(store: Store, rec: BuildRecord, opts: { loc
   // A split layer lists the same package in several parts; keep the first.
   const seen = new Set<string>();
   const unique = packages.filter((p) => (seen.has(p.id) ? false : (seen.add(p.id), true))).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-  const layers: ModelLayer[] = rec.layers.map((l) => ({
-    name: l.name,
-    digest: l.digest,
-    diffId: l.diffId,
-    size: l.size,
-    uncompressedSize: l.uncompressedSize,
-    mediaType: l.mediaType,
-    reused: l.reused,
-    packages: l.packages,
-  }));
+  const layers: ModelLayer[] = rec.layers.map(layerSummary);
   return {
     image: `${rec.name}:${rec.tag}`,
     name: rec.name,
