@@ -1,0 +1,136 @@
+// `npm run bench`: every benchmark, written to bench/results/*.json and a table
+// in bench/RESULTS.md (date, machine, targets met or not with the figure).
+// Usage: node --import tsx bench/run.ts [--runs 3] [--skip core,push,small,podman,torch]
+//
+// The peers run on the torch-free stack (numpy, pillow, transformers,
+// safetensors on the same Debian layers): podman's vfs driver copies every
+// layer in full, and a torch-sized image there costs tens of GB this machine
+// does not have. layerfold runs on that same stack (ratios compare like with
+// like) and on the full torch stack, reported with its floor.
+
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { execFileSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { benchCore } from "./core.ts";
+import { benchPush } from "./push.ts";
+import { benchStack, prepareExample, timedCmd, warmStore, withoutTorch, addToImaging, type StackResult } from "./stack.ts";
+import { benchPodman, pinnedLayers, type PodmanPeerResult } from "./podman.ts";
+import { startRegistry } from "../test/helpers/registry.ts";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const arg = (name: string, def: string) => { const i = process.argv.indexOf(`--${name}`); return i > 0 ? process.argv[i + 1]! : def; };
+const runs = Number(arg("runs", "3"));
+const skip = new Set(arg("skip", "").split(",").filter(Boolean));
+const log = (m: string) => process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${m}\n`);
+const freeGB = () => Number(execFileSync("df", ["-B1", "--output=avail", "/"]).toString().split("\n")[1]) / 1e9;
+const machine = `${os.cpus().length} cores (${os.cpus()[0]?.model ?? "?"}), ${Math.round(os.totalmem() / 2 ** 30)} GiB, load ${os.loadavg()[0]!.toFixed(1)} at start, Node ${process.version}`;
+
+const resultsDir = path.join(here, "results");
+await mkdir(resultsDir, { recursive: true });
+async function save(name: string, r: unknown) {
+  await writeFile(path.join(resultsDir, `${name}.json`), JSON.stringify({ date: new Date().toISOString(), machine, ...(r as object) }, null, 2) + "\n");
+}
+async function load<T>(name: string): Promise<(T & { date: string }) | undefined> {
+  try { return JSON.parse(await readFile(path.join(resultsDir, `${name}.json`), "utf8")); } catch { return undefined; }
+}
+
+function checkDisk(needGB: number, what: string): boolean {
+  const free = freeGB();
+  if (free - needGB < 8) { log(`skipping ${what}: ${free.toFixed(1)} GB free, it needs about ${needGB} GB and 8 GB must stay free`); return false; }
+  return true;
+}
+
+if (!skip.has("core")) { log("core: layer building vs tar | zstd"); await save("core", await benchCore("/usr/share", runs)); }
+if (!skip.has("push")) { log("push: layerfold push vs skopeo copy (synthetic layout)"); await save("push", await benchPush({ layers: 6, layerMiB: 48, log })); }
+
+if (!skip.has("small") && checkDisk(6, "the torch-free stack")) {
+  const work = await mkdtemp(path.join(os.tmpdir(), "lf-bench-small-"));
+  try {
+    log("small stack (no torch): layerfold");
+    const small = await benchStack({ stack: "no-torch", runs, work: path.join(work, "lf"), log });
+    let podman: PodmanPeerResult | { skipped: string } = { skipped: "--skip podman" };
+    if (!skip.has("podman") && checkDisk(6, "podman (vfs)")) {
+      log("small stack: peer (a) podman build + push");
+      // The base: the same Debian layers, built by layerfold into an oci-archive.
+      const baseEx = await prepareExample("torch-cuda", path.join(work, "base"), (c) => withoutTorch(c).replace(/\n\s*\{ name: "(imaging|hf)",[^\n]*\n/g, "\n").replace(/\n\s*\{ name: "(imaging|hf)",[^\n]*\n/g, "\n"));
+      const baseArchive = path.join(work, "base.tar");
+      await timedCmd(process.execPath, [path.join(here, "..", "bin", "layerfold.mjs"), "build", "-C", baseEx, "--store", await warmStore(path.join(work, "base-store")), "-o", `oci-archive:${baseArchive}`, "-q"]);
+      const lockFile = path.join(work, "lf", "v1", "torch-cuda", "layerfold.lock");
+      const hf = (await readFile(path.join(baseEx, "requirements-hf.txt"), "utf8")).split("\n").map((l) => l.trim()).filter((l) => l && !l.startsWith("#"));
+      const layers = await pinnedLayers(lockFile, [["numpy", "pillow"], hf]);
+      const changed = await pinnedLayers(lockFile, [["numpy", "pillow", "six"], hf]);
+      const reg = await startRegistry();
+      try {
+        podman = await benchPodman({ baseArchive, layers, changed, registry: reg.host, runs, work: path.join(work, "podman"), log });
+      } finally {
+        await reg.stop();
+      }
+      void addToImaging;
+    }
+    await save("small-stack", {
+      layerfold: small,
+      podman,
+      nix: { skipped: "nixpkgs' stream_layered_image.py is not on this machine, and its code may not be committed here; not measured" },
+      ratios: "podman" in podman || !("fullBuild" in podman) ? undefined : {
+        fullBuildPodmanOverLayerfold: podman.fullBuild.medianSeconds / small.fullBuild.medianSeconds,
+        incrementalBuildPodmanOverLayerfold: podman.incrementalBuild.medianSeconds / small.incrementalBuild.medianSeconds,
+        fullPushPodmanOverLayerfold: podman.push.fullSeconds / small.push.fullSeconds,
+      },
+    });
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+if (!skip.has("torch") && checkDisk(14, "the torch stack")) {
+  const work = await mkdtemp(path.join(os.tmpdir(), "lf-bench-torch-"));
+  try {
+    log("torch stack: layerfold alone, with the floor");
+    await save("torch-stack", { layerfold: await benchStack({ stack: "torch-cuda", runs, work, log }) });
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+await writeResultsMd();
+
+async function writeResultsMd(): Promise<void> {
+  const core = await load<{ ratioVsTarZstd: number; layerBuild: { mbPerSecond: number }; peakRssBytes: number }>("core");
+  const push = await load<{ full: { ratio: number; layerfoldSeconds: number; skopeoSeconds: number } }>("push");
+  const small = await load<{ layerfold: StackResult; podman: PodmanPeerResult | { skipped: string } }>("small-stack");
+  const torch = await load<{ layerfold: StackResult }>("torch-stack");
+  const f = (x: number | undefined, d = 2) => (x === undefined || !Number.isFinite(x) ? "–" : x.toFixed(d));
+  const mb = (b: number) => `${(b / 1e6).toFixed(1)} MB`;
+  const yes = (ok: boolean) => (ok ? "met" : "**not met**");
+  const lines: string[] = ["# Benchmark results", "", `Generated by \`npm run bench\` (bench/run.ts); raw figures in bench/results/*.json. Medians of the runs shown; peak RSS from GNU time (largest of the process and its children).`, ""];
+  const stackRows = (name: string, r: StackResult, peer?: PodmanPeerResult) => {
+    lines.push(`## ${name} (${r.runs} run${r.runs > 1 ? "s" : ""}; ${r.layers.length} layers)`, "");
+    lines.push("| figure | layerfold | floor / peer | ratio | target |", "|---|---|---|---|---|");
+    lines.push(`| full build, warm download cache | ${f(r.fullBuild.medianSeconds, 1)} s | floor ${f(r.floor.medianSeconds, 1)} s (inflate ${f(r.floor.inflateSeconds, 1)} + zstd -3 -T0 ${f(r.floor.compressSeconds, 1)}; ${mb(r.floor.bytes)}) | ${f(r.ratioFullVsFloor)}× floor | ≤ 1.5× floor: ${yes(r.ratioFullVsFloor <= 1.5)} |`);
+    if (peer) lines.push(`| full build vs podman build | ${f(r.fullBuild.medianSeconds, 1)} s | podman ${f(peer.fullBuild.medianSeconds, 1)} s | podman is ${f(peer.fullBuild.medianSeconds / r.fullBuild.medianSeconds, 1)}× slower | ≥ 5×: ${yes(peer.fullBuild.medianSeconds / r.fullBuild.medianSeconds >= 5)} |`);
+    lines.push(`| incremental build (one package more in "imaging") | ${f(r.incrementalBuild.medianSeconds, 1)} s, ${r.incrementalBuild.layersRebuilt} layer rebuilt (${r.incrementalBuild.rebuilt.join(", ")}) | ${f(100 * r.incrementalBuild.fractionOfFull, 1)}% of full | | < 5% of full, one layer: ${yes(r.incrementalBuild.fractionOfFull < 0.05 && r.incrementalBuild.layersRebuilt === 1)} |`);
+    if (peer) lines.push(`| incremental build vs podman | ${f(r.incrementalBuild.medianSeconds, 1)} s | podman ${f(peer.incrementalBuild.medianSeconds, 1)} s | podman is ${f(peer.incrementalBuild.medianSeconds / r.incrementalBuild.medianSeconds, 1)}× slower | ≥ 20×: ${yes(peer.incrementalBuild.medianSeconds / r.incrementalBuild.medianSeconds >= 20)} |`);
+    lines.push(`| full push (loopback registry) | ${f(r.push.fullSeconds, 1)} s, ${mb(r.push.fullUploadedBytes)} | skopeo copy ${f(r.push.skopeoFullSeconds, 1)} s${peer ? `; podman push ${f(peer.push.fullSeconds, 1)} s` : ""} | ${f(r.push.ratioVsSkopeo)}× skopeo | ≤ 1× skopeo: ${yes(r.push.ratioVsSkopeo <= 1)} |`);
+    lines.push(`| incremental push, warm store | ${f(r.push.incrementalSeconds, 1)} s, ${mb(r.push.incrementalUploadedBytes)} | changed layer ${mb(r.push.changedLayerBytes)} | ${f(r.push.incrementalRatioToChanged, 3)}× | ≤ 1.01×: ${yes(r.push.incrementalRatioToChanged <= 1.01)} |`);
+    lines.push(`| incremental push, empty store | ${f(r.push.fromEmptyStoreSeconds, 1)} s, ${mb(r.push.fromEmptyStoreUploadedBytes)} | changed layer ${mb(r.push.changedLayerBytes)} | ${f(r.push.fromEmptyStoreRatioToChanged, 3)}× | ≤ 1.01×: ${yes(r.push.fromEmptyStoreRatioToChanged <= 1.01)} |`);
+    lines.push(`| image size (layer blobs) | ${mb(r.size.layerBytes)} (${mb(r.size.layerUncompressedBytes)} uncompressed) | cumulative layers: ${mb(r.size.cumulativeUncompressedBytes)} uncompressed, ~${mb(r.size.cumulativeCompressedEstimateBytes)} compressed (estimate: prefix sums of our layer sizes) | ${f(r.size.cumulativeUncompressedBytes / r.size.layerUncompressedBytes)}× smaller | |`);
+    lines.push(`| duplicated file bytes across layers | ${r.size.duplicatedFileBytes} B in ${r.size.duplicatedFiles} files | | | zero: ${yes(r.size.duplicatedFileBytes === 0)} |`);
+    lines.push(`| peak RSS | build ${f(r.fullBuild.peakRssMiB, 0)} MiB, incremental ${f(r.incrementalBuild.peakRssMiB, 0)} MiB, push ${f(r.push.peakRssMiB, 0)} MiB${peer ? `; podman build ${f(peer.fullBuild.peakRssMiB, 0)} MiB` : ""} | | | < 400 MB: ${yes(Math.max(r.fullBuild.peakRssMiB, r.incrementalBuild.peakRssMiB, r.push.peakRssMiB) * 1.048576 < 400)} |`);
+    lines.push("");
+  };
+  if (small) {
+    lines.push(`Small stack measured ${small.date}. Machine: ${(small as unknown as { machine: string }).machine}.`, "");
+    stackRows("Torch-free stack (bookworm python3.11 + numpy, pillow, transformers, safetensors), with peers", small.layerfold, "fullBuild" in small.podman ? small.podman : undefined);
+    if (!("fullBuild" in small.podman)) lines.push(`Peer (a) podman: ${small.podman.skipped}`, "");
+    lines.push("Peer (b) nixpkgs stream_layered_image.py: not measured (not on this machine; its code may not be committed here).", "");
+  }
+  if (torch) {
+    lines.push(`Torch stack measured ${torch.date}. Machine: ${(torch as unknown as { machine: string }).machine}.`, "");
+    stackRows("Reference stack (examples/torch-cuda: + torch 2.14.1 with CUDA 13 wheels), layerfold alone with its floor", torch.layerfold);
+  }
+  if (core) lines.push("## Layer building alone (bench/core.ts)", "", `Ratio vs \`tar | zstd -3 -T0\` over /usr/share: ${f(core.ratioVsTarZstd)}; ${f(core.layerBuild.mbPerSecond, 0)} MB/s; peak RSS ${f(core.peakRssBytes / 2 ** 20, 0)} MiB (${core.date}).`, "");
+  if (push) lines.push("## Push alone, synthetic layout (bench/push.ts)", "", `layerfold push ${f(push.full.layerfoldSeconds, 1)} s vs skopeo copy ${f(push.full.skopeoSeconds, 1)} s: ratio ${f(push.full.ratio)} (${push.date}).`, "");
+  await writeFile(path.join(here, "RESULTS.md"), lines.join("\n"));
+}
