@@ -78,6 +78,20 @@ async function waitForHttp(url: string, child: ChildProcess, logFile: string, ti
   throw new Error(`registry did not come up at ${url}${exited ? " (process exited)" : ""}:\n${log.slice(-2000)}`);
 }
 
+/** The port the registry logged it listens on. */
+async function listeningPort(child: ChildProcess, logFile: string, timeoutMs = 15_000): Promise<number> {
+  const { readFile } = await import("node:fs/promises");
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline && child.exitCode === null) {
+    const m = /listening on 127\.0\.0\.1:(\d+)/.exec(await readFile(logFile, "utf8").catch(() => ""));
+    if (m) return Number(m[1]);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const log = await readFile(logFile, "utf8").catch(() => "");
+  child.kill("SIGKILL");
+  throw new Error(`registry did not say which port it listens on:\n${log.slice(-2000)}`);
+}
+
 /** Kill a helper's child if the test process exits without stopping it (a failed or killed test). */
 export function killOnExit(child: ChildProcess): void {
   const kill = () => { if (child.exitCode === null) child.kill("SIGKILL"); };
@@ -89,11 +103,13 @@ export function killOnExit(child: ChildProcess): void {
 export async function startRegistry(opts: StartRegistryOptions = {}): Promise<RunningRegistry> {
   const dataDir = await mkdtemp(path.join(os.tmpdir(), "lf-registry-"));
   const storageDir = path.join(dataDir, "storage");
-  const port = await freePort();
+  // Port 0: the registry picks a free port itself and logs it. Choosing one up
+  // front raced with other test files, and a registry that lost the race left
+  // its test talking to another test's registry.
   const lines = [
     "version: 0.1",
     "log:",
-    "  level: warn",
+    "  level: info",
     "  accesslog:",
     "    disabled: true",
     "storage:",
@@ -102,7 +118,7 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Ru
     "  delete:",
     "    enabled: true",
     "http:",
-    `  addr: 127.0.0.1:${port}`,
+    "  addr: 127.0.0.1:0",
     "  secret: layerfold-test-secret",
   ];
   if (opts.htpasswd) {
@@ -133,6 +149,7 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Ru
   const child = spawn("docker-registry", ["serve", configFile], { stdio: ["ignore", fd, fd], detached: false });
   closeSync(fd);
   killOnExit(child);
+  const port = await listeningPort(child, logFile);
   const url = `http://127.0.0.1:${port}`;
   await waitForHttp(`${url}/v2/`, child, logFile);
   return {
