@@ -210,7 +210,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     await mapPool(layerInputs, 4, async (l, i) => {
       const found = await opts.cache!.lookupLayer(cacheKeys[i]!, expect);
       if ("hit" in found) cacheHits[i] = found.hit;
-      else log.info(`cache: layer ${l.name}: ${found.miss}; building it`);
+      else if (!found.miss.includes("unreachable")) log.info(`cache: layer ${l.name}: ${found.miss}; building it`);
     });
   }
   // Install what the layers that must be built need: themselves and every layer below them.

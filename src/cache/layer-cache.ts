@@ -34,6 +34,8 @@ export type CacheLookup = { hit: LayerRecord; parts: number } | { miss: string }
 const partKey = (key: string, part: number) => sha256Hex(`${key}:${part}`);
 
 export class LayerCache implements BuildCache {
+  /** Set once the cache could not be reached: later layers skip it without asking again. */
+  private unreachable?: string;
   private constructor(
     readonly client: RegistryClient,
     readonly repository: string,
@@ -54,13 +56,20 @@ export class LayerCache implements BuildCache {
 
   /** Look a layer key up; anything but a record that fits exactly is a miss with a reason. */
   async lookup(key: string, expect: { compressor: string; mediaType: string }): Promise<CacheLookup> {
+    if (this.unreachable) return { miss: this.unreachable };
     let manifest: { layers?: Descriptor[]; annotations?: Record<string, string>; artifactType?: string };
     try {
       const m = await this.client.getManifest(this.repository, cacheTag(key));
       manifest = JSON.parse(m.body.toString("utf8"));
     } catch (err) {
       const msg = err instanceof LayerfoldError ? err.message : String(err);
-      return { miss: /not found/.test(msg) ? "not in the cache" : `cache unreachable (${redact(msg).split("\n")[0]})` };
+      if (/not found/.test(msg)) return { miss: "not in the cache" };
+      // Lookups run in parallel: only the first failure is reported.
+      if (!this.unreachable) {
+        this.unreachable = `cache ${this.location} unreachable (${redact(msg).split("\n")[0]!.replace(/^fetch manifest [^:]*:[^:]*: /, "")})`;
+        this.log.warn(`${this.unreachable}; building without it`);
+      }
+      return { miss: this.unreachable };
     }
     const a = manifest.annotations ?? {};
     const layer = manifest.layers?.[0];
@@ -139,9 +148,16 @@ export class LayerCache implements BuildCache {
     return { hit: parts };
   }
 
+  /** Store a built layer's parts; a cache that fails is reported once and never fails the build. */
   async putLayer(key: string, parts: LayerRecord[]): Promise<void> {
-    for (const [p, rec] of parts.entries()) await this.put(rec, p === 0 ? key : partKey(key, p), p === 0 ? parts.length : 1);
-    this.log.info(`cache: stored ${parts.map((r) => r.name).join(", ")} in ${this.location}`);
+    if (this.unreachable) return;
+    try {
+      for (const [p, rec] of parts.entries()) await this.put(rec, p === 0 ? key : partKey(key, p), p === 0 ? parts.length : 1);
+      this.log.info(`cache: stored ${parts.map((r) => r.name).join(", ")} in ${this.location}`);
+    } catch (err) {
+      this.unreachable = `cache ${this.location}: storing ${parts[0]?.name} failed (${redact(err instanceof Error ? err.message : String(err)).split("\n")[0]})`;
+      this.log.warn(`${this.unreachable}; the build goes on without storing layers`);
+    }
   }
 
   /** Blobs not in the local store stream from the cache repository (digest-verified). */

@@ -99,3 +99,11 @@ test("per-platform builds from two runners merge into one index that skopeo read
     assert.equal(info.Architecture, arch);
   }
 });
+
+test("an unreachable cache is said once and the build goes on without it", { skip }, async () => {
+  const r = await runCli(["build", "-C", example, "--store", path.join(tmp.dir, "runner-z"), "-o", "none", "--cache", "127.0.0.1:9/nowhere-cache", "--json"]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stderr.match(/unreachable/g)?.length, 1, r.stderr);
+  assert.match(r.stderr, /cache 127\.0\.0\.1:9\/nowhere-cache unreachable .*; building without it/);
+  assert.ok(JSON.parse(r.stdout).layers.every((l: { cached?: string }) => !l.cached));
+});
