@@ -32,7 +32,9 @@ export function keep(list: string[], v: Variant): string[] {
 
 export const base = {
   // What debootstrap --variant=minbase gives, plus what ComfyUI and opencv need at run time.
-  essential: ["usr-is-merged", "ca-certificates", "bash", "coreutils", "findutils", "procps", "less", "tzdata", "libgl1", "libglib2.0-0", "ffmpeg"],
+  essential: ["usr-is-merged", "ca-certificates", "bash", "coreutils", "findutils", "procps", "less", "tzdata", "libgl1", "libglib2.0-0", "ffmpeg",
+    // Found missing by `layerfold check`: opencv's Qt plugin (libSM, libICE), numba's TBB pool, libcaca's GL plugin.
+    "libsm6", "libice6", "libtbb12", "libglu1-mesa", "libglut3.12"],
   buildTools: ["make", "cmake", "ninja-build", "git", "pkg-config", "patch"],
 };
 
