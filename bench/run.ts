@@ -73,7 +73,7 @@ if (!skip.has("small") && checkDisk(6, "the torch-free stack")) {
       layerfold: small,
       podman,
       nix: { skipped: "nixpkgs' stream_layered_image.py is not on this machine, and its code may not be committed here; not measured" },
-      ratios: "podman" in podman || !("fullBuild" in podman) ? undefined : {
+      ratios: !("fullBuild" in podman) ? undefined : {
         fullBuildPodmanOverLayerfold: podman.fullBuild.medianSeconds / small.fullBuild.medianSeconds,
         incrementalBuildPodmanOverLayerfold: podman.incrementalBuild.medianSeconds / small.incrementalBuild.medianSeconds,
         fullPushPodmanOverLayerfold: podman.push.fullSeconds / small.push.fullSeconds,
@@ -109,9 +109,9 @@ async function writeResultsMd(): Promise<void> {
     lines.push(`## ${name} (${r.runs} run${r.runs > 1 ? "s" : ""}; ${r.layers.length} layers)`, "");
     lines.push("| figure | layerfold | floor / peer | ratio | target |", "|---|---|---|---|---|");
     lines.push(`| full build, warm download cache | ${f(r.fullBuild.medianSeconds, 1)} s | floor ${f(r.floor.medianSeconds, 1)} s (inflate ${f(r.floor.inflateSeconds, 1)} + zstd -3 -T0 ${f(r.floor.compressSeconds, 1)}; ${mb(r.floor.bytes)}) | ${f(r.ratioFullVsFloor)}× floor | ≤ 1.5× floor: ${yes(r.ratioFullVsFloor <= 1.5)} |`);
-    if (peer) lines.push(`| full build vs podman build | ${f(r.fullBuild.medianSeconds, 1)} s | podman ${f(peer.fullBuild.medianSeconds, 1)} s | podman is ${f(peer.fullBuild.medianSeconds / r.fullBuild.medianSeconds, 1)}× slower | ≥ 5×: ${yes(peer.fullBuild.medianSeconds / r.fullBuild.medianSeconds >= 5)} |`);
+    if (peer) lines.push(`| full build vs podman build | ${f(r.fullBuild.medianSeconds, 1)} s | podman ${f(peer.fullBuild.medianSeconds, 1)} s | podman/layerfold time ${f(peer.fullBuild.medianSeconds / r.fullBuild.medianSeconds)} | ≥ 5×: ${yes(peer.fullBuild.medianSeconds / r.fullBuild.medianSeconds >= 5)} |`);
     lines.push(`| incremental build (one package more in "imaging") | ${f(r.incrementalBuild.medianSeconds, 1)} s, ${r.incrementalBuild.layersRebuilt} layer rebuilt (${r.incrementalBuild.rebuilt.join(", ")}) | ${f(100 * r.incrementalBuild.fractionOfFull, 1)}% of full | | < 5% of full, one layer: ${yes(r.incrementalBuild.fractionOfFull < 0.05 && r.incrementalBuild.layersRebuilt === 1)} |`);
-    if (peer) lines.push(`| incremental build vs podman | ${f(r.incrementalBuild.medianSeconds, 1)} s | podman ${f(peer.incrementalBuild.medianSeconds, 1)} s | podman is ${f(peer.incrementalBuild.medianSeconds / r.incrementalBuild.medianSeconds, 1)}× slower | ≥ 20×: ${yes(peer.incrementalBuild.medianSeconds / r.incrementalBuild.medianSeconds >= 20)} |`);
+    if (peer) lines.push(`| incremental build vs podman | ${f(r.incrementalBuild.medianSeconds, 1)} s | podman ${f(peer.incrementalBuild.medianSeconds, 1)} s | podman/layerfold time ${f(peer.incrementalBuild.medianSeconds / r.incrementalBuild.medianSeconds)} | ≥ 20×: ${yes(peer.incrementalBuild.medianSeconds / r.incrementalBuild.medianSeconds >= 20)} |`);
     lines.push(`| full push (loopback registry) | ${f(r.push.fullSeconds, 1)} s, ${mb(r.push.fullUploadedBytes)} | skopeo copy ${f(r.push.skopeoFullSeconds, 1)} s${peer ? `; podman push ${f(peer.push.fullSeconds, 1)} s` : ""} | ${f(r.push.ratioVsSkopeo)}× skopeo | ≤ 1× skopeo: ${yes(r.push.ratioVsSkopeo <= 1)} |`);
     lines.push(`| incremental push, warm store | ${f(r.push.incrementalSeconds, 1)} s, ${mb(r.push.incrementalUploadedBytes)} | changed layer ${mb(r.push.changedLayerBytes)} | ${f(r.push.incrementalRatioToChanged, 3)}× | ≤ 1.01×: ${yes(r.push.incrementalRatioToChanged <= 1.01)} |`);
     lines.push(`| incremental push, empty store | ${f(r.push.fromEmptyStoreSeconds, 1)} s, ${mb(r.push.fromEmptyStoreUploadedBytes)} | changed layer ${mb(r.push.changedLayerBytes)} | ${f(r.push.fromEmptyStoreRatioToChanged, 3)}× | ≤ 1.01×: ${yes(r.push.fromEmptyStoreRatioToChanged <= 1.01)} |`);
@@ -130,6 +130,16 @@ async function writeResultsMd(): Promise<void> {
     lines.push(`Torch stack measured ${torch.date}. Machine: ${(torch as unknown as { machine: string }).machine}.`, "");
     stackRows("Reference stack (examples/torch-cuda: + torch 2.14.1 with CUDA 13 wheels), layerfold alone with its floor", torch.layerfold);
   }
+  lines.push(
+    "## How to read these",
+    "",
+    "- Every figure is wall time of the real command (layerfold's include Node start-up and config loading, a few seconds under load), on a shared 2-core machine whose load stayed around 10–15 from other work; with `--runs 1` the median is one run. Compare ratios within one section: they were measured in the same bench run, minutes apart.",
+    "- Floor: Python's zipfile inflating the same wheels plus `dpkg-deb -x` of the same .debs, then `tar --sort=name | zstd -3 -T0` of the result. layerfold also hashes every file, verifies wheel RECORDs, writes the trees and the layer blobs, and copies the layout to the output.",
+    "- Peer (a): `podman build` (vfs driver) of a Containerfile FROM the same Debian layers (built by layerfold into an oci-archive and pulled before timing), one `RUN pip install` per Python layer with the versions layerfold locked, from pip's configured indexes (read at bench time, bind-mounted read-only, PyPI left out); then `podman push`. Its incremental build re-runs the changed layer and every layer after it.",
+    "- Peer (c): `skopeo copy oci:DIR docker://…` of layerfold's own layout into a fresh registry, against `layerfold push` of the same build into another fresh one.",
+    "- Cumulative layers: each layer holding the whole environment so far; uncompressed sizes are exact sums, the compressed figure sums our own compressed layer sizes the same way (an estimate).",
+    "",
+  );
   if (core) lines.push("## Layer building alone (bench/core.ts)", "", `Ratio vs \`tar | zstd -3 -T0\` over /usr/share: ${f(core.ratioVsTarZstd)}; ${f(core.layerBuild.mbPerSecond, 0)} MB/s; peak RSS ${f(core.peakRssBytes / 2 ** 20, 0)} MiB (${core.date}).`, "");
   if (push) lines.push("## Push alone, synthetic layout (bench/push.ts)", "", `layerfold push ${f(push.full.layerfoldSeconds, 1)} s vs skopeo copy ${f(push.full.skopeoSeconds, 1)} s: ratio ${f(push.full.ratio)} (${push.date}).`, "");
   await writeFile(path.join(here, "RESULTS.md"), lines.join("\n"));
