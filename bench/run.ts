@@ -42,7 +42,7 @@ function checkDisk(needGB: number, what: string): boolean {
   return true;
 }
 
-if (!skip.has("core")) { log("core: layer building vs tar | zstd"); await save("core", await benchCore("/usr/share", runs)); }
+if (!skip.has("core")) { log("core: layer building vs tar | zstd"); await save("core", await benchCore("/usr/lib/x86_64-linux-gnu", runs)); }
 if (!skip.has("push")) { log("push: layerfold push vs skopeo copy (synthetic layout)"); await save("push", await benchPush({ layers: 6, layerMiB: 48, log })); }
 
 if (!skip.has("small") && checkDisk(6, "the torch-free stack")) {
