@@ -73,6 +73,16 @@ export function topLevelModules(topLevel: string | undefined, record: string | u
   return [...names].sort();
 }
 
+/** First path components listed in a RECORD (top-level files and directories). */
+function recordTopNames(record: string | undefined): Set<string> {
+  const names = new Set<string>();
+  for (const line of (record ?? "").split("\n")) {
+    const file = (line.startsWith('"') ? line.slice(1, line.indexOf('"', 1)) : line.split(",")[0]!) ?? "";
+    if (file && !file.startsWith("../") && !file.startsWith("/")) names.add(file.split("/")[0]!);
+  }
+  return names;
+}
+
 export function findDistributions(view: ImageView, readText: (e: ViewEntry) => string | undefined): Distribution[] {
   const out: Distribution[] = [];
   for (const p of view.sorted) {
@@ -85,7 +95,13 @@ export function findDistributions(view: ImageView, readText: (e: ViewEntry) => s
       const f = view.entries.get(`${p}/${n}`);
       return f?.type === "file" ? readText(f) : undefined;
     };
-    const modules = topLevelModules(file("top_level.txt"), file("RECORD"));
+    const site = path.posix.dirname(p);
+    // top_level.txt can name things that are no top-level module here (pynacl lists its
+    // extension "_sodium", which lives in nacl/): keep the names the site dir really has.
+    const listed = [...recordTopNames(file("RECORD"))];
+    const present = (m: string) =>
+      view.entries.has(`${site}/${m}`) || view.entries.has(`${site}/${m}.py`) || listed.some((f) => f === m || f.startsWith(`${m}.`));
+    const modules = topLevelModules(file("top_level.txt"), file("RECORD")).filter(present);
     out.push({ name: path.posix.basename(p).replace(/\.(dist-info|egg-info)$/, ""), infoDir: `/${p}`, siteDir: `/${path.posix.dirname(p)}`, modules });
   }
   return out;
