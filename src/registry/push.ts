@@ -4,6 +4,7 @@
 // record of an earlier push) is mounted instead of uploaded. Blobs go in
 // parallel; config and manifest go last, then the index for multi-platform.
 
+import { mapPool } from "../util/pool.ts";
 import { Readable } from "node:stream";
 import { hexOf, MEDIA, type BlobSource, type BuiltImage, type Descriptor, type ImageIndex } from "../oci/types.ts";
 import type { Store } from "../store/store.ts";
@@ -58,23 +59,6 @@ export const DEFAULT_CHUNK_SIZE = 0;
 /** GHCR refuses PATCH chunks with a Content-Range larger than this. */
 export const GHCR_MAX_CHUNK = 4 * 1024 * 1024;
 
-/** Run tasks with at most `limit` in flight; the first failure stops new starts and is thrown. */
-async function pool<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  let failed: unknown;
-  const worker = async () => {
-    while (failed === undefined && next < items.length) {
-      const item = items[next++];
-      try {
-        await fn(item);
-      } catch (err) {
-        if (failed === undefined) failed = err;
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
-  if (failed !== undefined) throw failed;
-}
 
 const short = (digest: string) => digest.slice(7, 19);
 
@@ -166,8 +150,8 @@ export async function pushImages(images: BuiltImage[], opts: PushOptions): Promi
   const configs = new Set(images.map((i) => i.configDescriptor.digest));
   const order = [...blobs.keys()].sort((a, b) => Number(configs.has(a)) - Number(configs.has(b)) || blobs.get(b)!.desc.size - blobs.get(a)!.desc.size);
   const layerDigests = order.filter((d) => !configs.has(d));
-  await pool(layerDigests, opts.concurrency ?? 4, pushBlob);
-  await pool([...configs], opts.concurrency ?? 4, pushBlob);
+  await mapPool(layerDigests, opts.concurrency ?? 4, pushBlob);
+  await mapPool([...configs], opts.concurrency ?? 4, pushBlob);
 
   let digest: string;
   let mediaType: string;
