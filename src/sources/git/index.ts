@@ -84,7 +84,6 @@ export const gitSource: SourceKind<GitSpec[], undefined> = {
       for (const spec of layer ?? []) {
         const name = gitNameOf(spec);
         const id = `git:${name}`;
-        const local = ctx.overrides[name] ?? ctx.overrides[id];
         const locked = ctx.locked.find((p) => p.id === id && p.meta?.url === lockableUrl(spec.url) && p.meta?.rev === spec.rev);
         let commit: string | undefined = COMMIT.test(spec.rev) ? spec.rev : ctx.update.includes(name) ? undefined : (locked?.meta?.commit as string | undefined);
         if (!commit) {
@@ -101,7 +100,8 @@ export const gitSource: SourceKind<GitSpec[], undefined> = {
           name,
           version: commit.slice(0, 12),
           deps: [],
-          meta: { url: lockableUrl(spec.url), rev: spec.rev, commit, dest: spec.dest, ...(local ? { override: "local" } : {}) },
+          // No trace of a local override here: the lock must not change with --override (installKey covers it).
+          meta: { url: lockableUrl(spec.url), rev: spec.rev, commit, dest: spec.dest },
         });
       }
     }
