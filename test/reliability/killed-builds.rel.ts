@@ -72,13 +72,17 @@ test(`${RUNS} builds killed with SIGKILL at random points; the next build succee
   const lock = await readFile(path.join(example, "layerfold.lock"), "utf8");
   await rm(path.join(tmp.dir, "ref-store"), { recursive: true, force: true });
 
+  // Node and tsx start-up does no store work; aim the kills after it, so they land in resolve/install/layer/export.
+  const s0 = performance.now();
+  await runCli(["--version"]);
+  const startMs = performance.now() - s0;
   let killedMidway = 0;
   let blobsChecked = 0;
   for (let i = 0; i < RUNS; i++) {
     const store = path.join(tmp.dir, `store${i}`);
     const out = path.join(tmp.dir, `out${i}`);
-    // Kill anywhere from start-up to most of a full build (the reference build also resolved the lock, so it ran longer).
-    const delay = Math.floor(random() * fullMs * 0.7);
+    // Kill anywhere between the end of start-up and most of a full build.
+    const delay = Math.floor(startMs + random() * Math.max(1, fullMs * 0.9 - startMs));
     const child = spawn(process.execPath, [cliPath, "build", "-C", example, "--store", store, "-o", `oci:${out}`, "--json"], { stdio: "ignore" });
     const exited = new Promise<number | null>((r) => child.on("exit", (code) => r(code)));
     const timer = setTimeout(() => child.kill("SIGKILL"), delay);
