@@ -87,7 +87,7 @@ export async function pushImages(images: BuiltImage[], opts: PushOptions): Promi
 
   // Mount candidates decide the token scopes, so find them before the first request.
   const mountFrom = new Map<string, string>();
-  for (const [digest, { desc, image }] of blobs) {
+  await Promise.all([...blobs].map(async ([digest, { desc, image }]) => {
     const isConfig = digest === image.configDescriptor.digest;
     let from = isConfig ? undefined : mountSource(image.blobs.remoteRepository?.(desc), client.registry, repository);
     if (!from && opts.store) {
@@ -95,7 +95,7 @@ export async function pushImages(images: BuiltImage[], opts: PushOptions): Promi
       from = rec?.locations.map((l) => mountSource(l, client.registry, repository)).find(Boolean);
     }
     if (from) mountFrom.set(digest, from);
-  }
+  }));
   client.addScope(client.pushScope(repository), ...[...new Set(mountFrom.values())].map((r) => client.pullScope(r)));
   await client.ping();
 
@@ -174,13 +174,15 @@ export async function pushImages(images: BuiltImage[], opts: PushOptions): Promi
   }
 
   if (opts.store) {
-    for (const o of outcomes) {
-      const rec = (await opts.store.getRecord<BlobLocations>(RECORD_KIND, hexOf(o.digest))) ?? { locations: [] };
+    // One record per blob, each written atomically (and synced): all at once, not one sync after another.
+    const store = opts.store;
+    await Promise.all(outcomes.map(async (o) => {
+      const rec = (await store.getRecord<BlobLocations>(RECORD_KIND, hexOf(o.digest))) ?? { locations: [] };
       if (!rec.locations.includes(here)) {
         rec.locations = [...rec.locations, here].sort();
-        await opts.store.putRecord(RECORD_KIND, hexOf(o.digest), rec);
+        await store.putRecord(RECORD_KIND, hexOf(o.digest), rec);
       }
-    }
+    }));
   }
 
   const sum = (a: BlobAction) => outcomes.filter((o) => o.action === a).reduce((s, o) => s + o.size, 0);

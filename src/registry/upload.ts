@@ -6,6 +6,7 @@
 // final PUT, so a bad resume can never produce a wrong blob.
 
 import { createReadStream } from "node:fs";
+import { open } from "node:fs/promises";
 import type { Readable } from "node:stream";
 import { LayerfoldError, NetworkError, RegistryError } from "../errors.ts";
 import { isFinalNetworkError } from "../fetch/fetch.ts";
@@ -48,12 +49,54 @@ export async function openAt(source: BlobSource, desc: Descriptor, offset: numbe
   return Readable.from(skip(), { objectMode: false });
 }
 
-/** Hands out consecutive byte ranges of one stream as separate request bodies. */
+// A local blob is read into a few buffers that are used over and over. A stream
+// allocates a fresh buffer per read, and fresh memory costs a page fault per
+// 4 KiB: on a VM that gives memory back to its host, that was most of a push's
+// CPU time (a 32 MB blob: ~300 ms through createReadStream, ~40 ms this way).
+const READ_BUFFER_BYTES = 256 * 1024;
+/**
+ * Buffers per reader. A chunk is overwritten only this many reads after it was
+ * handed out; the HTTP client has written a chunk to the socket before it asks
+ * for the next one (it waits for 'drain'), so one would do: the rest is margin.
+ */
+const READ_RING = 4;
+const spareBuffers: Buffer[] = [];
+
+async function* fileChunks(file: string, start: number): AsyncGenerator<Buffer> {
+  const fh = await open(file, "r");
+  const ring = Array.from({ length: READ_RING }, () => spareBuffers.pop() ?? Buffer.allocUnsafeSlow(READ_BUFFER_BYTES));
+  try {
+    let pos = start;
+    for (let i = 0; ; i = (i + 1) % READ_RING) {
+      const buf = ring[i]!;
+      const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
+      if (bytesRead === 0) return;
+      pos += bytesRead;
+      yield buf.subarray(0, bytesRead);
+    }
+  } finally {
+    await fh.close();
+    spareBuffers.push(...ring);
+  }
+}
+
+/** The bytes of a blob from `offset`: a local file through reused buffers, else the source's stream. */
+async function blobChunks(source: BlobSource, desc: Descriptor, offset: number): Promise<{ chunks: AsyncIterable<Buffer>; close: () => void }> {
+  const local = source.localPath?.(desc);
+  if (local) {
+    const chunks = fileChunks(local, offset);
+    return { chunks, close: () => void chunks.return(undefined).catch(() => {}) };
+  }
+  const stream = await openAt(source, desc, offset);
+  return { chunks: stream, close: () => stream.destroy() };
+}
+
+/** Hands out consecutive byte ranges of one blob as separate request bodies. */
 class ChunkReader {
   private readonly it: AsyncIterator<Buffer>;
   private pending?: Buffer;
-  constructor(private readonly stream: Readable) {
-    this.it = stream[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  constructor(private readonly source: { chunks: AsyncIterable<Buffer>; close: () => void }) {
+    this.it = source.chunks[Symbol.asyncIterator]();
   }
   async *take(n: number, onBytes: (k: number) => void): AsyncGenerator<Buffer> {
     let left = n;
@@ -75,7 +118,7 @@ class ChunkReader {
     }
   }
   close(): void {
-    this.stream.destroy();
+    this.source.close();
   }
 }
 
@@ -127,24 +170,25 @@ export async function uploadBlob(client: RegistryClient, repository: string, des
 
   if (opts.monolithic) {
     for (;;) {
-      let stream: Readable | undefined;
+      let body: ChunkReader | undefined;
       try {
-        stream = await openAt(source, desc, 0);
-        const body = new ChunkReader(stream);
+        body = new ChunkReader(await blobChunks(source, desc, 0));
+        const reader = body;
         let sent = 0;
         const r = await client.send({
           method: "PUT",
           url: withDigest(location, desc.digest),
           headers: { "content-type": "application/octet-stream", "content-length": String(desc.size) },
-          body: () => body.take(desc.size, (k) => opts.onProgress?.((sent += k))),
+          body: () => reader.take(desc.size, (k) => opts.onProgress?.((sent += k))),
           retry: false,
           ok: [201],
           what,
         });
         r.body.resume();
+        body.close();
         return;
       } catch (err) {
-        stream?.destroy();
+        body?.close();
         await fail(err);
         opts.onProgress?.(0);
         location = await client.startUpload(repository);
@@ -156,7 +200,7 @@ export async function uploadBlob(client: RegistryClient, repository: string, des
   let offset = 0;
   let furthest = 0;
   while (offset < desc.size) {
-    const reader = new ChunkReader(await openAt(source, desc, offset));
+    const reader = new ChunkReader(await blobChunks(source, desc, offset));
     try {
       while (offset < desc.size) {
         const len = Math.min(chunkSize, desc.size - offset);
