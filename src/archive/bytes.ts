@@ -14,13 +14,19 @@ export class ByteReader {
   }
 
   private async fill(min: number): Promise<boolean> {
-    while (this.buf.length < min && !this.done) {
+    if (this.buf.length >= min || this.done) return this.buf.length >= min;
+    // Gather the chunks first and join once: joining per chunk copies a large read many times.
+    const parts = this.buf.length ? [this.buf] : [];
+    let have = this.buf.length;
+    while (have < min) {
       const r = await this.it.next();
       if (r.done) { this.done = true; break; }
       const chunk = Buffer.isBuffer(r.value) ? r.value : Buffer.from(r.value);
-      this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
+      parts.push(chunk);
+      have += chunk.length;
     }
-    return this.buf.length >= min;
+    this.buf = parts.length === 1 ? parts[0]! : Buffer.concat(parts, have);
+    return have >= min;
   }
 
   /** Exactly n bytes, or undefined at a clean end of stream (nothing left). */
@@ -59,6 +65,23 @@ export class ByteReader {
       }
     }
     return Readable.from(gen(), { objectMode: false });
+  }
+
+  /** Everything left, as it arrives. */
+  async *rest(): AsyncGenerator<Buffer> {
+    if (this.buf.length) {
+      const b = this.buf;
+      this.buf = Buffer.alloc(0);
+      this.offset += b.length;
+      yield b;
+    }
+    while (!this.done) {
+      const r = await this.it.next();
+      if (r.done) { this.done = true; break; }
+      const chunk = Buffer.isBuffer(r.value) ? r.value : Buffer.from(r.value);
+      this.offset += chunk.length;
+      yield chunk;
+    }
   }
 
   async skip(n: number): Promise<void> {

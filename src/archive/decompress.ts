@@ -73,3 +73,41 @@ export async function openDecompressed(file: string, what: string): Promise<Read
   src.on("error", (e) => dec.destroy(e));
   return src.pipe(dec);
 }
+
+/**
+ * The uncompressed size of a whole single-stream .xz file, from its index, or
+ * undefined when the bytes are not exactly one well-formed stream. xz checks the
+ * index against the data it decodes, so a lying index fails the decompression.
+ */
+export function xzUncompressedSize(xz: Uint8Array): number | undefined {
+  let end = xz.length;
+  while (end >= 4 && xz[end - 1] === 0 && xz[end - 2] === 0 && xz[end - 3] === 0 && xz[end - 4] === 0) end -= 4; // stream padding
+  if (end < 24 || compressionFromMagic(xz) !== "xz" || xz[end - 2] !== 0x59 || xz[end - 1] !== 0x5a) return undefined;
+  const view = new DataView(xz.buffer, xz.byteOffset, xz.byteLength);
+  const indexSize = (view.getUint32(end - 8, true) + 1) * 4;
+  let at = end - 12 - indexSize;
+  if (at < 12 || xz[at] !== 0) return undefined;
+  at++;
+  const varint = (): number | undefined => {
+    let v = 0;
+    for (let i = 0; i < 9 && at < end; i++) {
+      const b = xz[at++]!;
+      v += (b & 0x7f) * 2 ** (7 * i);
+      if (!(b & 0x80)) return v;
+    }
+    return undefined;
+  };
+  const records = varint();
+  if (records === undefined || records > 1 << 20) return undefined;
+  let blocks = 0;
+  let size = 0;
+  for (let i = 0; i < records; i++) {
+    const unpadded = varint();
+    const uncompressed = varint();
+    if (unpadded === undefined || uncompressed === undefined) return undefined;
+    blocks += Math.ceil(unpadded / 4) * 4;
+    size += uncompressed;
+  }
+  // Exactly one stream: header, blocks, index, footer, nothing else.
+  return 12 + blocks + indexSize + 12 === end ? size : undefined;
+}

@@ -2,6 +2,9 @@
 // trees by key, layer records by key. Every write goes to a temp path on the
 // same filesystem and is renamed into place, so a killed build never leaves a
 // partial entry, and two builds racing for one entry both end with a whole one.
+// Store writes skip fsync (a killed process loses nothing the page cache holds);
+// after a power loss, tree.json digests and the file hashes checked while
+// layering catch a torn tree, which is then rebuilt.
 
 import { createReadStream, createWriteStream } from "node:fs";
 import { mkdir, readFile, rename, rm, stat, mkdtemp } from "node:fs/promises";
@@ -100,7 +103,7 @@ export class Store {
     const buf = Buffer.from(data);
     const hex = sha256Hex(buf);
     const dest = this.blobPath(hex);
-    if (!(await this.hasBlob(hex))) await writeFileAtomic(dest, buf);
+    if (!(await this.hasBlob(hex))) await writeFileAtomic(dest, buf, { fsync: false });
     return { hex, size: buf.length };
   }
 
@@ -161,13 +164,15 @@ export class Store {
       await mkdir(writer.rootDir, { recursive: true });
       await fill(writer);
       const manifest = writer.manifest(key, packageId);
-      await writeFileAtomic(path.join(tmp, "tree.json"), stableJson(manifest));
+      await writeFileAtomic(path.join(tmp, "tree.json"), stableJson(manifest), { fsync: false });
       try {
         await rename(tmp, this.treeDir(key));
+        return { tree: { key, rootDir: path.join(this.treeDir(key), "root"), manifest }, built: true };
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
         if (code !== "ENOTEMPTY" && code !== "EEXIST") throw err;
       }
+      // Another build got there first: use its tree.
       const tree = await this.getTree(key);
       if (!tree) throw new CorruptStoreError(`store: tree ${key} for ${packageId} vanished right after it was written; is another process cleaning ${this.root}?`);
       return { tree, built: true };
@@ -191,7 +196,7 @@ export class Store {
   }
 
   async putRecord(kind: string, key: string, value: unknown): Promise<void> {
-    await writeFileAtomic(this.recordPath(kind, key), stableJson(value, 2));
+    await writeFileAtomic(this.recordPath(kind, key), stableJson(value, 2), { fsync: false });
   }
 
   async dropRecord(kind: string, key: string): Promise<void> {

@@ -3,8 +3,8 @@
 // everything else (modes, owners, symlinks, hardlinks, xattrs) lives in
 // tree.json, so nothing a package ships is ever followed on the host.
 
-import { createReadStream, createWriteStream } from "node:fs";
-import { mkdir, copyFile, writeFile, constants as fsConstants } from "node:fs/promises";
+import { createReadStream, createWriteStream, mkdirSync, writeFileSync } from "node:fs";
+import { copyFile, constants as fsConstants } from "node:fs/promises";
 import path from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -129,8 +129,15 @@ export class TreeWriter {
     this.checkParents(p);
     const prev = this.entries.get(p);
     if (prev && prev.type !== "dir") throw new UnsafeArchiveError(`${this.what}: ${JSON.stringify(p)} is both a ${prev.type} and a directory`);
-    await mkdir(path.join(this.rootDir, p), { recursive: true });
+    this.makeDir(path.join(this.rootDir, p));
     this.entries.set(p, { path: p, type: "dir", ...this.meta(meta, 0o755) });
+  }
+
+  /** mkdir -p, once per host directory: a wheel's thousands of files share a few hundred. */
+  private makeDir(dir: string): void {
+    if (this.madeDirs.has(dir)) return;
+    mkdirSync(dir, { recursive: true });
+    this.madeDirs.add(dir);
   }
 
   private countBytes(n: number): void {
@@ -150,18 +157,15 @@ export class TreeWriter {
     const prev = this.entries.get(p);
     if (prev && prev.type === "dir") throw new UnsafeArchiveError(`${this.what}: ${JSON.stringify(p)} is both a directory and a file`);
     const dest = path.join(this.rootDir, p);
-    const dir = path.dirname(dest);
-    if (!this.madeDirs.has(dir)) {
-      await mkdir(dir, { recursive: true });
-      this.madeDirs.add(dir);
-    }
+    this.makeDir(path.dirname(dest));
     let size: number;
     let sha256: string;
     if (typeof content === "string" || content instanceof Uint8Array) {
-      // In-memory content: one write, no stream set-up (small files dominate wheels).
-      const buf = Buffer.from(content);
+      // In-memory content: one synchronous write. Small files dominate packages, and for
+      // them the thread pool's round trips (open, write, close) cost more than the write.
+      const buf = typeof content === "string" ? Buffer.from(content) : content;
       this.countBytes(buf.length);
-      await writeFile(dest, buf, { mode: 0o644 });
+      writeFileSync(dest, buf, { mode: 0o644 });
       size = buf.length;
       sha256 = sha256Hex(buf);
     } else {
@@ -180,7 +184,7 @@ export class TreeWriter {
   async addFileFromHost(raw: string, hostPath: string, meta?: EntryMeta): Promise<TreeEntry> {
     const p = this.prepare(raw);
     const dest = path.join(this.rootDir, p);
-    await mkdir(path.dirname(dest), { recursive: true });
+    this.makeDir(path.dirname(dest));
     await copyFile(hostPath, dest, fsConstants.COPYFILE_FICLONE);
     const hasher = new HashingStream();
     await pipeline(createReadStream(dest), hasher, devNull());

@@ -5,14 +5,20 @@ import path from "node:path";
 export const tempName = (target: string): string =>
   path.join(path.dirname(target), `.${path.basename(target)}.tmp-${process.pid}-${randomBytes(4).toString("hex")}`);
 
-/** Write a file atomically: temp file in the same directory, fsync, rename. */
-export async function writeFileAtomic(target: string, data: string | Uint8Array): Promise<void> {
+/**
+ * Write a file atomically: temp file in the same directory, fsync, rename.
+ * `fsync: false` keeps the atomic rename but not the durability on power loss; the
+ * store uses it, since it checks what it reads and rebuilds what fails.
+ */
+export async function writeFileAtomic(target: string, data: string | Uint8Array, opts: { fsync?: boolean } = {}): Promise<void> {
   await mkdir(path.dirname(target), { recursive: true });
   const tmp = tempName(target);
   try {
     await writeFile(tmp, data);
-    const fh = await open(tmp, "r");
-    try { await fh.sync(); } finally { await fh.close(); }
+    if (opts.fsync !== false) {
+      const fh = await open(tmp, "r");
+      try { await fh.sync(); } finally { await fh.close(); }
+    }
     await rename(tmp, target);
   } catch (err) {
     await rm(tmp, { force: true });

@@ -5,6 +5,8 @@ import path from "node:path";
 import { Readable } from "node:stream";
 import { readAr } from "../../src/archive/ar.ts";
 import { UnsafeArchiveError, PathConflictError } from "../../src/errors.ts";
+import { xzUncompressedSize } from "../../src/archive/decompress.ts";
+import { execFileSync } from "node:child_process";
 import { canonicalLinkTarget, canonicalPath, installDeb } from "../../src/sources/debian/deb.ts";
 import { parseAlternatives } from "../../src/sources/debian/generate.ts";
 import { ldConfDirs } from "../../src/sources/debian/ldcache.ts";
@@ -120,4 +122,17 @@ test("armored keys carry a CRC-24 that gpg accepts", { skip: hasTools() }, async
   assert.ok(back.equals(key));
   const broken = armored.replace(/\n=[A-Za-z0-9+/]{4}\n/, "\n=AAAA\n");
   assert.throws(() => execFileSync("gpg", ["--dearmor"], { input: broken, stdio: ["pipe", "pipe", "ignore"] }));
+});
+
+test("xz index: the uncompressed size of one whole stream, else undefined", () => {
+  const data = Buffer.from(Array.from({ length: 100_000 }, (_v, i) => (i * 7919) % 251));
+  const xz = (args: string[]) => execFileSync("xz", ["-c", ...args], { input: data });
+  const one = xz([]);
+  assert.equal(xzUncompressedSize(one), data.length);
+  assert.equal(xzUncompressedSize(xz(["-T2", "--block-size=10000"])), data.length, "many blocks");
+  assert.equal(xzUncompressedSize(Buffer.concat([one, Buffer.alloc(8)])), data.length, "stream padding");
+  assert.equal(xzUncompressedSize(Buffer.concat([one, one])), undefined, "two streams");
+  assert.equal(xzUncompressedSize(one.subarray(0, one.length - 1)), undefined, "truncated");
+  assert.equal(xzUncompressedSize(one.subarray(0, 20)), undefined, "too short");
+  assert.equal(xzUncompressedSize(Buffer.from("not xz at all, just some text here")), undefined);
 });
