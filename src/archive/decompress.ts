@@ -2,7 +2,7 @@
 // system's xz and zstd programs (Node 20 has neither). All stream.
 
 import { spawn } from "node:child_process";
-import { Duplex, PassThrough, type Readable } from "node:stream";
+import { Duplex, PassThrough, type Readable, type Writable } from "node:stream";
 import { createGunzip } from "node:zlib";
 import { createReadStream } from "node:fs";
 import { open } from "node:fs/promises";
@@ -28,8 +28,12 @@ export function compressionFromMagic(head: Uint8Array): Compression {
   return "none";
 }
 
-/** A duplex over a child process's stdin/stdout; the process's failure fails the stream. */
-export function processStream(cmd: string, args: string[], what: string): Duplex {
+/**
+ * A duplex over a child process's stdin/stdout; the process's failure fails the stream.
+ * `input` is the process's stdin itself: its write callback fires once the bytes are in
+ * the pipe, so a writer may reuse its buffer then (the duplex's may fire before that).
+ */
+export function processStream(cmd: string, args: string[], what: string): Duplex & { input: Writable } {
   const child = spawn(cmd, args, { stdio: ["pipe", "pipe", "pipe"] });
   let stderr = "";
   child.stderr.on("data", (d: Buffer) => { if (stderr.length < 4000) stderr += d.toString(); });
@@ -50,7 +54,7 @@ export function processStream(cmd: string, args: string[], what: string): Duplex
   });
   child.stdin.on("error", () => { /* reported through exit status */ });
   duplex.on("close", () => { if (exited === undefined) child.kill(); });
-  return duplex;
+  return Object.assign(duplex, { input: child.stdin });
 }
 
 export function decompressor(kind: Compression, what: string): Duplex {

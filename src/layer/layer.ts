@@ -5,13 +5,15 @@
 import { createWriteStream } from "node:fs";
 import { mkdir, rename, rm } from "node:fs/promises";
 import path from "node:path";
-import { Readable } from "node:stream";
+import type { Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
+import { createHash } from "node:crypto";
 import type { Store } from "../store/store.ts";
+import { CorruptStoreError } from "../errors.ts";
 import { HashingStream, sha256Hex } from "../util/hash.ts";
 import { stableJson } from "../util/json.ts";
 import { compressor, compressorId, layerMediaType, type LayerCompression } from "./compress.ts";
-import { layerTar, type LayerEntry } from "./tar-writer.ts";
+import { writeLayerTar, type ChunkSink, type LayerEntry } from "./tar-writer.ts";
 
 /** Bump when the tar format changes, so old records are not reused. */
 export const LAYER_FORMAT = 1;
@@ -57,11 +59,35 @@ export async function buildLayer(store: Store, input: LayerInput, key: string, o
   const entries = input.entries;
   await mkdir(store.tmpDir, { recursive: true });
   const tmp = path.join(store.tmpDir, `layer-${key.slice(0, 12)}-${process.pid}-${Math.random().toString(36).slice(2)}`);
-  const diff = new HashingStream();
+  const diff = createHash("sha256");
+  let diffBytes = 0;
   const blob = new HashingStream();
-  if (onProgress) diff.on("data", () => onProgress(diff.bytes));
+  const comp = compressor(input.compression, input.level);
+  // zstd's stdin, or the zlib stream (it has consumed a chunk when its callback fires);
+  // a pass-through would hand the ring buffer itself downstream, so it gets a copy.
+  const target: Writable = "input" in comp ? (comp.input as Writable) : comp;
+  const copy = input.compression === "none";
+  const sink: ChunkSink = {
+    write(chunk) {
+      diff.update(chunk);
+      diffBytes += chunk.length;
+      onProgress?.(diffBytes);
+      return new Promise((resolve, reject) => target.write(copy ? Buffer.from(chunk) : chunk, (err) => (err ? reject(err) : resolve())));
+    },
+  };
   try {
-    await pipeline(Readable.from(layerTar(entries, input.mtime)), diff, compressor(input.compression, input.level), blob, createWriteStream(tmp));
+    const written = pipeline(comp, blob, createWriteStream(tmp));
+    written.catch(() => {});
+    try {
+      await writeLayerTar(entries, input.mtime, sink);
+      comp.end();
+    } catch (err) {
+      comp.destroy();
+      // A dead compressor fails the writes with EPIPE; its own error says more.
+      const compressorErr = await written.then(() => undefined, (e: unknown) => e);
+      throw err instanceof CorruptStoreError || !compressorErr ? err : compressorErr;
+    }
+    await written;
     const hex = blob.hex();
     const dest = store.blobPath(hex);
     await mkdir(path.dirname(dest), { recursive: true });
@@ -72,8 +98,8 @@ export async function buildLayer(store: Store, input: LayerInput, key: string, o
       mediaType: layerMediaType(input.compression),
       digest: `sha256:${hex}`,
       size: blob.bytes,
-      diffId: `sha256:${diff.hex()}`,
-      uncompressedSize: diff.bytes,
+      diffId: `sha256:${diff.digest("hex")}`,
+      uncompressedSize: diffBytes,
       compressor: compressorId(input.compression, input.level),
       packages: input.packages,
       fileCount: entries.length,

@@ -5,7 +5,7 @@
 // against the tree manifest, so a corrupted store entry is never published.
 
 import { createHash } from "node:crypto";
-import { createReadStream, readFileSync } from "node:fs";
+import { closeSync, openSync, readSync } from "node:fs";
 import path from "node:path";
 import { CorruptStoreError } from "../errors.ts";
 import type { TreeEntry } from "../store/tree.ts";
@@ -118,52 +118,73 @@ export function withParents(entries: LayerEntry[], knownDirs?: Map<string, TreeE
   return [...byPath.values()].sort((a, b) => (a.entry.path < b.entry.path ? -1 : a.entry.path > b.entry.path ? 1 : 0));
 }
 
-const SMALL_FILE = 1 << 20;
-/** Output is handed on in pieces of about this size: one stream hop per piece, not per header. */
-const BATCH = 1 << 20;
+/** Where the layer tar goes. `write` resolves once the chunk's memory may be reused. */
+export interface ChunkSink {
+  write(chunk: Buffer): Promise<void>;
+}
 
-/** Stream the tar of a layer. `entries` must be sorted with parents present (see withParents). */
-export async function* layerTar(entries: LayerEntry[], mtime: number): AsyncGenerator<Buffer> {
-  let batch: Buffer[] = [];
-  let batched = 0;
-  const add = (b: Buffer) => { batch.push(b); batched += b.length; };
-  const flush = () => { const out = batch.length === 1 ? batch[0]! : Buffer.concat(batch, batched); batch = []; batched = 0; return out; };
+/** Ring buffers: the tar is assembled in a few fixed buffers, reused once their chunk is written. */
+const RING = 4;
+const CHUNK = 1 << 20;
+
+/**
+ * Write the tar of a layer to `sink`. `entries` must be sorted with parents present
+ * (see withParents). File contents are read straight into reused buffers: on this kind
+ * of VM a fresh buffer costs a page fault per 4 KiB, more than reading the page cache.
+ */
+export async function writeLayerTar(entries: LayerEntry[], mtime: number, sink: ChunkSink): Promise<void> {
+  const ring = Array.from({ length: RING }, () => ({ buf: Buffer.allocUnsafe(CHUNK), free: Promise.resolve() }));
+  let cur = 0;
+  let off = 0;
+  const flush = async () => {
+    if (off === 0) return;
+    const slot = ring[cur]!;
+    slot.free = sink.write(slot.buf.subarray(0, off));
+    // A failed write is reported when its slot comes round again, or at the end.
+    slot.free.catch(() => {});
+    cur = (cur + 1) % RING;
+    off = 0;
+    await ring[cur]!.free;
+  };
+  const put = async (b: Buffer) => {
+    for (let at = 0; at < b.length;) {
+      const n = b.copy(ring[cur]!.buf, off, at);
+      off += n;
+      at += n;
+      if (off === CHUNK) await flush();
+    }
+  };
   for (const le of entries) {
     const e = le.entry;
-    for (const h of entryHeaders(e, mtime)) add(h);
-    if (e.type === "file") {
-      const file = path.join(le.rootDir, e.path);
-      const hash = createHash("sha256");
-      let n = 0;
-      if ((e.size ?? 0) <= SMALL_FILE) {
-        // Small files come from the page cache: a synchronous read costs microseconds,
-        // an async one four thread-pool round trips.
-        let data: Buffer;
-        try { data = readFileSync(file); } catch { data = Buffer.alloc(0); n = -1; }
-        hash.update(data);
-        n = n < 0 ? -1 : data.length;
-        if (n === e.size) add(data);
-      } else {
-        if (batched) yield flush();
-        try {
-          for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 })) {
-            hash.update(chunk as Buffer);
-            n += (chunk as Buffer).length;
-            if (n > (e.size ?? 0)) break;
-            yield chunk as Buffer;
-          }
-        } catch {
-          n = -1;
-        }
+    for (const h of entryHeaders(e, mtime)) await put(h);
+    if (e.type !== "file") continue;
+    const size = e.size ?? 0;
+    const hash = createHash("sha256");
+    let n = 0;
+    let fd: number | undefined;
+    try {
+      fd = openSync(path.join(le.rootDir, e.path), "r");
+      // Read one byte past the recorded size, to notice a file that grew.
+      while (n <= size) {
+        if (off === CHUNK) await flush();
+        const want = Math.min(CHUNK - off, size - n + 1);
+        const got = readSync(fd, ring[cur]!.buf, off, want, null);
+        if (got === 0) break;
+        hash.update(ring[cur]!.buf.subarray(off, off + got));
+        off += got;
+        n += got;
       }
-      if (n !== e.size || hash.digest("hex") !== e.sha256) {
-        throw new CorruptStoreError(`store: ${e.path} of ${le.packageId} (tree ${le.treeKey}) does not match its recorded size or sha256; the tree will be rebuilt`);
-      }
-      const p = pad(e.size ?? 0);
-      if (p.length) add(p);
+    } catch {
+      n = -1;
+    } finally {
+      if (fd !== undefined) closeSync(fd);
     }
-    if (batched >= BATCH) yield flush();
+    if (n !== size || hash.digest("hex") !== e.sha256) {
+      throw new CorruptStoreError(`store: ${e.path} of ${le.packageId} (tree ${le.treeKey}) does not match its recorded size or sha256; the tree will be rebuilt`);
+    }
+    await put(pad(size));
   }
-  add(Buffer.alloc(1024, 0));
-  yield flush();
+  await put(Buffer.alloc(1024, 0));
+  await flush();
+  await Promise.all(ring.map((r) => r.free));
 }
