@@ -1,11 +1,16 @@
 // Pull exact byte counts from a stream: the base of the tar and ar readers.
+// Chunks are kept as they arrive and handed out as views; only a read that
+// straddles chunks copies, and then only the bytes it asked for (a fresh
+// buffer costs a page fault per 4 KiB on this kind of VM).
 
 import { Readable } from "node:stream";
 import { UnsafeArchiveError } from "../errors.ts";
 
 export class ByteReader {
   private readonly it: AsyncIterator<Buffer>;
-  private buf: Buffer = Buffer.alloc(0);
+  /** Unread chunks; the first may be partly read. */
+  private chunks: Buffer[] = [];
+  private buffered = 0;
   private done = false;
   /** Bytes consumed so far (for error messages). */
   offset = 0;
@@ -14,31 +19,47 @@ export class ByteReader {
   }
 
   private async fill(min: number): Promise<boolean> {
-    if (this.buf.length >= min || this.done) return this.buf.length >= min;
-    // Gather the chunks first and join once: joining per chunk copies a large read many times.
-    const parts = this.buf.length ? [this.buf] : [];
-    let have = this.buf.length;
-    while (have < min) {
+    while (this.buffered < min && !this.done) {
       const r = await this.it.next();
       if (r.done) { this.done = true; break; }
       const chunk = Buffer.isBuffer(r.value) ? r.value : Buffer.from(r.value);
-      parts.push(chunk);
-      have += chunk.length;
+      if (chunk.length === 0) continue;
+      this.chunks.push(chunk);
+      this.buffered += chunk.length;
     }
-    this.buf = parts.length === 1 ? parts[0]! : Buffer.concat(parts, have);
-    return have >= min;
+    return this.buffered >= min;
+  }
+
+  /** Take up to n buffered bytes from the front as views. */
+  private take(n: number): Buffer[] {
+    const out: Buffer[] = [];
+    while (n > 0 && this.chunks.length) {
+      const c = this.chunks[0]!;
+      if (c.length <= n) {
+        out.push(c);
+        this.chunks.shift();
+        n -= c.length;
+        this.buffered -= c.length;
+        this.offset += c.length;
+      } else {
+        out.push(c.subarray(0, n));
+        this.chunks[0] = c.subarray(n);
+        this.buffered -= n;
+        this.offset += n;
+        n = 0;
+      }
+    }
+    return out;
   }
 
   /** Exactly n bytes, or undefined at a clean end of stream (nothing left). */
   async readExact(n: number): Promise<Buffer | undefined> {
     if (!(await this.fill(n))) {
-      if (this.buf.length === 0) return undefined;
-      throw new UnsafeArchiveError(`${this.what}: truncated at byte ${this.offset + this.buf.length} (wanted ${n} more bytes)`);
+      if (this.buffered === 0) return undefined;
+      throw new UnsafeArchiveError(`${this.what}: truncated at byte ${this.offset + this.buffered} (wanted ${n} more bytes)`);
     }
-    const out = this.buf.subarray(0, n);
-    this.buf = this.buf.subarray(n);
-    this.offset += n;
-    return out;
+    const parts = this.take(n);
+    return parts.length === 1 ? parts[0]! : Buffer.concat(parts, n);
   }
 
   async mustRead(n: number): Promise<Buffer> {
@@ -47,21 +68,27 @@ export class ByteReader {
     return b;
   }
 
+  /** Exactly n bytes as views of the chunks they arrived in: no copy. */
+  async readPieces(n: number): Promise<Buffer[]> {
+    if (n === 0) return [];
+    if (!(await this.fill(n))) throw new UnsafeArchiveError(`${this.what}: truncated inside an entry at byte ${this.offset + this.buffered}`);
+    return this.take(n);
+  }
+
   /** The next n bytes as a stream; it must be drained before reading on. */
   stream(n: number): Readable {
     const self = this;
     async function* gen() {
       let left = n;
       while (left > 0) {
-        if (self.buf.length === 0 && !(await self.fill(1))) {
+        if (self.buffered === 0 && !(await self.fill(1))) {
           throw new UnsafeArchiveError(`${self.what}: truncated inside an entry at byte ${self.offset}`);
         }
-        const take = Math.min(left, self.buf.length);
-        const out = self.buf.subarray(0, take);
-        self.buf = self.buf.subarray(take);
-        self.offset += take;
-        left -= take;
-        yield out;
+        const parts = self.take(Math.min(left, self.buffered));
+        for (const p of parts) {
+          left -= p.length;
+          yield p;
+        }
       }
     }
     return Readable.from(gen(), { objectMode: false });
@@ -69,12 +96,7 @@ export class ByteReader {
 
   /** Everything left, as it arrives. */
   async *rest(): AsyncGenerator<Buffer> {
-    if (this.buf.length) {
-      const b = this.buf;
-      this.buf = Buffer.alloc(0);
-      this.offset += b.length;
-      yield b;
-    }
+    for (const c of this.take(this.buffered)) yield c;
     while (!this.done) {
       const r = await this.it.next();
       if (r.done) { this.done = true; break; }
@@ -85,6 +107,12 @@ export class ByteReader {
   }
 
   async skip(n: number): Promise<void> {
-    for await (const _ of this.stream(n)) { /* discard */ }
+    let left = n;
+    while (left > 0) {
+      if (this.buffered === 0 && !(await this.fill(1))) {
+        throw new UnsafeArchiveError(`${this.what}: truncated inside an entry at byte ${this.offset}`);
+      }
+      for (const p of this.take(Math.min(left, this.buffered))) left -= p.length;
+    }
   }
 }

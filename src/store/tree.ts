@@ -3,7 +3,8 @@
 // everything else (modes, owners, symlinks, hardlinks, xattrs) lives in
 // tree.json, so nothing a package ships is ever followed on the host.
 
-import { createReadStream, createWriteStream, mkdirSync, writeFileSync } from "node:fs";
+import { closeSync, createReadStream, createWriteStream, mkdirSync, openSync, writeSync } from "node:fs";
+import { createHash } from "node:crypto";
 import { copyFile, constants as fsConstants } from "node:fs/promises";
 import path from "node:path";
 import { Readable } from "node:stream";
@@ -72,6 +73,18 @@ export function normalizeImagePath(raw: string, what: string): string {
     parts.push(part);
   }
   return parts.join("/");
+}
+
+/** Create `file` (mode 0644 before the umask, as writeFile does) holding the pieces in order. */
+function writeAllSync(file: string, pieces: Uint8Array[]): void {
+  const fd = openSync(file, "w", 0o644);
+  try {
+    for (const piece of pieces) {
+      for (let at = 0; at < piece.length;) at += writeSync(fd, piece, at, piece.length - at);
+    }
+  } finally {
+    closeSync(fd);
+  }
 }
 
 export class TreeWriter {
@@ -149,7 +162,7 @@ export class TreeWriter {
   }
 
   /** Stream content into the tree; counts and hashes it. */
-  async addFile(raw: string, content: Readable | Uint8Array | string, meta?: EntryMeta): Promise<TreeEntry> {
+  async addFile(raw: string, content: Readable | Uint8Array | string | Uint8Array[], meta?: EntryMeta): Promise<TreeEntry> {
     // A stream may fail before the pipeline below is attached (while directories are made);
     // keep that error on the stream for the pipeline to report instead of crashing the process.
     if (content instanceof Readable) content.on("error", () => {});
@@ -160,14 +173,20 @@ export class TreeWriter {
     this.makeDir(path.dirname(dest));
     let size: number;
     let sha256: string;
-    if (typeof content === "string" || content instanceof Uint8Array) {
-      // In-memory content: one synchronous write. Small files dominate packages, and for
-      // them the thread pool's round trips (open, write, close) cost more than the write.
-      const buf = typeof content === "string" ? Buffer.from(content) : content;
-      this.countBytes(buf.length);
-      writeFileSync(dest, buf, { mode: 0o644 });
-      size = buf.length;
-      sha256 = sha256Hex(buf);
+    if (typeof content === "string" || content instanceof Uint8Array || Array.isArray(content)) {
+      // In-memory content (whole, or pieces as they arrived): one synchronous write. Small
+      // files dominate packages, and for them the thread pool's round trips (open, write,
+      // close) cost more than the write.
+      const pieces = typeof content === "string" ? [Buffer.from(content)] : Array.isArray(content) ? content : [content];
+      const hash = createHash("sha256");
+      size = 0;
+      for (const piece of pieces) {
+        hash.update(piece);
+        size += piece.length;
+      }
+      this.countBytes(size);
+      writeAllSync(dest, pieces);
+      sha256 = hash.digest("hex");
     } else {
       const hasher = new HashingStream();
       const limiter = tap((n) => this.countBytes(n));

@@ -222,9 +222,13 @@ async function extractData(entries: AsyncIterable<{ header: TarHeader; body: Byt
       case "0": {
         if (h.size <= SMALL_MEMBER) {
           // Most package files are small: one buffer, no stream set-up.
-          const data = await body.mustRead(h.size);
-          await tree.addFile(p, data, meta);
-          if (md5s) md5s.set(orig, createHash("md5").update(data).digest("hex"));
+          const pieces = await body.readPieces(h.size);
+          await tree.addFile(p, pieces, meta);
+          if (md5s) {
+            const md5 = createHash("md5");
+            for (const piece of pieces) md5.update(piece);
+            md5s.set(orig, md5.digest("hex"));
+          }
           break;
         }
         if (!md5s) {
