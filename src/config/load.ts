@@ -80,6 +80,13 @@ export function validateImage(raw: unknown, file: string, sources: SourceKind[])
 
 /** layerfold's own modules are imported, not bundled: the running process has them loaded already. */
 const librarySrc = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
+
+/**
+ * Set by bin/cli-bundle.mjs when the CLI runs from its cached bundle: no TypeScript loader is
+ * registered then, so the public API (src/index.ts) comes from that bundle, and any other
+ * library file a config imports is bundled into the config.
+ */
+const cliBundleUrl = (): string | undefined => (globalThis as Record<symbol, string | undefined>)[Symbol.for("layerfold.cliBundleUrl")];
 const configBundling: Plugin = {
   name: "layerfold-config",
   setup(b) {
@@ -93,7 +100,10 @@ const configBundling: Plugin = {
     b.onResolve({ filter: /\.ts$/ }, (args) => {
       if (!args.path.startsWith(".") && !path.isAbsolute(args.path)) return undefined;
       const abs = path.resolve(args.resolveDir, args.path);
-      return abs.startsWith(librarySrc + path.sep) ? { path: pathToFileURL(abs).href, external: true } : undefined;
+      if (!abs.startsWith(librarySrc + path.sep)) return undefined;
+      const bundle = cliBundleUrl();
+      if (bundle) return abs === path.join(librarySrc, "index.ts") ? { path: bundle, external: true } : undefined;
+      return { path: pathToFileURL(abs).href, external: true };
     });
   },
 };

@@ -1,0 +1,66 @@
+// bin/layerfold.mjs starts from a cached esbuild bundle of src/ (bin/cli-bundle.mjs),
+// rebuilt when a source file changes; configs load through it without a TypeScript loader.
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdir, mkdtemp, rm, stat, utimes, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { repoRoot, runCli, tempDir } from "../helpers/cli.ts";
+// @ts-expect-error plain JS module without types
+import { cliBundle, sourceKey } from "../../bin/cli-bundle.mjs";
+
+const key = sourceKey as (dir: string, extra?: string) => string;
+const bundle = cliBundle as (o: { root?: string; cacheDir: string }) => Promise<string>;
+
+test("the source key changes when a file under src/ changes, is added or removed, and only then", async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    await mkdir(path.join(dir, "a"), { recursive: true });
+    await writeFile(path.join(dir, "a", "x.ts"), "export const x = 1;\n");
+    await writeFile(path.join(dir, "y.ts"), "export const y = 2;\n");
+    const k1 = key(dir);
+    assert.equal(key(dir), k1, "stable when nothing changed");
+    await writeFile(path.join(dir, "a", "x.ts"), "export const x = 3;\n"); // same size, new mtime
+    await utimes(path.join(dir, "a", "x.ts"), new Date(), new Date(Date.now() + 5000));
+    const k2 = key(dir);
+    assert.notEqual(k2, k1, "an edit");
+    await writeFile(path.join(dir, "a", "z.ts"), "");
+    const k3 = key(dir);
+    assert.notEqual(k3, k2, "a new file");
+    assert.notEqual(key(dir, "node 22"), k3, "the extra input (Node major, package.json)");
+  } finally {
+    await cleanup();
+  }
+});
+
+test("the bundle is written once, reused, and the CLI loads configs through it (index.ts and deeper imports)", async () => {
+  const { dir, cleanup } = await tempDir();
+  // Under node_modules/, where the bundle finds its npm packages.
+  const cache = await mkdtemp(path.join(repoRoot, "node_modules", ".cache", "layerfold-cli-test-"));
+  try {
+    const file = await bundle({ cacheDir: cache });
+    const first = await stat(file);
+    assert.equal(await bundle({ cacheDir: cache }), file);
+    assert.equal((await stat(file)).mtimeMs, first.mtimeMs, "reused, not rewritten");
+    const mod = (await import(file)) as Record<string, unknown>;
+    assert.equal(typeof mod.main, "function");
+    assert.equal(typeof mod.defineImage, "function");
+
+    // A config that imports the public API, and one that imports a library file directly.
+    const viaIndex = path.join(dir, "via-index");
+    const viaDeep = path.join(dir, "via-deep");
+    for (const [d, from] of [[viaIndex, "index.ts"], [viaDeep, "config/schema.ts"]] as const) {
+      await mkdir(d, { recursive: true });
+      await writeFile(path.join(d, "layerfold.config.ts"), `import { defineImage } from ${JSON.stringify(path.join(repoRoot, "src", from))};\nexport default defineImage({ name: "t/${path.basename(d)}", tag: "1", layers: [{ name: "a", inline: [{ path: "/a", text: "a" }] }] });\n`);
+    }
+    for (const [d, tsx] of [[viaIndex, false], [viaDeep, false], [viaIndex, true]] as const) {
+      const r = await runCli(["inspect", "-C", d, "--store", path.join(dir, "store"), "--debug"], { env: tsx ? { LAYERFOLD_TSX: "1" } : {} });
+      assert.notEqual(r.code, 0);
+      assert.match(r.stderr, new RegExp(`no build of t/${path.basename(d)}:1 in the store`), `${d}${tsx ? " (tsx)" : ""}: the config loaded\n${r.stderr}`);
+      assert.equal(/sources from the bundle \S+\/cli-[0-9a-f]+\.mjs\n/.test(r.stderr), !tsx, `bundle used: ${!tsx}\n${r.stderr}`);
+    }
+  } finally {
+    await cleanup();
+    await rm(cache, { recursive: true, force: true });
+  }
+});
