@@ -109,6 +109,53 @@ function joinSources(base: BlobSource | undefined, cache: BlobSource | undefined
   };
 }
 
+/**
+ * Layers built while the installs go on. `installed(i)` reports one package of layer i
+ * done; a layer starts once it and every layer below are complete. Failures are left
+ * to the final pass, which builds and reports for real.
+ */
+function buildAhead(
+  store: Store,
+  layers: Array<{ name: string; packages: string[] }>,
+  cacheHits: Array<unknown>,
+  treeOf: (id: string) => StoredTree,
+  o: { compression: LayerCompression; level?: number; epoch: number; conflicts: Record<string, string>; limit: number },
+  log: Logger,
+): { installed(i: number): void; done(): Promise<void>; built: Map<string, number> } {
+  const left = layers.map((l) => l.packages.length);
+  const built = new Map<string, number>();
+  let next = 0;
+  let chain = Promise.resolve();
+  const startReady = () => {
+    while (next < layers.length && left[next] === 0) {
+      const i = next++;
+      if (cacheHits[i] !== undefined || i === layers.length - 1) continue; // the last one has nothing left to overlap with
+      chain = chain.then(async () => {
+        try {
+          const planned = planLayers(layers.slice(0, i + 1), treeOf, o.conflicts).map((l) => splitLayer(l, o.limit));
+          const knownDirs = directoryIndex(planned.flat());
+          for (const pl of planned[i]!) {
+            const input = { name: pl.name, packages: pl.packages, entries: withParents(pl.entries, knownDirs), compression: o.compression, level: o.level, mtime: o.epoch };
+            const key = layerKey(input);
+            if (await reusableLayer(store, key)) continue;
+            const t0 = now();
+            await buildLayer(store, input, key);
+            built.set(key, now() - t0);
+          }
+        } catch (err) {
+          log.debug?.(`layer ${layers[i]!.name} ahead of the installs: ${(err as Error).message}`);
+        }
+      });
+    }
+  };
+  startReady();
+  return {
+    installed(i) { left[i]!--; startReady(); },
+    done: () => chain,
+    built,
+  };
+}
+
 export async function treeKeyOf(kind: SourceKind, pkg: LockedPackage, options: unknown, ctx: InstallContext): Promise<string> {
   const extra = kind.installKey ? await kind.installKey(pkg, options, ctx) : "";
   return sha256Hex(stableJson({ format: INSTALL_FORMAT, code: kind.version ?? null, id: pkg.id, version: pkg.version, sha256: pkg.artifact?.sha256 ?? null, meta: pkg.meta ?? null, extra }));
@@ -216,7 +263,19 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   // Install what the layers that must be built need: themselves and every layer below them.
   let lastMiss = -1;
   cacheHits.forEach((h, i) => { if (h === undefined) lastMiss = i; });
-  await mapPool(layerInputs.slice(0, lastMiss + 1).flatMap((l) => l.packages.filter((id) => !id.startsWith("generated:"))), opts.concurrency ?? 2, (id) => installOne(id));
+  const packageLayers = layerInputs.slice(0, lastMiss + 1).filter((l) => !l.packages.some((id) => id.startsWith("generated:")));
+  // While later layers install, each layer whose packages and lower layers are in
+  // is built ahead, one at a time, from a plan of itself and the layers below.
+  // The final pass below plans the whole image and reuses such a layer by its key;
+  // when an upper layer changes it (a path owned higher up), it is built again.
+  const image0 = { compression: image.compression as LayerCompression, level: image.compressionLevel, epoch: sourceDateEpoch(), conflicts: image.conflicts, limit: image.layerSizeLimit };
+  const ahead = buildAhead(store, packageLayers, cacheHits, (id) => trees.get(id)!, image0, log);
+  const layerOf = new Map(packageLayers.flatMap((l, i) => l.packages.map((id) => [id, i] as const)));
+  await mapPool(packageLayers.flatMap((l) => l.packages), opts.concurrency ?? 2, async (id) => {
+    await installOne(id);
+    ahead.installed(layerOf.get(id)!);
+  });
+  await ahead.done();
   if (generators.length && cacheHits[layerInputs.length - 1] === undefined) {
     for (const g of generators) {
       const { tree } = await store.ensureTree(g.key, g.id, (w) => g.kind.generate!(g.mine, w, res.optionsFor(g.kind), ctxFor(g.kind)), { symlinks: "image" });
@@ -267,6 +326,12 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
       const input = { name: pl.name, packages: pl.packages, entries, compression, level: image.compressionLevel, mtime: epoch };
       const key = layerKey(input);
       const reused = await reusableLayer(store, key);
+      const aheadSeconds = ahead.built.get(key);
+      if (reused && aheadSeconds !== undefined) {
+        parts.push({ ...reused, name: pl.name, packages: pl.packages, reused: false, seconds: aheadSeconds });
+        log.info(`layer ${++n}/${total} ${pl.name}: built ${reused.digest.slice(7, 19)} ${formatBytes(reused.size)} (${formatBytes(reused.uncompressedSize)} uncompressed) in ${aheadSeconds.toFixed(1)}s, while installing`);
+        continue;
+      }
       if (reused) {
         parts.push({ ...reused, name: pl.name, packages: pl.packages, reused: true, seconds: now() - t0 });
         log.info(`layer ${++n}/${total} ${pl.name}: reused ${reused.digest.slice(7, 19)} ${formatBytes(reused.size)}`);
