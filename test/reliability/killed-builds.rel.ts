@@ -1,5 +1,6 @@
-// Killed builds: `layerfold build` of examples/hello is SIGKILLed at random
-// points (seeded), each time in a fresh store. After each kill the store holds
+// Killed builds: `layerfold build` of examples/hello, with 64 MB more in its app
+// layer (2,000 files) so that kills land while trees and layers are written, is
+// SIGKILLed at random points (seeded), each time in a fresh store. After each kill the store holds
 // no partial file (every blob hashes to its name, every record parses), and the
 // next build in that same store succeeds with the reference digests.
 
@@ -7,7 +8,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { createReadStream, existsSync } from "node:fs";
-import { readdir, readFile, rm, stat } from "node:fs/promises";
+import { mkdir, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { createHash } from "node:crypto";
 import path from "node:path";
 import { cliPath, helloExample, runCli, tempDir } from "../helpers/cli.ts";
@@ -21,6 +22,16 @@ let example: string;
 before(async () => {
   tmp = await tempDir("lf-rel-kill-");
   example = await helloExample(tmp.dir);
+  // Bulk for the app layer: compressible, deterministic, many files.
+  const random = rng(0xb01d);
+  for (let d = 0; d < 20; d++) {
+    const dir = path.join(example, "app", "data", `d${d}`);
+    await mkdir(dir, { recursive: true });
+    for (let f = 0; f < 100; f++) {
+      const words = Array.from({ length: 4096 }, () => (random() * 1e6).toString(36).slice(0, 7));
+      await writeFile(path.join(dir, `f${f}.txt`), words.join(" "));
+    }
+  }
 });
 after(async () => tmp.cleanup());
 
@@ -41,7 +52,7 @@ const sha256File = (file: string) =>
   });
 
 /** Everything the store would serve is whole: blobs hash to their names, records are complete JSON. */
-async function checkStore(store: string, label: string): Promise<{ blobs: number; records: number }> {
+async function checkStore(store: string, label: string): Promise<{ blobs: number; records: number; trees: number }> {
   let blobs = 0;
   let records = 0;
   for (const f of await walk(path.join(store, "blobs"))) {
@@ -58,7 +69,8 @@ async function checkStore(store: string, label: string): Promise<{ blobs: number
       records++;
     }
   }
-  return { blobs, records };
+  const trees = existsSync(path.join(store, "trees")) ? (await readdir(path.join(store, "trees"))).length : 0;
+  return { blobs, records, trees };
 }
 
 test(`${RUNS} builds killed with SIGKILL at random points; the next build succeeds with the same digests`, { timeout: 12 * 60_000 }, async () => {
@@ -77,6 +89,7 @@ test(`${RUNS} builds killed with SIGKILL at random points; the next build succee
   await runCli(["--version"]);
   const startMs = performance.now() - s0;
   let killedMidway = 0;
+  let killedAfterWrites = 0;
   let blobsChecked = 0;
   for (let i = 0; i < RUNS; i++) {
     const store = path.join(tmp.dir, `store${i}`);
@@ -89,8 +102,9 @@ test(`${RUNS} builds killed with SIGKILL at random points; the next build succee
     const code = await exited;
     clearTimeout(timer);
     if (code === null) killedMidway++;
-    const { blobs } = await checkStore(store, `run ${i} after a kill at ${delay} ms`);
+    const { blobs, trees, records } = await checkStore(store, `run ${i} after a kill at ${delay} ms`);
     blobsChecked += blobs;
+    if (code === null && trees + records > 0) killedAfterWrites++;
     assert.equal(await readFile(path.join(example, "layerfold.lock"), "utf8"), lock, `run ${i}: the lock was changed by a killed build`);
 
     const again = await runCli(["build", "-C", example, "--store", store, "-o", `oci:${out}`, "--json"]);
@@ -105,6 +119,7 @@ test(`${RUNS} builds killed with SIGKILL at random points; the next build succee
     await rm(store, { recursive: true, force: true });
     await rm(out, { recursive: true, force: true });
   }
-  console.log(`# killed builds: ${RUNS} runs (${killedMidway} killed mid-build, ${RUNS - killedMidway} finished before the kill), ${blobsChecked} store blobs verified after kills, every rebuild gave ${refJson.manifestDigest}`);
+  console.log(`# killed builds: ${RUNS} runs (${killedMidway} killed mid-build, ${killedAfterWrites} of them after the store held trees or records; ${RUNS - killedMidway} finished before the kill), ${blobsChecked} store blobs verified after kills, every rebuild gave ${refJson.manifestDigest}`);
   assert.ok(killedMidway >= RUNS / 3, "a good share of the runs were actually killed mid-build");
+  assert.ok(killedAfterWrites >= RUNS / 4, "a good share of the kills landed while the store was being written");
 });
