@@ -181,7 +181,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
 
   // Resolve and lock.
   t = now();
-  const res = await resolveImage(cfg, kinds, { store, log, frozen: opts.frozen, update: opts.update, overrides: opts.overrides });
+  const res = await resolveImage(cfg, kinds, { store, log, frozen: opts.frozen, update: opts.update, overrides: opts.overrides, reuseLock: true });
   timings.resolve = now() - t;
   if (res.lockChanged) log.info(`lock: wrote ${res.lockFile} (${res.lock.packages.length} packages)`);
 

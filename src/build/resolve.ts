@@ -8,6 +8,8 @@ import { platformOf } from "../oci/image.ts";
 import type { Store } from "../store/store.ts";
 import type { LockedPackage, Platform, SourceContext, SourceKind } from "../sources/types.ts";
 import type { Logger } from "../util/log.ts";
+import { sha256Hex } from "../util/hash.ts";
+import { stableJson } from "../util/json.ts";
 
 export interface ResolveOptions {
   store: Store;
@@ -17,6 +19,11 @@ export interface ResolveOptions {
   overrides?: Record<string, string>;
   /** Write layerfold.lock when it changed (default true unless frozen). */
   writeLock?: boolean;
+  /**
+   * Take a kind's packages from the lock when nothing its resolution reads has changed
+   * (builds). `layerfold lock` leaves it off: it resolves for real, to fill and check.
+   */
+  reuseLock?: boolean;
 }
 
 export interface Resolution {
@@ -60,10 +67,24 @@ export async function resolveImage(cfg: LoadedConfig, kinds: SourceKind[], opts:
 
   const packages = new Map<string, LockedPackage>();
   const roots: string[][] = cfg.image.layers.map(() => []);
+  const inputs: Record<string, string> = {};
   for (const kind of kinds) {
     const specs = cfg.image.layers.map((l) => (l as Record<string, unknown>)[kind.layerKey]);
     if (specs.every((s) => s === undefined) && optionsFor(kind) === undefined) continue;
-    const result = await kind.resolve(specs, optionsFor(kind), contextFor(kind));
+    const ctx = contextFor(kind);
+    let result: Awaited<ReturnType<SourceKind["resolve"]>> | undefined;
+    if (!kind.local) {
+      inputs[kind.kind] = sha256Hex(stableJson({ code: kind.version ?? null, platform, specs, options: optionsFor(kind) ?? null, extra: (await kind.resolveInputs?.(specs, optionsFor(kind), ctx)) ?? null }));
+      // Nothing it reads changed since the lock was written: take the lock as the resolution.
+      if (opts.reuseLock && !opts.frozen && !opts.update?.length && ctx.locked.length && previousLock?.inputs?.[kind.kind] === inputs[kind.kind]) {
+        try {
+          result = await kind.resolve(specs, optionsFor(kind), { ...ctx, frozen: true });
+        } catch (err) {
+          if (!(err instanceof LockError)) throw err;
+        }
+      }
+    }
+    result ??= await kind.resolve(specs, optionsFor(kind), ctx);
     for (const p of result.packages) {
       if (packages.has(p.id)) throw new ResolveError(`two packages resolve to the same id ${p.id}; give one of them a distinct name`);
       packages.set(p.id, p);
@@ -72,11 +93,13 @@ export async function resolveImage(cfg: LoadedConfig, kinds: SourceKind[], opts:
   }
 
   const lockable = [...packages.values()].filter((p) => !kinds.find((k) => k.kind === p.kind)?.local);
-  const lock = makeLock(`${cfg.image.name}:${cfg.image.tag}`, lockable);
-  const lockChanged = !previousLock || lockText(previousLock) !== lockText(lock);
+  const lock = makeLock(`${cfg.image.name}:${cfg.image.tag}`, lockable, inputs);
+  // What changed: the packages (an error under --frozen), or only the inputs digests.
+  const lockChanged = !previousLock || lockText({ ...previousLock, inputs: undefined }) !== lockText({ ...lock, inputs: undefined });
   if (lockChanged && opts.frozen) {
     throw new LockError(`${lockFile} is ${previousLock ? "out of date with the config" : "missing"} and --frozen forbids changing it; run \`layerfold lock\` and commit the result`);
   }
-  if (lockChanged && (opts.writeLock ?? true)) await writeLock(lockFile, lock);
+  const inputsChanged = !opts.frozen && previousLock !== undefined && stableJson(previousLock.inputs ?? {}) !== stableJson(lock.inputs ?? {});
+  if ((lockChanged || inputsChanged) && (opts.writeLock ?? true)) await writeLock(lockFile, lock);
   return { packages, roots, lock, previousLock, lockChanged, lockFile, contextFor, optionsFor };
 }

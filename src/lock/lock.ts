@@ -14,6 +14,12 @@ export const LOCK_NAME = "layerfold.lock";
 export interface LockFile {
   version: 1;
   image: string;
+  /**
+   * Per source kind, a digest of what its resolution read from the config and the
+   * machine (specs, options, requirement files, pip's configuration). While it is
+   * unchanged, a build takes that kind's packages from the lock without resolving.
+   */
+  inputs?: Record<string, string>;
   packages: LockedPackage[];
 }
 
@@ -43,9 +49,9 @@ export async function readLock(file: string): Promise<LockFile | undefined> {
   }
 }
 
-export function makeLock(image: string, packages: LockedPackage[]): LockFile {
+export function makeLock(image: string, packages: LockedPackage[], inputs?: Record<string, string>): LockFile {
   const sorted = [...packages].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)).map((p) => ({ ...p, deps: [...p.deps].sort() }));
-  return { version: 1, image, packages: sorted };
+  return { version: 1, image, ...(inputs && Object.keys(inputs).length ? { inputs } : {}), packages: sorted };
 }
 
 export const lockText = (lock: LockFile): string => stableJson(lock, 2) + "\n";

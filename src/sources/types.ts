@@ -75,6 +75,11 @@ export interface SourceKind<LayerSpec = unknown, Options = unknown> {
   layerSchema: z.ZodType<LayerSpec, z.ZodTypeDef, unknown>;
   /** Image-level options under the same key, e.g. image.debian = { sources: [...] }. */
   optionsSchema?: z.ZodType<Options, z.ZodTypeDef, unknown>;
+  /**
+   * What resolution reads besides the specs and options (requirement files, pip's
+   * configuration), as JSON-able data; part of the lock's inputs digest.
+   */
+  resolveInputs?(specs: (LayerSpec | undefined)[], options: Options | undefined, ctx: SourceContext): unknown;
   /** Resolve specs of all layers at once (one global resolution). specs[i] is undefined for layers without this key. */
   resolve(specs: (LayerSpec | undefined)[], options: Options | undefined, ctx: SourceContext): Promise<ResolveResult>;
   /**

@@ -194,3 +194,30 @@ test("name @ URL: a wheel by direct URL (http and a path relative to the config)
   await assert.rejects(pythonSource.resolve([["lib @ https://user:secret@example.invalid/lib-1.0-py3-none-any.whl"]], o, ctx), /credentials/);
   await assert.rejects(pythonSource.resolve([["app @ " + `${server.url}/files/lib-1.0-py3-none-any.whl`]], o, ctx), /is for "lib", not "app"/);
 });
+
+test("a build whose resolution inputs are unchanged takes the lock; a changed spec or --update resolves", async () => {
+  const { resolveImage } = await import("../../src/build/resolve.ts");
+  const work = await mkdtemp(path.join(os.tmpdir(), "lf-pyfast-"));
+  try {
+    const ctx = await makeCtx({ layers: ["a"] });
+    const image = (spec: string[]) => ({ ...ctx.image, python: options(`${server.url}/simple`), layers: [{ name: "a", python: pythonSource.layerSchema.parse(spec) }] });
+    const cfg = (spec: string[]) => ({ file: path.join(work, "layerfold.config.ts"), dir: work, image: image(spec) as typeof ctx.image });
+    const opts = { store: ctx.store, log: capture(), reuseLock: true };
+    // Record how each resolution ran: from the lock alone (frozen) or against the index.
+    const calls: boolean[] = [];
+    const kind = { ...pythonSource, resolve: (s: Parameters<typeof pythonSource.resolve>[0], o: Parameters<typeof pythonSource.resolve>[1], c: Parameters<typeof pythonSource.resolve>[2]) => { calls.push(c.frozen); return pythonSource.resolve(s, o, c); } };
+    const first = await resolveImage(cfg(["app==1.0"]), [kind], opts);
+    assert.equal(first.lockChanged, true);
+    assert.match(first.lock.inputs?.py ?? "", /^[0-9a-f]{64}$/);
+    const again = await resolveImage(cfg(["app==1.0"]), [kind], opts);
+    assert.equal(again.lockChanged, false);
+    assert.deepEqual([...again.packages.keys()].sort(), [...first.packages.keys()].sort());
+    const changed = await resolveImage(cfg(["app==1.0", "lib<1.5"]), [kind], opts);
+    assert.equal(changed.packages.get("py:lib")?.version, "1.0");
+    await resolveImage(cfg(["app==1.0", "lib<1.5"]), [kind], { ...opts, update: ["lib"] });
+    await resolveImage(cfg(["app==1.0", "lib<1.5"]), [kind], { ...opts, reuseLock: false });
+    assert.deepEqual(calls, [false, true, false, false, false], "first resolves; unchanged takes the lock; a changed spec, --update and `layerfold lock` resolve");
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+});

@@ -5,6 +5,7 @@
 
 import { z } from "zod";
 import * as pep440 from "@renovatebot/pep440";
+import { readFileSync } from "node:fs";
 import path from "node:path";
 import { ConfigError, HashMismatchError, LockError, NetworkError, ResolveError } from "../../errors.ts";
 import { buildFromGit, parseVcsUrl, type BuildContext } from "./build.ts";
@@ -206,6 +207,18 @@ export const pythonSource: SourceKind<PythonLayerSpec, PythonOptions> = {
   layerSchema: pythonLayerSchema,
   optionsSchema: pythonOptionsSchema,
   treeOptions: { symlinks: "image" },
+
+  resolveInputs(specs, options, ctx) {
+    if (specs.every((s) => s === undefined) || !options) return null;
+    // The requirement files as parsed (their includes too), and pip's configuration with
+    // its constraint files' text: whatever of these changes, resolution runs again.
+    const sets = specs.map((s, i) => (s === undefined ? null : layerRequirements(s, ctx.configDir, ctx.image.layers[i]!.name)));
+    const pip = options.pipConfig ? loadPipConfig() : undefined;
+    const constraintTexts = (pip?.constraints ?? []).map((f) => {
+      try { return readFileSync(f, "utf8"); } catch { return null; }
+    });
+    return { sets, pip: pip ? { ...pip, files: undefined, constraintTexts } : null };
+  },
 
   async resolve(specs, options, ctx) {
     const roots: string[][] = specs.map(() => []);
