@@ -5,7 +5,6 @@
 
 import { z } from "zod";
 import * as pep440 from "@renovatebot/pep440";
-import { readFileSync } from "node:fs";
 import path from "node:path";
 import { ConfigError, HashMismatchError, LockError, NetworkError, ResolveError } from "../../errors.ts";
 import { buildFromGit, parseVcsUrl, type BuildContext } from "./build.ts";
@@ -208,16 +207,10 @@ export const pythonSource: SourceKind<PythonLayerSpec, PythonOptions> = {
   optionsSchema: pythonOptionsSchema,
   treeOptions: { symlinks: "image" },
 
-  resolveInputs(specs, options, ctx) {
-    if (specs.every((s) => s === undefined) || !options) return null;
-    // The requirement files as parsed (their includes too), and pip's configuration with
-    // its constraint files' text: whatever of these changes, resolution runs again.
-    const sets = specs.map((s, i) => (s === undefined ? null : layerRequirements(s, ctx.configDir, ctx.image.layers[i]!.name)));
-    const pip = options.pipConfig ? loadPipConfig() : undefined;
-    const constraintTexts = (pip?.constraints ?? []).map((f) => {
-      try { return readFileSync(f, "utf8"); } catch { return null; }
-    });
-    return { sets, pip: pip ? { ...pip, files: undefined, constraintTexts } : null };
+  resolveInputs(specs, _options, ctx) {
+    // The requirement files as parsed (their includes too). pip's configuration is left
+    // out: it differs between machines, and a committed lock must not flip between them.
+    return specs.map((s, i) => (s === undefined ? null : layerRequirements(s, ctx.configDir, ctx.image.layers[i]!.name)));
   },
 
   async resolve(specs, options, ctx) {
