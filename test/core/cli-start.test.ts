@@ -3,7 +3,7 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdir, mkdtemp, rm, stat, utimes, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { repoRoot, runCli, tempDir } from "../helpers/cli.ts";
 // @ts-expect-error plain JS module without types
@@ -62,5 +62,42 @@ test("the bundle is written once, reused, and the CLI loads configs through it (
   } finally {
     await cleanup();
     await rm(cache, { recursive: true, force: true });
+  }
+});
+
+test("config bundles are cached by their inputs: reused while unchanged, rebuilt after an edit or a new file beside them", async () => {
+  const { loadConfig, configCacheDir } = await import("../../src/config/load.ts");
+  const { sourceKinds } = await import("../../src/sources/registry.ts");
+  const { dir, cleanup } = await tempDir();
+  try {
+    const cfg = path.join(dir, "layerfold.config.ts");
+    const past = new Date(Date.now() - 60_000);
+    const write = async (name: string) => {
+      await writeFile(path.join(dir, "name.ts"), `export const name = ${JSON.stringify(name)};\n`);
+      await writeFile(cfg, `import { defineImage } from ${JSON.stringify(path.join(repoRoot, "src", "index.ts"))};\nimport { name } from "./name.ts";\nexport default defineImage({ name, tag: "1", layers: [{ name: "a", inline: [{ path: "/a", text: "a" }] }] });\n`);
+      // Older than the cache's 2-second window for files that may still be changing.
+      for (const p of [cfg, path.join(dir, "name.ts"), dir]) await utimes(p, past, past);
+    };
+    const load = async () => (await loadConfig({ dir }, sourceKinds)).image.name;
+    // Tamper with the cached bundle: a load that serves it shows the cache was used.
+    const tamper = async (from: string, to: string) => {
+      const entries = await Promise.all((await readdir(configCacheDir)).filter((f) => f.endsWith(".json")).map(async (f) => JSON.parse(await readFile(path.join(configCacheDir, f), "utf8")) as { config: string; bundle: string }));
+      const entry = entries.find((e) => e.config === cfg);
+      assert.ok(entry, "the bundle was cached");
+      const cached = path.join(configCacheDir, entry.bundle);
+      await writeFile(cached, (await readFile(cached, "utf8")).replace(JSON.stringify(from), JSON.stringify(to)));
+    };
+    await write("t/one");
+    assert.equal(await load(), "t/one");
+    await tamper("t/one", "t/cached-one");
+    assert.equal(await load(), "t/cached-one", "unchanged inputs: served from the cache");
+    await write("t/two");
+    assert.equal(await load(), "t/two", "an imported file changed: bundled again");
+    await tamper("t/two", "t/cached-two");
+    assert.equal(await load(), "t/cached-two");
+    await writeFile(path.join(dir, "other.txt"), "");
+    assert.equal(await load(), "t/two", "a file added beside the inputs (it could change what an import resolves to): bundled again");
+  } finally {
+    await cleanup();
   }
 });
