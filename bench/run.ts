@@ -5,10 +5,10 @@
 // stream_layered_image.py (bench/nix.ts; its code is not in this repository).
 //
 // The peers run on the torch-free stack (numpy, pillow, transformers,
-// safetensors on the same Debian layers): podman's vfs driver copies every
-// layer in full, and a torch-sized image there costs tens of GB this machine
-// does not have. layerfold runs on that same stack (ratios compare like with
-// like) and on the full torch stack, reported with its floor.
+// safetensors on the same Debian layers): podman pip-installing torch and its
+// CUDA wheels three times over would take most of an hour here. layerfold runs
+// on that same stack (ratios compare like with like) and on the full torch
+// stack, reported with its floor.
 
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
@@ -54,7 +54,7 @@ if (!skip.has("small") && checkDisk(6, "the torch-free stack")) {
     log("small stack (no torch): layerfold");
     const small = await benchStack({ stack: "no-torch", runs, work: path.join(work, "lf"), log });
     let podman: PodmanPeerResult | { skipped: string } = { skipped: "--skip podman" };
-    if (!skip.has("podman") && checkDisk(6, "podman (vfs)")) {
+    if (!skip.has("podman") && checkDisk(6, "podman (overlay)")) {
       log("small stack: peer (a) podman build + push");
       // The base: the same Debian layers, built by layerfold into an oci-archive.
       const baseEx = await prepareExample("torch-cuda", path.join(work, "base"), (c) => withoutTorch(c).replace(/\n\s*\{ name: "(imaging|hf)",[^\n]*\n/g, "\n").replace(/\n\s*\{ name: "(imaging|hf)",[^\n]*\n/g, "\n"));
@@ -153,7 +153,7 @@ async function writeResultsMd(): Promise<void> {
     "",
     "- Every figure is wall time of the real command (layerfold's include Node start-up and config loading, a few seconds under load), on a shared 2-core machine whose load stayed around 10–15 from other work; with `--runs 1` the median is one run. Compare ratios within one section: they were measured in the same bench run, minutes apart.",
     "- Floor: Python's zipfile inflating the same wheels plus `dpkg-deb -x` of the same .debs, then `tar --sort=name | zstd -3 -T0` of the result. layerfold also hashes every file, verifies wheel RECORDs, writes the trees and the layer blobs, and copies the layout to the output.",
-    "- Peer (a): `podman build` (vfs driver) of a Containerfile FROM the same Debian layers (built by layerfold into an oci-archive and pulled before timing), one `RUN pip install` per Python layer with the versions layerfold locked, from pip's configured indexes (read at bench time, bind-mounted read-only, PyPI left out); then `podman push`. Its incremental build re-runs the changed layer and every layer after it.",
+    "- Peer (a): `podman build` (overlay driver, podman's default here) of a Containerfile FROM the same Debian layers (built by layerfold into an oci-archive and pulled before timing), one `RUN pip install` per Python layer with the versions layerfold locked, from pip's configured indexes (read at bench time, bind-mounted read-only, PyPI left out); then `podman push`. Its incremental build re-runs the changed layer and every layer after it.",
     "- Peer (b): nixpkgs' `stream_layered_image.py` (dockerTools.streamLayeredImage's builder, plain python3; its code is not in this repository, the bench takes it from `LAYERFOLD_BENCH_NIX_STREAM`) over layerfold's installed trees of the last small-stack build, one store-path-like directory per package and one layer per layerfold layer, its stream written to a file and pushed with `skopeo copy docker-archive:FILE docker://…` (skopeo 1.9 cannot read it from a pipe), into a fresh registry. Against it: `layerfold build` of the same image from the same trees (layer records dropped) plus `layerfold push`. Both start from installed trees, which is where Nix starts.",
     "- Peer (c): `skopeo copy oci:DIR docker://…` of layerfold's own layout into a fresh registry, against `layerfold push` of the same build into another fresh one; both straight to their registry.",
     "- Cumulative layers: each layer holding the whole environment so far; uncompressed sizes are exact sums, the compressed figure sums our own compressed layer sizes the same way (an estimate).",
