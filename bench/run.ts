@@ -151,7 +151,7 @@ async function writeResultsMd(): Promise<void> {
   lines.push(
     "## How to read these",
     "",
-    "- Every figure is wall time of the real command (layerfold's include Node start-up and config loading, a few seconds under load), on a shared 2-core machine whose load stayed around 10–15 from other work; with `--runs 1` the median is one run. Compare ratios within one section: they were measured in the same bench run, minutes apart.",
+    "- Every figure is wall time of the real command (layerfold's include Node start-up and config loading, a few seconds under load), on a 2-core machine, with the load at the start of each section given above it (other jobs on the machine move the figures; the raw runs are in the JSON); with `--runs 1` the median is one run. Compare ratios within one section: they were measured in the same bench run, minutes apart.",
     "- Floor: Python's zipfile inflating the same wheels plus `dpkg-deb -x` of the same .debs, then `tar --sort=name | zstd -3 -T0` of the result. layerfold also hashes every file, verifies wheel RECORDs, writes the trees and the layer blobs, and copies the layout to the output.",
     "- Peer (a): `podman build` (overlay driver, podman's default here) of a Containerfile FROM the same Debian layers (built by layerfold into an oci-archive and pulled before timing), one `RUN pip install` per Python layer with the versions layerfold locked, from pip's configured indexes (read at bench time, bind-mounted read-only, PyPI left out); then `podman push`. Its incremental build re-runs the changed layer and every layer after it.",
     "- Peer (b): nixpkgs' `stream_layered_image.py` (dockerTools.streamLayeredImage's builder, plain python3; its code is not in this repository, the bench takes it from `LAYERFOLD_BENCH_NIX_STREAM`) over layerfold's installed trees of the last small-stack build, one store-path-like directory per package and one layer per layerfold layer, its stream written to a file and pushed with `skopeo copy docker-archive:FILE docker://…` (skopeo 1.9 cannot read it from a pipe), into a fresh registry. Against it: `layerfold build` of the same image from the same trees (layer records dropped) plus `layerfold push`. Both start from installed trees, which is where Nix starts.",
@@ -159,7 +159,7 @@ async function writeResultsMd(): Promise<void> {
     "- Cumulative layers: each layer holding the whole environment so far; uncompressed sizes are exact sums, the compressed figure sums our own compressed layer sizes the same way (an estimate).",
     "",
   );
-  if (core) lines.push("## Layer building alone (bench/core.ts)", "", `Ratio vs \`tar | zstd -3 -T0\` over /usr/share: ${f(core.ratioVsTarZstd)}; ${f(core.layerBuild.mbPerSecond, 0)} MB/s; peak RSS ${f(core.peakRssBytes / 2 ** 20, 0)} MiB (${core.date}).`, "");
+  if (core) lines.push("## Layer building alone (bench/core.ts)", "", `Ratio vs \`tar --sort=name | zstd -3 -T0\` over a store tree holding /usr/lib/x86_64-linux-gnu (1.02 GB): ${f(core.ratioVsTarZstd)}; ${f(core.layerBuild.mbPerSecond, 0)} MB/s; peak RSS ${f(core.peakRssBytes / 2 ** 20, 0)} MiB (${core.date}).`, "");
   if (push) lines.push("## Push alone, synthetic layout (bench/push.ts)", "", `layerfold push ${f(push.full.layerfoldSeconds, 1)} s vs skopeo copy ${f(push.full.skopeoSeconds, 1)} s: ratio ${f(push.full.ratio)} (${push.date}).`, "");
   await writeFile(path.join(here, "RESULTS.md"), lines.join("\n"));
 }

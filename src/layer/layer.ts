@@ -79,7 +79,7 @@ export async function buildLayer(store: Store, input: LayerInput, key: string, o
     const written = pipeline(comp, blob, createWriteStream(tmp));
     written.catch(() => {});
     try {
-      await writeLayerTar(entries, input.mtime, sink);
+      await writeLayerTar(entries, input.mtime, sink, { verified: store.writtenHere });
       comp.end();
     } catch (err) {
       comp.destroy();

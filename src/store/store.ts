@@ -109,6 +109,12 @@ export class Store {
 
   // ---- package trees ---------------------------------------------------------
 
+  /**
+   * Trees this process wrote, hashing every file as it went: a layer built from them
+   * in the same run need not hash their files again to catch a damaged store.
+   */
+  readonly writtenHere = new Set<string>();
+
   treeDir(key: string): string {
     return path.join(this.root, "trees", key);
   }
@@ -167,6 +173,7 @@ export class Store {
       await writeFileAtomic(path.join(tmp, "tree.json"), stableJson(manifest), { fsync: false });
       try {
         await rename(tmp, this.treeDir(key));
+        this.writtenHere.add(key);
         return { tree: { key, rootDir: path.join(this.treeDir(key), "root"), manifest }, built: true };
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;

@@ -10,7 +10,7 @@ import { withParents, type LayerEntry } from "../../src/layer/tar-writer.ts";
 import { Store } from "../../src/store/store.ts";
 import { UnsafeArchiveError, CorruptStoreError } from "../../src/errors.ts";
 import { tempDir } from "../helpers/cli.ts";
-import { writeFile, appendFile } from "node:fs/promises";
+import { readFile, writeFile, appendFile } from "node:fs/promises";
 
 const CAP = Buffer.from([0x01, 0x00, 0x00, 0x02, 0x00, 0x04, 0x00, 0x00, 0xff, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00]);
 const LONG = `usr/lib/${"very-long-directory-name/".repeat(8)}${"f".repeat(120)}.txt`;
@@ -75,8 +75,15 @@ test("a corrupted store file is detected while streaming, never published", asyn
   try {
     const store = new Store(dir);
     const { tree } = await sampleTree(store);
-    await appendFile(path.join(tree.rootDir, "etc/data"), "tamper");
+    const data = path.join(tree.rootDir, "etc/data");
+    const original = await readFile(data);
     const input = { name: "l", packages: ["test:sample"], entries: entriesOf(tree), compression: "none" as const, mtime: 0 };
+    // Same size, other bytes: caught by the hash in a later process (a fresh Store),
+    // which did not write the tree itself.
+    await writeFile(data, Buffer.from(original.map((b) => b ^ 1)));
+    await assert.rejects(buildLayer(new Store(dir), input, layerKey(input)), CorruptStoreError);
+    // A size change is caught even in the process that wrote the tree.
+    await appendFile(data, "tamper");
     await assert.rejects(buildLayer(store, input, layerKey(input)), CorruptStoreError);
     assert.equal(await store.getRecord("layers", layerKey(input)), undefined, "no record for a failed layer");
     // A tree.json edited behind our back is dropped on read.
