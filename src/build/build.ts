@@ -143,7 +143,7 @@ function buildAhead(
             built.set(key, now() - t0);
           }
         } catch (err) {
-          log.debug?.(`layer ${layers[i]!.name} ahead of the installs: ${(err as Error).message}`);
+          log.debug(`layer ${layers[i]!.name} ahead of the installs: ${(err as Error).message}`);
         }
       });
     }
@@ -268,8 +268,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   // is built ahead, one at a time, from a plan of itself and the layers below.
   // The final pass below plans the whole image and reuses such a layer by its key;
   // when an upper layer changes it (a path owned higher up), it is built again.
-  const image0 = { compression: image.compression as LayerCompression, level: image.compressionLevel, epoch: sourceDateEpoch(), conflicts: image.conflicts, limit: image.layerSizeLimit };
-  const ahead = buildAhead(store, packageLayers, cacheHits, (id) => trees.get(id)!, image0, log);
+  const ahead = buildAhead(store, packageLayers, cacheHits, (id) => trees.get(id)!, { compression, level: image.compressionLevel, epoch, conflicts: image.conflicts, limit: image.layerSizeLimit }, log);
   const layerOf = new Map(packageLayers.flatMap((l, i) => l.packages.map((id) => [id, i] as const)));
   await mapPool(packageLayers.flatMap((l) => l.packages), opts.concurrency ?? 2, async (id) => {
     await installOne(id);

@@ -15,9 +15,10 @@ export interface LockFile {
   version: 1;
   image: string;
   /**
-   * Per source kind, a digest of what its resolution read from the config and the
-   * machine (specs, options, requirement files, pip's configuration). While it is
-   * unchanged, a build takes that kind's packages from the lock without resolving.
+   * Per source kind, a digest of what its resolution read from the project (specs,
+   * options, requirement files; not pip's configuration, which differs between
+   * machines). While it is unchanged, a build takes that kind's packages from the
+   * lock without resolving.
    */
   inputs?: Record<string, string>;
   packages: LockedPackage[];

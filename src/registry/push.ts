@@ -174,7 +174,7 @@ export async function pushImages(images: BuiltImage[], opts: PushOptions): Promi
   }
 
   if (opts.store) {
-    // One record per blob, each written atomically (and synced): all at once, not one sync after another.
+    // One record per blob, each written atomically: all at once, not one after another.
     const store = opts.store;
     await Promise.all(outcomes.map(async (o) => {
       const rec = (await store.getRecord<BlobLocations>(RECORD_KIND, hexOf(o.digest))) ?? { locations: [] };

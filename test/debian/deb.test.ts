@@ -136,3 +136,23 @@ test("xz index: the uncompressed size of one whole stream, else undefined", () =
   assert.equal(xzUncompressedSize(one.subarray(0, 20)), undefined, "too short");
   assert.equal(xzUncompressedSize(Buffer.from("not xz at all, just some text here")), undefined);
 });
+
+test(".deb whose control.tar.xz index cannot be read (two xz streams) still installs, control decoded on its own", { skip: hasTools() }, async () => {
+  const tmp = await tempDir("layerfold-debxz-");
+  try {
+    const deb = await buildDeb(tmp.dir, { name: "two-streams", version: "1", files: { "usr/bin/tool": "t" } });
+    const members: [string, Buffer][] = [];
+    for await (const m of readAr(Readable.from([await readFile(deb)]), "t")) members.push([m.name, Buffer.from(await m.body.mustRead(m.size))]);
+    const control = members.find(([n]) => n === "control.tar.xz")!;
+    const tar = execFileSync("xz", ["-dc"], { input: control[1] });
+    const half = Math.floor(tar.length / 2);
+    control[1] = Buffer.concat([execFileSync("xz", ["-c"], { input: tar.subarray(0, half) }), execFileSync("xz", ["-c"], { input: tar.subarray(half) })]);
+    assert.equal(xzUncompressedSize(control[1]), undefined);
+    const w = new TreeWriter(path.join(tmp.dir, "root"), "two-streams", { symlinks: "image" });
+    const info = await installDeb(Readable.from([arBytes(members)]), w, "two-streams");
+    assert.match(info.control, /^Package: two-streams$/m);
+    assert.equal(w.get("usr/bin/tool")?.size, 1);
+  } finally {
+    await tmp.cleanup();
+  }
+});

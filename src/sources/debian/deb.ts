@@ -96,7 +96,7 @@ async function* oneChunk(b: Buffer): AsyncGenerator<Buffer> {
   yield b;
 }
 
-/** A small compressed buffer, decompressed on its own (control.tar.xz beside a data.tar that is not xz). */
+/** control.tar.xz decompressed on its own (its index unreadable, or a data.tar that is not xz). */
 function decompressedBuffer(bytes: Buffer, what: string): AsyncIterable<Buffer> {
   const dec = decompressor("xz", `${what}: control.tar.xz`);
   dec.end(bytes);
@@ -159,7 +159,7 @@ export async function installDeb(input: Readable, tree: TreeWriter, what: string
         const bytes = Buffer.from(await m.body.mustRead(m.size));
         const size = xzUncompressedSize(bytes);
         if (size !== undefined && size <= MAX_CONTROL_BYTES) { controlXz = { bytes, size }; continue; }
-        ctl = await parseControlTar(tarOfMember({ ...m, body: new ByteReader(oneChunk(bytes), what) }, what), what);
+        ctl = await parseControlTar(tarEntries(decompressedBuffer(bytes, what), `${what}: control.tar.xz`), what);
       } else {
         ctl = await readControlTar(m, what);
       }
