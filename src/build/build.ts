@@ -9,7 +9,7 @@ import { fold, type FoldResult } from "../fold/fold.ts";
 import { directoryIndex, planLayers, splitLayer, type PlannedLayer } from "../fold/plan.ts";
 import { buildLayer, layerKey, reusableLayer, type LayerRecord } from "../layer/layer.ts";
 import { withParents } from "../layer/tar-writer.ts";
-import { compressorId, layerMediaType, type LayerCompression } from "../layer/compress.ts";
+import { compressorId, layerMediaType, prepareCompressor, type LayerCompression } from "../layer/compress.ts";
 import { buildConfig, buildManifest, descriptorOf, toBytes } from "../oci/image.ts";
 import { MEDIA, type BlobSource, type BuiltImage, type Descriptor, type LayerDescriptor } from "../oci/types.ts";
 import { loadBaseImage } from "../registry/base.ts";
@@ -178,6 +178,8 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     image.compression = opts.compression;
   }
   timings.config = now() - t;
+  // `zstd -V` runs while the lock is read; compressorId needs it for every layer key.
+  const compressorReady = prepareCompressor(image.compression as LayerCompression);
 
   // Resolve and lock.
   t = now();
@@ -238,6 +240,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
 
   // Shared cache: a layer whose inputs some runner already built is taken from it.
   const compression = image.compression as LayerCompression;
+  await compressorReady;
   const epoch = sourceDateEpoch();
   const cacheKeys = layerInputs.map((l, i) =>
     sha256Hex(stableJson({

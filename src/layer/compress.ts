@@ -1,26 +1,38 @@
 // Compressors for layer blobs. Output must be byte-for-byte reproducible, so
 // each compressed digest is recorded with the compressor and its version.
 
-import { execFileSync } from "node:child_process";
-import type { Duplex } from "node:stream";
-import { PassThrough } from "node:stream";
+import { execFile, execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { closeSync, createWriteStream, openSync } from "node:fs";
+import type { Writable } from "node:stream";
+import { finished, pipeline } from "node:stream/promises";
 import { createGzip } from "node:zlib";
-import { processStream } from "../archive/decompress.ts";
 import { MEDIA } from "../oci/types.ts";
 
 export type LayerCompression = "zstd" | "gzip" | "none";
+
+const zstdMissing = () => new Error("zstd compression needs the zstd program; install it (apt-get install -y zstd) or set compression: \"gzip\"");
+const parseZstdVersion = (out: string) => /v(\d+\.\d+\.\d+)/.exec(out)?.[1] ?? out.trim();
 
 let zstdVersion: string | undefined;
 function zstdVersionString(): string {
   if (!zstdVersion) {
     try {
-      const out = execFileSync("zstd", ["-V"], { encoding: "utf8" });
-      zstdVersion = /v(\d+\.\d+\.\d+)/.exec(out)?.[1] ?? out.trim();
+      zstdVersion = parseZstdVersion(execFileSync("zstd", ["-V"], { encoding: "utf8" }));
     } catch {
-      throw new Error("zstd compression needs the zstd program; install it (apt-get install -y zstd) or set compression: \"gzip\"");
+      throw zstdMissing();
     }
   }
   return zstdVersion;
+}
+
+/**
+ * Learn the compressor's version without blocking: a build starts this early, so
+ * compressorId (part of every layer key) finds it known instead of waiting on `zstd -V`.
+ */
+export async function prepareCompressor(kind: LayerCompression): Promise<void> {
+  if (kind !== "zstd" || zstdVersion) return;
+  const out = await new Promise<string | undefined>((resolve) => execFile("zstd", ["-V"], { encoding: "utf8" }, (err, stdout) => resolve(err ? undefined : stdout)));
+  if (out !== undefined) zstdVersion ??= parseZstdVersion(out);
 }
 
 export const DEFAULT_LEVEL: Record<LayerCompression, number> = { zstd: 3, gzip: 6, none: 0 };
@@ -38,12 +50,42 @@ export function layerMediaType(kind: LayerCompression): string {
   return kind === "zstd" ? MEDIA.layerZstd : kind === "gzip" ? MEDIA.layerGzip : MEDIA.layerTar;
 }
 
-export function compressor(kind: LayerCompression, level = DEFAULT_LEVEL[kind]): Duplex {
-  switch (kind) {
-    // Multi-threaded zstd output does not depend on the thread count, so -T0 is reproducible.
-    case "zstd": return processStream("zstd", [`-${level}`, "-T0", "-q", "-c", "--no-progress"], "zstd compression");
-    // Node's gzip header has mtime 0 and no file name: reproducible for a given zlib.
-    case "gzip": return createGzip({ level, chunkSize: 1 << 17 });
-    case "none": return new PassThrough();
+/** A compressor writing into a file: write to `input` (its callback means the chunk may be reused), end it, await `done`. */
+export interface FileCompressor {
+  input: Writable;
+  /** Settles once the file is complete, or with the compressor's own error. */
+  done: Promise<void>;
+  abort(): void;
+}
+
+/**
+ * Compress into `file`. zstd writes the file itself: its output never passes through
+ * this process, which would cost a pipe read, fresh buffers and a file write per 64 KiB.
+ */
+export function compressToFile(kind: LayerCompression, level: number | undefined, file: string): FileCompressor {
+  const lvl = level ?? DEFAULT_LEVEL[kind];
+  if (kind === "zstd") {
+    const fd = openSync(file, "w");
+    let child: ChildProcess;
+    try {
+      // Multi-threaded zstd output does not depend on the thread count, so -T0 is reproducible.
+      child = spawn("zstd", [`-${lvl}`, "-T0", "-q", "-c", "--no-progress"], { stdio: ["pipe", fd, "pipe"] });
+    } finally {
+      closeSync(fd); // the child has its own
+    }
+    let stderr = "";
+    child.stderr!.on("data", (d: Buffer) => { if (stderr.length < 4000) stderr += d.toString(); });
+    child.stdin!.on("error", () => { /* reported through the exit status */ });
+    const done = new Promise<void>((resolve, reject) => {
+      child.on("error", (err) => reject((err as NodeJS.ErrnoException).code === "ENOENT" ? zstdMissing() : err));
+      child.on("close", (code, signal) => (code === 0 ? resolve() : reject(new Error(`zstd compression: zstd failed (${signal ?? `exit ${code}`}): ${stderr.trim() || "no message"}`))));
+    });
+    return { input: child.stdin!, done, abort: () => child.kill() };
   }
+  // An fs write stream calls back once the chunk is written, so "none" needs no copy.
+  const out = createWriteStream(file, { highWaterMark: 1 << 20 });
+  if (kind === "none") return { input: out, done: finished(out), abort: () => out.destroy() };
+  // Node's gzip header has mtime 0 and no file name: reproducible for a given zlib.
+  const gz = createGzip({ level: lvl, chunkSize: 1 << 17 });
+  return { input: gz, done: pipeline(gz, out), abort: () => gz.destroy() };
 }

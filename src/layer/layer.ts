@@ -1,19 +1,17 @@
-// Builds one layer blob: tar -> sha256 (diffID) -> compressor -> sha256
-// (digest) -> store, all streaming. A layer record maps the layer's input key
+// Builds one layer blob: tar -> sha256 (diffID) -> compressor -> temp file,
+// streaming; then sha256 of that file (digest) -> store. A layer record maps the layer's input key
 // to its descriptor; an unchanged key costs one file read.
 
-import { createWriteStream } from "node:fs";
+import { closeSync, openSync, readSync } from "node:fs";
 import { mkdir, rename, rm } from "node:fs/promises";
 import path from "node:path";
-import type { Writable } from "node:stream";
-import { pipeline } from "node:stream/promises";
 import { createHash } from "node:crypto";
 import type { Store } from "../store/store.ts";
 import { CorruptStoreError } from "../errors.ts";
-import { HashingStream, sha256Hex } from "../util/hash.ts";
+import { sha256Hex } from "../util/hash.ts";
 import { stableJson } from "../util/json.ts";
-import { compressor, compressorId, layerMediaType, type LayerCompression } from "./compress.ts";
-import { writeLayerTar, type ChunkSink, type LayerEntry } from "./tar-writer.ts";
+import { compressToFile, compressorId, layerMediaType, type LayerCompression } from "./compress.ts";
+import { giveBackChunk, takeChunk, writeLayerTar, type ChunkSink, type LayerEntry } from "./tar-writer.ts";
 
 /** Bump when the tar format changes, so old records are not reused. */
 export const LAYER_FORMAT = 1;
@@ -61,34 +59,29 @@ export async function buildLayer(store: Store, input: LayerInput, key: string, o
   const tmp = path.join(store.tmpDir, `layer-${key.slice(0, 12)}-${process.pid}-${Math.random().toString(36).slice(2)}`);
   const diff = createHash("sha256");
   let diffBytes = 0;
-  const blob = new HashingStream();
-  const comp = compressor(input.compression, input.level);
-  // zstd's stdin, or the zlib stream (it has consumed a chunk when its callback fires);
-  // a pass-through would hand the ring buffer itself downstream, so it gets a copy.
-  const target: Writable = "input" in comp ? (comp.input as Writable) : comp;
-  const copy = input.compression === "none";
-  const sink: ChunkSink = {
-    write(chunk) {
-      diff.update(chunk);
-      diffBytes += chunk.length;
-      onProgress?.(diffBytes);
-      return new Promise((resolve, reject) => target.write(copy ? Buffer.from(chunk) : chunk, (err) => (err ? reject(err) : resolve())));
-    },
-  };
   try {
-    const written = pipeline(comp, blob, createWriteStream(tmp));
-    written.catch(() => {});
+    const comp = compressToFile(input.compression, input.level, tmp);
+    comp.done.catch(() => {});
+    const sink: ChunkSink = {
+      write(chunk) {
+        diff.update(chunk);
+        diffBytes += chunk.length;
+        onProgress?.(diffBytes);
+        return new Promise((resolve, reject) => comp.input.write(chunk, (err) => (err ? reject(err) : resolve())));
+      },
+    };
     try {
       await writeLayerTar(entries, input.mtime, sink, { verified: store.writtenHere });
-      comp.end();
+      comp.input.end();
     } catch (err) {
-      comp.destroy();
+      comp.abort();
       // A dead compressor fails the writes with EPIPE; its own error says more.
-      const compressorErr = await written.then(() => undefined, (e: unknown) => e);
+      const compressorErr = await comp.done.then(() => undefined, (e: unknown) => e);
       throw err instanceof CorruptStoreError || !compressorErr ? err : compressorErr;
     }
-    await written;
-    const hex = blob.hex();
+    await comp.done;
+    // The compressed digest, read back from the page cache: cheaper than the blob passing through this process.
+    const { hex, size } = hashFile(tmp);
     const dest = store.blobPath(hex);
     await mkdir(path.dirname(dest), { recursive: true });
     await rename(tmp, dest);
@@ -97,7 +90,7 @@ export async function buildLayer(store: Store, input: LayerInput, key: string, o
       name: input.name,
       mediaType: layerMediaType(input.compression),
       digest: `sha256:${hex}`,
-      size: blob.bytes,
+      size,
       diffId: `sha256:${diff.digest("hex")}`,
       uncompressedSize: diffBytes,
       compressor: compressorId(input.compression, input.level),
@@ -109,6 +102,21 @@ export async function buildLayer(store: Store, input: LayerInput, key: string, o
   } finally {
     await rm(tmp, { force: true });
   }
+}
+
+/** sha256 and size of a whole file, read through a reused chunk buffer. */
+function hashFile(file: string): { hex: string; size: number } {
+  const h = createHash("sha256");
+  const buf = takeChunk();
+  const fd = openSync(file, "r");
+  let size = 0;
+  try {
+    for (let got; (got = readSync(fd, buf, 0, buf.length, null)) > 0; size += got) h.update(buf.subarray(0, got));
+  } finally {
+    closeSync(fd);
+    giveBackChunk(buf);
+  }
+  return { hex: h.digest("hex"), size };
 }
 
 /** A stored record whose blob is still present with the recorded size, else undefined. */

@@ -21,7 +21,6 @@ export interface LayerEntry {
   treeKey: string;
 }
 
-const enc = new TextEncoder();
 
 function octal(buf: Buffer, off: number, len: number, value: number): void {
   const s = value.toString(8).padStart(len - 1, "0");
@@ -37,12 +36,11 @@ function paxRecord(key: string, value: Buffer): Buffer {
 
 /** Split a path into ustar name/prefix, or undefined when it does not fit. */
 function splitUstar(p: string): { name: string; prefix: string } | undefined {
-  const bytes = enc.encode(p).length;
-  if (bytes <= 100) return { name: p, prefix: "" };
+  if (Buffer.byteLength(p, "utf8") <= 100) return { name: p, prefix: "" };
   for (let i = p.indexOf("/"); i >= 0; i = p.indexOf("/", i + 1)) {
     const prefix = p.slice(0, i);
     const name = p.slice(i + 1);
-    if (enc.encode(prefix).length <= 155 && enc.encode(name).length <= 100 && name.length > 0) return { name, prefix };
+    if (Buffer.byteLength(prefix, "utf8") <= 155 && Buffer.byteLength(name, "utf8") <= 100 && name.length > 0) return { name, prefix };
   }
   return undefined;
 }
@@ -50,32 +48,41 @@ function splitUstar(p: string): { name: string; prefix: string } | undefined {
 const MAX_OCTAL_11 = 0o77777777777;
 const MAX_OCTAL_7 = 0o7777777;
 
-function header(opts: { name: string; prefix: string; mode: number; uid: number; gid: number; size: number; mtime: number; type: string; linkname: string }): Buffer {
-  const b = Buffer.alloc(512, 0);
-  b.write(opts.name, 0, 100, "utf8");
-  octal(b, 100, 8, opts.mode & 0o7777);
-  octal(b, 108, 8, Math.min(opts.uid, MAX_OCTAL_7));
-  octal(b, 116, 8, Math.min(opts.gid, MAX_OCTAL_7));
-  octal(b, 124, 12, Math.min(opts.size, MAX_OCTAL_11));
-  octal(b, 136, 12, Math.min(opts.mtime, MAX_OCTAL_11));
-  b.fill(0x20, 148, 156);
-  b.write(opts.type, 156, 1, "latin1");
-  b.write(opts.linkname, 157, 100, "utf8");
-  b.write("ustar\0", 257, 6, "latin1");
-  b.write("00", 263, 2, "latin1");
-  octal(b, 329, 8, 0);
-  octal(b, 337, 8, 0);
-  b.write(opts.prefix, 345, 155, "utf8");
+interface HeaderFields { name: string; prefix: string; mode: number; uid: number; gid: number; size: number; mtime: number; type: string; linkname: string }
+
+/** One 512-byte ustar header, written at `at` of `b` (the layer tar writes straight into its ring buffer). */
+function writeHeader(b: Buffer, at: number, opts: HeaderFields): void {
+  b.fill(0, at, at + 512);
+  b.write(opts.name, at, 100, "utf8");
+  octal(b, at + 100, 8, opts.mode & 0o7777);
+  octal(b, at + 108, 8, Math.min(opts.uid, MAX_OCTAL_7));
+  octal(b, at + 116, 8, Math.min(opts.gid, MAX_OCTAL_7));
+  octal(b, at + 124, 12, Math.min(opts.size, MAX_OCTAL_11));
+  octal(b, at + 136, 12, Math.min(opts.mtime, MAX_OCTAL_11));
+  b.fill(0x20, at + 148, at + 156);
+  b.write(opts.type, at + 156, 1, "latin1");
+  b.write(opts.linkname, at + 157, 100, "utf8");
+  b.write("ustar\0", at + 257, 6, "latin1");
+  b.write("00", at + 263, 2, "latin1");
+  octal(b, at + 329, 8, 0);
+  octal(b, at + 337, 8, 0);
+  b.write(opts.prefix, at + 345, 155, "utf8");
   let sum = 0;
-  for (let i = 0; i < 512; i++) sum += b[i]!;
-  b.write(sum.toString(8).padStart(6, "0") + "\0 ", 148, 8, "latin1");
+  for (let i = at; i < at + 512; i++) sum += b[i]!;
+  b.write(sum.toString(8).padStart(6, "0") + "\0 ", at + 148, 8, "latin1");
+}
+
+function header(opts: HeaderFields): Buffer {
+  const b = Buffer.alloc(512);
+  writeHeader(b, 0, opts);
   return b;
 }
 
-const pad = (n: number) => Buffer.alloc((512 - (n % 512)) % 512, 0);
+const ZEROS = Buffer.alloc(1024, 0);
+const pad = (n: number) => ZEROS.subarray(0, (512 - (n % 512)) % 512);
 
-/** Header blocks (pax + ustar) for one entry. */
-export function entryHeaders(e: TreeEntry, mtime: number): Buffer[] {
+/** The pax records an entry needs (none for most), and its ustar header fields. */
+function entryFields(e: TreeEntry, mtime: number): { pax: Buffer[]; fields: HeaderFields } {
   const isDir = e.type === "dir";
   const tarPath = isDir ? `${e.path}/` : e.path;
   const type = e.type === "file" ? "0" : e.type === "dir" ? "5" : e.type === "symlink" ? "2" : "1";
@@ -84,20 +91,26 @@ export function entryHeaders(e: TreeEntry, mtime: number): Buffer[] {
   const pax: Buffer[] = [];
   const split = splitUstar(tarPath);
   if (!split) pax.push(paxRecord("path", Buffer.from(tarPath, "utf8")));
-  if (enc.encode(linkname).length > 100) pax.push(paxRecord("linkpath", Buffer.from(linkname, "utf8")));
+  if (linkname.length && Buffer.byteLength(linkname, "utf8") > 100) pax.push(paxRecord("linkpath", Buffer.from(linkname, "utf8")));
   if (size > MAX_OCTAL_11) pax.push(paxRecord("size", Buffer.from(String(size))));
   if (e.uid > MAX_OCTAL_7) pax.push(paxRecord("uid", Buffer.from(String(e.uid))));
   if (e.gid > MAX_OCTAL_7) pax.push(paxRecord("gid", Buffer.from(String(e.gid))));
-  for (const key of Object.keys(e.xattrs ?? {}).sort()) pax.push(paxRecord(`SCHILY.xattr.${key}`, Buffer.from(e.xattrs![key]!, "base64")));
-  const out: Buffer[] = [];
-  if (pax.length) {
-    const body = Buffer.concat(pax);
-    const paxName = `PaxHeaders/${path.posix.basename(e.path)}`.slice(0, 100);
-    out.push(header({ name: paxName, prefix: "", mode: 0o644, uid: 0, gid: 0, size: body.length, mtime, type: "x", linkname: "" }), body, pad(body.length));
-  }
+  if (e.xattrs) for (const key of Object.keys(e.xattrs).sort()) pax.push(paxRecord(`SCHILY.xattr.${key}`, Buffer.from(e.xattrs[key]!, "base64")));
   const fit = split ?? { name: tarPath.slice(0, 100), prefix: "" };
-  out.push(header({ name: fit.name, prefix: fit.prefix, mode: e.mode, uid: e.uid, gid: e.gid, size, mtime, type, linkname: linkname.slice(0, 100) }));
-  return out;
+  return { pax, fields: { name: fit.name, prefix: fit.prefix, mode: e.mode, uid: e.uid, gid: e.gid, size, mtime, type, linkname: linkname.slice(0, 100) } };
+}
+
+/** The pax extended header (its ustar header, body, padding) that carries `pax`. */
+function paxBlocks(e: TreeEntry, pax: Buffer[], mtime: number): Buffer[] {
+  const body = Buffer.concat(pax);
+  const paxName = `PaxHeaders/${path.posix.basename(e.path)}`.slice(0, 100);
+  return [header({ name: paxName, prefix: "", mode: 0o644, uid: 0, gid: 0, size: body.length, mtime, type: "x", linkname: "" }), body, pad(body.length)];
+}
+
+/** Header blocks (pax + ustar) for one entry. */
+export function entryHeaders(e: TreeEntry, mtime: number): Buffer[] {
+  const { pax, fields } = entryFields(e, mtime);
+  return [...(pax.length ? paxBlocks(e, pax, mtime) : []), header(fields)];
 }
 
 /**
@@ -125,16 +138,24 @@ export interface ChunkSink {
 
 /** Ring buffers: the tar is assembled in a few fixed buffers, reused once their chunk is written. */
 const RING = 4;
-const CHUNK = 1 << 20;
+export const CHUNK = 1 << 20;
+
+/**
+ * Chunk buffers kept for the next layer of the same build: on this kind of VM fresh
+ * memory costs a page fault per 4 KiB (~25 ms per MiB), more than reading the page cache.
+ */
+const spareChunks: Buffer[] = [];
+export const takeChunk = (): Buffer => spareChunks.pop() ?? Buffer.allocUnsafe(CHUNK);
+export const giveBackChunk = (b: Buffer): void => { if (spareChunks.length < RING) spareChunks.push(b); };
 
 /**
  * Write the tar of a layer to `sink`. `entries` must be sorted with parents present
- * (see withParents). File contents are read straight into reused buffers: on this kind
- * of VM a fresh buffer costs a page fault per 4 KiB, more than reading the page cache.
- * Each file is re-hashed against its tree, unless its tree is in `verified`.
+ * (see withParents). File contents are read straight into reused buffers, headers are
+ * written into them too. Each file is re-hashed against its tree, unless its tree is in
+ * `verified`.
  */
 export async function writeLayerTar(entries: LayerEntry[], mtime: number, sink: ChunkSink, opts: { verified?: ReadonlySet<string> } = {}): Promise<void> {
-  const ring = Array.from({ length: RING }, () => ({ buf: Buffer.allocUnsafe(CHUNK), free: Promise.resolve() }));
+  const ring = Array.from({ length: RING }, () => ({ buf: takeChunk(), free: Promise.resolve() }));
   let cur = 0;
   let off = 0;
   const flush = async () => {
@@ -157,7 +178,12 @@ export async function writeLayerTar(entries: LayerEntry[], mtime: number, sink: 
   };
   for (const le of entries) {
     const e = le.entry;
-    for (const h of entryHeaders(e, mtime)) await put(h);
+    const { pax, fields } = entryFields(e, mtime);
+    if (pax.length) for (const b of paxBlocks(e, pax, mtime)) await put(b);
+    // Every block so far is whole and CHUNK is a multiple of 512: the header fits here.
+    if (off === CHUNK) await flush();
+    writeHeader(ring[cur]!.buf, off, fields);
+    off += 512;
     if (e.type !== "file") continue;
     const size = e.size ?? 0;
     // Trees hashed moments ago by this process are only size-checked.
@@ -186,7 +212,9 @@ export async function writeLayerTar(entries: LayerEntry[], mtime: number, sink: 
     }
     await put(pad(size));
   }
-  await put(Buffer.alloc(1024, 0));
+  await put(ZEROS);
   await flush();
   await Promise.all(ring.map((r) => r.free));
+  // Only after every write is done (a failed layer's buffers may still be in flight, so they are dropped).
+  for (const r of ring) giveBackChunk(r.buf);
 }
