@@ -8,10 +8,11 @@ import { stat } from "node:fs/promises";
 import path from "node:path";
 import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { Agent, request, type Dispatcher } from "undici";
+import type { Dispatcher } from "undici";
 import { ConfigError, NetworkError, RuntimeError } from "../errors.ts";
 import { dockerArchiveStream } from "../oci/archive.ts";
 import type { BuiltImage } from "../oci/types.ts";
+import { loadUndici } from "../fetch/undici.ts";
 import { formatBytes, silentLogger, type Logger } from "../util/log.ts";
 import { tap } from "../util/stream.ts";
 
@@ -107,6 +108,7 @@ export async function loadDockerArchive(open: () => Readable | Promise<Readable>
 
   if (engine) {
     const where = engine.socketPath ? `unix://${engine.socketPath}` : engine.baseUrl;
+    const { Agent, request } = await loadUndici();
     const dispatcher = new Agent({ ...(engine.socketPath ? { connect: { socketPath: engine.socketPath } } : {}), headersTimeout: 0, bodyTimeout: 0 });
     try {
       const source = await open();

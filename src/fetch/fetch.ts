@@ -10,10 +10,11 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { Agent, interceptors, request, type Dispatcher } from "undici";
+import type { Dispatcher } from "undici";
 import { HashMismatchError, NetworkError } from "../errors.ts";
 import type { Store } from "../store/store.ts";
 import { HashingStream } from "../util/hash.ts";
+import { loadUndici } from "./undici.ts";
 
 const FINAL_CODES = new Set(["ENOTFOUND", "EAI_AGAIN", "ECONNREFUSED", "EHOSTUNREACH", "ENETUNREACH", "CERT_HAS_EXPIRED", "UNABLE_TO_VERIFY_LEAF_SIGNATURE", "DEPTH_ZERO_SELF_SIGNED_CERT", "ERR_TLS_CERT_ALTNAME_INVALID"]);
 const deadHosts = new Map<string, string>();
@@ -82,10 +83,12 @@ class HttpStatusError extends Error {
   }
 }
 
-// undici 7 follows redirects only through the redirect interceptor.
-const httpAgent = new Agent().compose(interceptors.redirect({ maxRedirections: 5 }));
+// undici 7 follows redirects only through the redirect interceptor. Made on the first download.
+let httpAgent: Dispatcher | undefined;
 
 async function openHttp(url: string, headers: Record<string, string>): Promise<Dispatcher.ResponseData<unknown>> {
+  const { Agent, interceptors, request } = await loadUndici();
+  httpAgent ??= new Agent().compose(interceptors.redirect({ maxRedirections: 5 }));
   const res = await request(url, { method: "GET", headers, dispatcher: httpAgent, headersTimeout: 60_000, bodyTimeout: 120_000 });
   if (res.statusCode >= 300) {
     res.body.resume();

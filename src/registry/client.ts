@@ -5,9 +5,10 @@
 // it got (GET on the upload URL) and continues from there.
 
 import { Readable } from "node:stream";
-import { request, Agent, type Dispatcher } from "undici";
+import type { Dispatcher } from "undici";
 import { NetworkError, RegistryError, HashMismatchError } from "../errors.ts";
 import { errorCode, isFinalNetworkError } from "../fetch/fetch.ts";
+import { loadUndici } from "../fetch/undici.ts";
 import type { Logger } from "../util/log.ts";
 import { silentLogger } from "../util/log.ts";
 import { HashingStream } from "../util/hash.ts";
@@ -100,7 +101,8 @@ export class RegistryClient {
   private readonly retries: number;
   /** Base delay for backoff, ms; uploads use it too. */
   readonly backoffMs: number;
-  private readonly dispatcher: Dispatcher;
+  /** Made on the first request (see fetch/undici.ts), unless given. */
+  private dispatcher?: Dispatcher;
   /** Scopes every token request asks for; push adds push+pull and mount sources first. */
   private readonly scopes = new Set<string>();
   private challenge?: Challenge;
@@ -116,9 +118,16 @@ export class RegistryClient {
     this.logger = opts.logger ?? silentLogger;
     this.retries = opts.retries ?? 6;
     this.backoffMs = opts.backoffMs ?? 300;
+    this.dispatcher = opts.dispatcher;
+  }
+
+  /** undici's request() and this client's connection pool, loaded and made on first use. */
+  private async http(): Promise<{ request: typeof import("undici").request; dispatcher: Dispatcher }> {
+    const { Agent, request } = await loadUndici();
     // Short keep-alive: idle sockets hold the event loop open, and a client nobody closes
     // (a base image's) must not keep the process alive long after its last request.
-    this.dispatcher = opts.dispatcher ?? new Agent({ connections: 16, headersTimeout: 120_000, bodyTimeout: 300_000, keepAliveTimeout: 1_000, keepAliveMaxTimeout: 1_000 });
+    this.dispatcher ??= new Agent({ connections: 16, headersTimeout: 120_000, bodyTimeout: 300_000, keepAliveTimeout: 1_000, keepAliveMaxTimeout: 1_000 });
+    return { request, dispatcher: this.dispatcher };
   }
 
   /** Ask for these scopes ("repository:NAME:pull,push") in every token from now on. */
@@ -132,7 +141,7 @@ export class RegistryClient {
   pushScope(repository: string): string { return `repository:${repository}:pull,push`; }
 
   async close(): Promise<void> {
-    await this.dispatcher.close().catch(() => {});
+    await this.dispatcher?.close().catch(() => {});
   }
 
   private absolute(url: string): string {
@@ -172,17 +181,18 @@ export class RegistryClient {
       throw new RegistryError(`${this.registry}: token realm ${realmUrl.origin} is plain HTTP; refusing to send credentials there`);
     }
     const c = this.credential;
+    const { request, dispatcher } = await this.http();
     try {
       if (c?.kind === "identityToken") {
         const form = new URLSearchParams({ grant_type: "refresh_token", refresh_token: c.token, client_id: "layerfold", ...(service ? { service } : {}), scope: scopes.join(" ") });
-        res = await request(realm, { method: "POST", dispatcher: this.dispatcher, headers: { "content-type": "application/x-www-form-urlencoded" }, body: form.toString() });
+        res = await request(realm, { method: "POST", dispatcher, headers: { "content-type": "application/x-www-form-urlencoded" }, body: form.toString() });
       } else {
         const u = new URL(realm);
         if (service) u.searchParams.set("service", service);
         for (const s of scopes) u.searchParams.append("scope", s);
         if (c?.kind === "basic") u.searchParams.set("account", c.username);
         const auth = this.basicHeader();
-        res = await request(u, { method: "GET", dispatcher: this.dispatcher, headers: auth ? { authorization: auth } : {} });
+        res = await request(u, { method: "GET", dispatcher, headers: auth ? { authorization: auth } : {} });
       }
     } catch (err) {
       throw new NetworkError(`${this.registry}: cannot reach token server ${realmUrl.origin} (${errorCode(err) ?? (err as Error).message})`, { cause: err });
@@ -209,6 +219,7 @@ export class RegistryClient {
     const attempts = opts.retry === false ? 1 : this.retries;
     let lastErr: unknown;
     let authRetried = false;
+    const { request, dispatcher } = await this.http();
     for (let attempt = 0; attempt < attempts; attempt++) {
       if (attempt > 0) await sleep(this.backoff(attempt, lastErr));
       let url = this.absolute(opts.url);
@@ -217,7 +228,7 @@ export class RegistryClient {
       if (auth) headers.authorization = auth;
       let res: Dispatcher.ResponseData;
       try {
-        res = await request(url, { method: opts.method, headers, body: (opts.body?.() ?? undefined) as Dispatcher.RequestOptions["body"], dispatcher: this.dispatcher });
+        res = await request(url, { method: opts.method, headers, body: (opts.body?.() ?? undefined) as Dispatcher.RequestOptions["body"], dispatcher });
         for (let hop = 0; opts.follow && [301, 302, 303, 307, 308].includes(res.statusCode) && hop < 5; hop++) {
           res.body.resume();
           const next = new URL(String(res.headers.location), url).toString();
@@ -225,7 +236,7 @@ export class RegistryClient {
           url = next;
           const h = { ...headers };
           if (!sameHost) delete h.authorization;
-          res = await request(url, { method: opts.method, headers: h, dispatcher: this.dispatcher });
+          res = await request(url, { method: opts.method, headers: h, dispatcher });
         }
       } catch (err) {
         lastErr = err;
