@@ -6,8 +6,8 @@ import { existsSync } from "node:fs";
 import { loadConfig, type LoadedConfig } from "../config/load.ts";
 import { ConfigError, CorruptStoreError, ImageLimitError } from "../errors.ts";
 import { fold, type FoldResult } from "../fold/fold.ts";
-import { directoryIndex, planLayers, splitLayer, type PlannedLayer } from "../fold/plan.ts";
-import { buildLayer, layerKey, reusableLayer, type LayerRecord } from "../layer/layer.ts";
+import { LayerPlanner, splitLayer, type PlannedLayer } from "../fold/plan.ts";
+import { buildLayer, layerKey, reusableLayer, type LayerInput, type LayerRecord } from "../layer/layer.ts";
 import { withParents } from "../layer/tar-writer.ts";
 import { compressorId, layerMediaType, prepareCompressor, type LayerCompression } from "../layer/compress.ts";
 import { buildConfig, buildManifest, descriptorOf, toBytes } from "../oci/image.ts";
@@ -109,6 +109,49 @@ function joinSources(base: BlobSource | undefined, cache: BlobSource | undefined
   };
 }
 
+/** One layer (or part of a split layer) as planned: its entries with parents, and its key. */
+interface LayerPart { planned: PlannedLayer; input: LayerInput; key: string }
+
+/**
+ * The plan of the image, grown one layer at a time: build-ahead plans each layer as its
+ * packages come in, and the final pass takes those plans unless a layer added later
+ * changed them (a `conflicts` owner above took a path, or now provides a parent
+ * directory that was given defaults).
+ */
+export class ImagePlan {
+  private planner: LayerPlanner;
+  private readonly parts = new Map<number, { parts: LayerPart[]; unknownParents: string[] }>();
+  constructor(
+    private readonly layers: Array<{ name: string; packages: string[] }>,
+    private readonly treeOf: (id: string) => StoredTree,
+    private readonly o: { compression: LayerCompression; level?: number; epoch: number; conflicts: Record<string, string>; limit: number },
+  ) {
+    this.planner = new LayerPlanner(treeOf, o.conflicts);
+  }
+
+  /** The parts of layer i, planned from the layers up to `through` (and any added before). */
+  partsOf(i: number, through = i): LayerPart[] {
+    while (this.planner.size <= through) this.planner.add(this.layers[this.planner.size]!);
+    this.planner.check();
+    const memo = this.parts.get(i);
+    if (memo && !this.planner.changed.has(i) && !memo.unknownParents.some((p) => this.planner.firstDir.has(p))) return memo.parts;
+    const unknownParents: string[] = [];
+    const parts = splitLayer(this.planner.plan(i), this.o.limit).map((planned) => {
+      const input: LayerInput = { name: planned.name, packages: planned.packages, entries: withParents(planned.entries, this.planner.firstDir, unknownParents), compression: this.o.compression, level: this.o.level, mtime: this.o.epoch };
+      return { planned, input, key: layerKey(input) };
+    });
+    this.planner.changed.delete(i);
+    this.parts.set(i, { parts, unknownParents });
+    return parts;
+  }
+
+  /** Plan from scratch on the next partsOf (a failure left the state half-updated, or trees were reinstalled). */
+  restart(): void {
+    this.planner = new LayerPlanner(this.treeOf, this.o.conflicts);
+    this.parts.clear();
+  }
+}
+
 /**
  * Layers built while the installs go on. `installed(i)` reports one package of layer i
  * done; a layer starts once it and every layer below are complete. Failures are left
@@ -116,10 +159,9 @@ function joinSources(base: BlobSource | undefined, cache: BlobSource | undefined
  */
 function buildAhead(
   store: Store,
+  plan: ImagePlan,
   layers: Array<{ name: string; packages: string[] }>,
   cacheHits: Array<unknown>,
-  treeOf: (id: string) => StoredTree,
-  o: { compression: LayerCompression; level?: number; epoch: number; conflicts: Record<string, string>; limit: number },
   log: Logger,
 ): { installed(i: number): void; done(): Promise<void>; built: Map<string, number> } {
   const left = layers.map((l) => l.packages.length);
@@ -132,17 +174,14 @@ function buildAhead(
       if (cacheHits[i] !== undefined || i === layers.length - 1) continue; // the last one has nothing left to overlap with
       chain = chain.then(async () => {
         try {
-          const planned = planLayers(layers.slice(0, i + 1), treeOf, o.conflicts).map((l) => splitLayer(l, o.limit));
-          const knownDirs = directoryIndex(planned.flat());
-          for (const pl of planned[i]!) {
-            const input = { name: pl.name, packages: pl.packages, entries: withParents(pl.entries, knownDirs), compression: o.compression, level: o.level, mtime: o.epoch };
-            const key = layerKey(input);
+          for (const { input, key } of plan.partsOf(i)) {
             if (await reusableLayer(store, key)) continue;
             const t0 = now();
             await buildLayer(store, input, key);
             built.set(key, now() - t0);
           }
         } catch (err) {
+          plan.restart();
           log.debug(`layer ${layers[i]!.name} ahead of the installs: ${(err as Error).message}`);
         }
       });
@@ -271,7 +310,9 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   // is built ahead, one at a time, from a plan of itself and the layers below.
   // The final pass below plans the whole image and reuses such a layer by its key;
   // when an upper layer changes it (a path owned higher up), it is built again.
-  const ahead = buildAhead(store, packageLayers, cacheHits, (id) => trees.get(id)!, { compression, level: image.compressionLevel, epoch, conflicts: image.conflicts, limit: image.layerSizeLimit }, log);
+  const treeOf = (id: string) => trees.get(id)!;
+  const plan = new ImagePlan(layerInputs, treeOf, { compression, level: image.compressionLevel, epoch, conflicts: image.conflicts, limit: image.layerSizeLimit });
+  const ahead = buildAhead(store, plan, packageLayers, cacheHits, log);
   const layerOf = new Map(packageLayers.flatMap((l, i) => l.packages.map((id) => [id, i] as const)));
   await mapPool(packageLayers.flatMap((l) => l.packages), opts.concurrency ?? 2, async (id) => {
     await installOne(id);
@@ -296,12 +337,8 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   const base = image.from ? await loadBaseImage(image.from, { platform: image.platform, logger: log }) : undefined;
   if (base) log.info(`base ${image.from}: ${base.layers.length} layers (${base.manifestDigest})`);
 
-  // Plan the layers to build: file-level conflicts, split oversized layers.
-  const treeOf = (id: string) => trees.get(id)!;
-  const toPlan = layerInputs.slice(0, lastMiss + 1);
-  const planOf = () => planLayers(toPlan, treeOf, image.conflicts).map((l) => splitLayer(l, image.layerSizeLimit));
-  const plannedByLayer = planOf();
-  const knownDirs = directoryIndex(plannedByLayer.flat());
+  // Plan the layers to build (file-level conflicts, oversized layers split), from where build-ahead left off.
+  const plannedByLayer = layerInputs.slice(0, lastMiss + 1).map((_l, i) => plan.partsOf(i, lastMiss));
   const total = layerInputs.reduce((n, _l, i) => n + (cacheHits[i]?.length ?? plannedByLayer[i]?.length ?? 1), 0) + (base?.layers.length ?? 0);
   if (total > image.maxLayers) {
     throw new ImageLimitError(`the image would have ${total} layers; runtimes fail above ${image.maxLayers} (overlayfs/docker stop near 128). Merge some layers or raise layerSizeLimit`);
@@ -322,11 +359,8 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
       continue;
     }
     const parts: BuiltLayer[] = [];
-    for (const [pi, pl] of plannedByLayer[li]!.entries()) {
+    for (const [pi, { planned: pl, input, key }] of plannedByLayer[li]!.entries()) {
       const t0 = now();
-      let entries = withParents(pl.entries, knownDirs);
-      const input = { name: pl.name, packages: pl.packages, entries, compression, level: image.compressionLevel, mtime: epoch };
-      const key = layerKey(input);
       const reused = await reusableLayer(store, key);
       const aheadSeconds = ahead.built.get(key);
       if (reused && aheadSeconds !== undefined) {
@@ -348,8 +382,8 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
         // A tree failed verification while streaming: reinstall this layer's packages once and retry.
         log.warn(err.message);
         for (const id of pl.packages) if (!id.startsWith("generated:")) await installOne(id, true);
-        entries = withParents(planOf()[li]![pi]!.entries, knownDirs);
-        record = await buildLayer(store, { ...input, entries }, key, progress);
+        plan.restart();
+        record = await buildLayer(store, plan.partsOf(li, lastMiss)[pi]!.input, key, progress);
       }
       const seconds = now() - t0;
       parts.push({ ...record, reused: false, seconds });

@@ -41,22 +41,59 @@ export function planLayers(
   treeOf: (id: string) => StoredTree,
   resolutions: Record<string, string>,
 ): PlannedLayer[] {
-  const owners = new Map(Object.entries(resolutions).map(([p, id]) => [p.replace(/^\/+/, ""), id]));
-  const claims = new Map<string, { id: string; entry: TreeEntry }>();
-  const firstDir = new Map<string, TreeEntry>();
-  // Pass 1: decide who owns each non-directory path.
-  for (const layer of layers) {
+  const planner = new LayerPlanner(treeOf, resolutions);
+  for (const layer of layers) planner.add(layer);
+  planner.check();
+  return layers.map((_l, i) => planner.plan(i));
+}
+
+/**
+ * planLayers one layer at a time, bottom up: a build plans each layer as soon as it
+ * and the layers below are installed, and the plan of the whole image continues
+ * from there instead of starting over. Adding a layer never changes a lower
+ * layer's plan, except when a `conflicts` owner above takes one of its paths;
+ * `changed` lists those layers.
+ */
+export class LayerPlanner {
+  private readonly owners: Map<string, string>;
+  private readonly claims = new Map<string, { id: string; entry: TreeEntry }>();
+  /** Each directory's first provider: the metadata every layer uses for it. */
+  readonly firstDir = new Map<string, TreeEntry>();
+  private readonly layers: Array<{ name: string; packages: string[] }> = [];
+  private readonly layerOf = new Map<string, number>();
+  /** Paths claimed, and directories seen, since the last check(). */
+  private newClaims: string[] = [];
+  private newDirs: string[] = [];
+  /** Layers that lost a path to a layer added after them. */
+  readonly changed = new Set<number>();
+
+  constructor(private readonly treeOf: (id: string) => StoredTree, resolutions: Record<string, string>) {
+    this.owners = new Map(Object.entries(resolutions).map(([p, id]) => [p.replace(/^\/+/, ""), id]));
+  }
+
+  get size(): number { return this.layers.length; }
+
+  /** Decide who owns each non-directory path of the next layer (pass 1). */
+  add(layer: { name: string; packages: string[] }): void {
+    const li = this.layers.length;
+    this.layers.push(layer);
+    for (const id of layer.packages) this.layerOf.set(id, li);
     for (const id of layer.packages) {
-      for (const entry of treeOf(id).manifest.entries) {
+      for (const entry of this.treeOf(id).manifest.entries) {
         if (entry.type === "dir") {
-          if (!firstDir.has(entry.path)) firstDir.set(entry.path, entry);
+          if (!this.firstDir.has(entry.path)) { this.firstDir.set(entry.path, entry); this.newDirs.push(entry.path); }
           continue;
         }
-        const prev = claims.get(entry.path);
-        if (!prev) { claims.set(entry.path, { id, entry }); continue; }
+        const prev = this.claims.get(entry.path);
+        if (!prev) { this.claims.set(entry.path, { id, entry }); this.newClaims.push(entry.path); continue; }
         if (prev.id === id) continue;
-        const owner = ownerOf(owners, entry.path);
-        if (owner === id) { claims.set(entry.path, { id, entry }); continue; }
+        const owner = ownerOf(this.owners, entry.path);
+        if (owner === id) {
+          const lower = this.layerOf.get(prev.id)!;
+          if (lower < li) this.changed.add(lower);
+          this.claims.set(entry.path, { id, entry });
+          continue;
+        }
         if (owner === prev.id || sameContent(prev.entry, entry)) continue;
         throw new PathConflictError(
           `/${entry.path} is provided by both ${prev.id} and ${id} with different content.\n` +
@@ -65,40 +102,45 @@ export function planLayers(
       }
     }
   }
-  for (const [p, entry] of firstDir) {
-    const c = claims.get(p);
-    if (c) throw new PathConflictError(`/${p} is a directory in one package and a ${c.entry.type} in ${c.id}; remove one of them`);
-    void entry;
+
+  /** A path that is a directory in one package and something else in another is an error. */
+  check(): void {
+    for (const p of this.newDirs) {
+      const c = this.claims.get(p);
+      if (c) throw new PathConflictError(`/${p} is a directory in one package and a ${c.entry.type} in ${c.id}; remove one of them`);
+    }
+    for (const p of this.newClaims) {
+      if (!this.firstDir.has(p)) continue;
+      const c = this.claims.get(p)!;
+      throw new PathConflictError(`/${p} is a directory in one package and a ${c.entry.type} in ${c.id}; remove one of them`);
+    }
+    this.newDirs = [];
+    this.newClaims = [];
   }
-  // Pass 2: each layer keeps the entries its packages own.
-  return layers.map((layer) => {
+
+  /** The entries layer `i` keeps: those its packages own (pass 2). */
+  plan(i: number): PlannedLayer {
+    const layer = this.layers[i]!;
     const entries: LayerEntry[] = [];
     const dirsHere = new Set<string>();
     let size = 0;
     for (const id of layer.packages) {
-      const tree = treeOf(id);
+      const tree = this.treeOf(id);
       for (const entry of tree.manifest.entries) {
         if (entry.type === "dir") {
           if (dirsHere.has(entry.path)) continue;
           dirsHere.add(entry.path);
-          entries.push({ entry: firstDir.get(entry.path)!, rootDir: tree.rootDir, packageId: id, treeKey: tree.key });
+          entries.push({ entry: this.firstDir.get(entry.path)!, rootDir: tree.rootDir, packageId: id, treeKey: tree.key });
           continue;
         }
-        const c = claims.get(entry.path);
+        const c = this.claims.get(entry.path);
         if (!c || c.id !== id || c.entry !== entry) continue;
         if (entry.type === "file") size += entry.size ?? 0;
         entries.push({ entry, rootDir: tree.rootDir, packageId: id, treeKey: tree.key });
       }
     }
     return { name: layer.name, packages: layer.packages, entries, size };
-  });
-}
-
-/** Directory metadata for synthesised parents: the image-wide first provider's. */
-export function directoryIndex(planned: PlannedLayer[]): Map<string, TreeEntry> {
-  const dirs = new Map<string, TreeEntry>();
-  for (const l of planned) for (const e of l.entries) if (e.entry.type === "dir" && !dirs.has(e.entry.path)) dirs.set(e.entry.path, e.entry);
-  return dirs;
+  }
 }
 
 /**

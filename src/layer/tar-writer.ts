@@ -118,13 +118,16 @@ export function entryHeaders(e: TreeEntry, mtime: number): Buffer[] {
  * already gives them (`knownDirs`) so an upper layer never changes a
  * directory's mode; sort by path.
  */
-export function withParents(entries: LayerEntry[], knownDirs?: Map<string, TreeEntry>): LayerEntry[] {
+export function withParents(entries: LayerEntry[], knownDirs?: ReadonlyMap<string, TreeEntry>, unknown?: string[]): LayerEntry[] {
   const byPath = new Map<string, LayerEntry>();
   for (const e of entries) byPath.set(e.entry.path, e);
   for (const e of entries) {
     let p = path.posix.dirname(e.entry.path);
     while (p !== "." && p !== "/" && !byPath.has(p)) {
-      byPath.set(p, { entry: knownDirs?.get(p) ?? { path: p, type: "dir", mode: 0o755, uid: 0, gid: 0 }, rootDir: "", packageId: "(parent directory)", treeKey: "" });
+      const known = knownDirs?.get(p);
+      // Parents no layer provides get defaults; `unknown` collects them (a layer added later may provide one).
+      if (!known) unknown?.push(p);
+      byPath.set(p, { entry: known ?? { path: p, type: "dir", mode: 0o755, uid: 0, gid: 0 }, rootDir: "", packageId: "(parent directory)", treeKey: "" });
       p = path.posix.dirname(p);
     }
   }

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { planLayers, splitLayer } from "../../src/fold/plan.ts";
+import { LayerPlanner, planLayers, splitLayer } from "../../src/fold/plan.ts";
+import { ImagePlan } from "../../src/build/build.ts";
 import type { StoredTree } from "../../src/store/store.ts";
 import type { TreeEntry } from "../../src/store/tree.ts";
 
@@ -55,4 +56,51 @@ test("oversized layers split deterministically: whole packages first, then one b
   assert.ok(parts.every((p) => p.size <= 100));
   assert.deepEqual(splitLayer(layer!, 100).map((p) => p.entries.map((e) => e.entry.path)), parts.map((p) => p.entries.map((e) => e.entry.path)));
   assert.deepEqual(splitLayer(layer!, 1000).length, 1);
+});
+
+test("planning one layer at a time gives the plan of the whole image, and flags a lower layer an owner above takes a path from", () => {
+  const trees: Record<string, StoredTree> = {
+    a: tree("a", [dir("opt"), file("opt/x", "s1"), file("opt/y", "s3")]),
+    b: tree("b", [file("opt/x", "s2"), file("usr/z", "s4")]),
+  };
+  const layers = [{ name: "one", packages: ["a"] }, { name: "two", packages: ["b"] }];
+  const planner = new LayerPlanner((id) => trees[id]!, { "/opt/x": "b" });
+  planner.add(layers[0]!);
+  planner.check();
+  assert.deepEqual(planner.plan(0).entries.map((e) => e.entry.path), ["opt", "opt/x", "opt/y"]);
+  assert.equal(planner.changed.size, 0);
+  planner.add(layers[1]!);
+  planner.check();
+  assert.deepEqual([...planner.changed], [0], "layer one lost /opt/x to the owner above");
+  const whole = planLayers(layers, (id) => trees[id]!, { "/opt/x": "b" });
+  assert.deepEqual([planner.plan(0), planner.plan(1)], whole);
+  assert.deepEqual(whole[0]!.entries.map((e) => e.entry.path), ["opt", "opt/y"]);
+  // A directory in one layer and a file in a layer added later: caught by the check after that add.
+  const p2 = new LayerPlanner((id) => ({ c: tree("c", [dir("etc/x")]), d: tree("d", [file("etc/x", "s")]) })[id]!, {});
+  p2.add({ name: "one", packages: ["c"] });
+  p2.check();
+  p2.add({ name: "two", packages: ["d"] });
+  assert.throws(() => p2.check(), /\/etc\/x is a directory in one package and a file in d/);
+});
+
+test("the image plan reuses a layer planned early, unless a layer added later provides one of its default parents", () => {
+  const trees: Record<string, StoredTree> = {
+    a: tree("a", [file("srv/app/x", "s1"), file("usr/bin/a", "s2")]),
+    b: tree("b", [dir("srv", 0o700), file("srv/y", "s3")]),
+  };
+  const layers = [{ name: "one", packages: ["a"] }, { name: "two", packages: ["b"] }];
+  const o = { compression: "none" as const, epoch: 0, conflicts: {}, limit: 1e12 };
+  const plan = new ImagePlan(layers, (id) => trees[id]!, o);
+  const early = plan.partsOf(0);
+  assert.equal(early[0]!.input.entries.find((e) => e.entry.path === "srv")!.entry.mode, 0o755, "no layer below gives /srv: defaults");
+  const final = plan.partsOf(0, 1);
+  assert.notEqual(final, early, "layer two provides /srv: planned again");
+  assert.equal(final[0]!.input.entries.find((e) => e.entry.path === "srv")!.entry.mode, 0o700);
+  assert.deepEqual(final.map((p) => p.key), new ImagePlan(layers, (id) => trees[id]!, o).partsOf(0, 1).map((p) => p.key), "same key as planning the whole image at once");
+  assert.equal(plan.partsOf(0, 1), final, "unchanged since: taken as planned");
+  // Without the upper directory the early plan stands.
+  const trees2: Record<string, StoredTree> = { ...trees, b: tree("b", [file("opt/y", "s3")]) };
+  const plan2 = new ImagePlan(layers, (id) => trees2[id]!, o);
+  const early2 = plan2.partsOf(0);
+  assert.equal(plan2.partsOf(0, 1), early2);
 });
