@@ -168,10 +168,25 @@ function buildAhead(
   const built = new Map<string, number>();
   let next = 0;
   let chain = Promise.resolve();
+  let lastPlanned = Promise.resolve();
   const startReady = () => {
     while (next < layers.length && left[next] === 0) {
       const i = next++;
-      if (cacheHits[i] !== undefined || i === layers.length - 1) continue; // the last one has nothing left to overlap with
+      if (cacheHits[i] !== undefined) continue;
+      if (i === layers.length - 1) {
+        // The last one has no installs left to overlap with, but its plan can be made while a
+        // layer below compresses (this thread mostly waits on zstd then); the final pass builds it.
+        lastPlanned = new Promise((resolve) => setImmediate(() => {
+          try {
+            plan.partsOf(i);
+          } catch (err) {
+            plan.restart();
+            log.debug(`layer ${layers[i]!.name} planned ahead: ${(err as Error).message}`);
+          }
+          resolve();
+        }));
+        continue;
+      }
       chain = chain.then(async () => {
         try {
           for (const { input, key } of plan.partsOf(i)) {
@@ -190,7 +205,7 @@ function buildAhead(
   startReady();
   return {
     installed(i) { left[i]!--; startReady(); },
-    done: () => chain,
+    done: () => Promise.all([chain, lastPlanned]).then(() => undefined),
     built,
   };
 }

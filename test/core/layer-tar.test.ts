@@ -86,7 +86,15 @@ test("a corrupted store file is detected while streaming, never published", asyn
     await appendFile(data, "tamper");
     await assert.rejects(buildLayer(store, input, layerKey(input)), CorruptStoreError);
     assert.equal(await store.getRecord("layers", layerKey(input)), undefined, "no record for a failed layer");
-    // A tree.json edited behind our back is dropped on read.
+    // A tree.json edited behind our back is dropped on read: an entry changed in place
+    // (its digest left as it was), or the whole file.
+    const treeJson = path.join(store.treeDir(tree.key), "tree.json");
+    const text = await readFile(treeJson, "utf8");
+    assert.deepEqual((await new Store(dir).getTree(tree.key))?.manifest, tree.manifest, "an intact tree.json reads back as written");
+    assert.match(text, /"mode":493/);
+    await writeFile(treeJson, text.replace('"mode":493', '"mode":511'));
+    assert.equal(await new Store(dir).getTree(tree.key), undefined);
+    await sampleTree(store);
     await writeFile(path.join(store.treeDir(tree.key), "tree.json"), "{}");
     assert.equal(await store.getTree(tree.key), undefined);
   } finally {
