@@ -2,7 +2,8 @@
 // Every blob is HEADed first and only missing ones are sent; a blob known to
 // live in another repository of the same registry (a base image layer, or a
 // record of an earlier push) is mounted instead of uploaded. Blobs go in
-// parallel; config and manifest go last, then the index for multi-platform.
+// parallel, the config with them (the registry needs it only before the
+// manifest); the manifest goes last, then the index for multi-platform.
 
 import { mapPool } from "../util/pool.ts";
 import { Readable } from "node:stream";
@@ -58,6 +59,15 @@ interface BlobLocations { locations: string[] }
 export const DEFAULT_CHUNK_SIZE = 0;
 /** GHCR refuses PATCH chunks with a Content-Range larger than this. */
 export const GHCR_MAX_CHUNK = 4 * 1024 * 1024;
+/**
+ * Blobs up to this size (configs, tiny layers) go up in one PUT after the POST: a round trip
+ * fewer than POST+PATCH+PUT, and a lost connection costs only a restart of a few packets.
+ * (A single POST carrying the body would save one more, but distribution 2.8 ignores the body
+ * and answers 202, so every small blob would cross the wire twice.)
+ */
+export const ONE_PUT_MAX_BYTES = 64 * 1024;
+/** Blobs up to this size start at once beside the big layers (their own pool) instead of queueing behind them. */
+export const BESIDE_MAX_BYTES = 1024 * 1024;
 
 
 const short = (digest: string) => digest.slice(7, 19);
@@ -136,7 +146,7 @@ export async function pushImages(images: BuiltImage[], opts: PushOptions): Promi
     try {
       await uploadBlob(client, repository, desc, source, {
         chunkSize: client.registry === "ghcr.io" && opts.chunkSize ? Math.min(opts.chunkSize, GHCR_MAX_CHUNK) : opts.chunkSize ?? DEFAULT_CHUNK_SIZE,
-        monolithic: opts.monolithic,
+        monolithic: opts.monolithic || desc.size <= ONE_PUT_MAX_BYTES,
         location,
         onProgress: (b) => { active.get(digest)!.bytes = b; draw(); },
       });
@@ -146,12 +156,18 @@ export async function pushImages(images: BuiltImage[], opts: PushOptions): Promi
     done("uploaded");
   };
 
-  // Layers first (largest first keeps the pipe full), the config after them.
-  const configs = new Set(images.map((i) => i.configDescriptor.digest));
-  const order = [...blobs.keys()].sort((a, b) => Number(configs.has(a)) - Number(configs.has(b)) || blobs.get(b)!.desc.size - blobs.get(a)!.desc.size);
-  const layerDigests = order.filter((d) => !configs.has(d));
-  await mapPool(layerDigests, opts.concurrency ?? 4, pushBlob);
-  await mapPool([...configs], opts.concurrency ?? 4, pushBlob);
+  // Big blobs largest first (keeps the pipe full); small ones beside them, each pool with its own limit.
+  const bySize = [...blobs.keys()].sort((a, b) => blobs.get(b)!.desc.size - blobs.get(a)!.desc.size);
+  const small = (d: string) => blobs.get(d)!.desc.size <= BESIDE_MAX_BYTES;
+  const pools = await Promise.allSettled([
+    mapPool(bySize.filter((d) => !small(d)), opts.concurrency ?? 4, pushBlob),
+    mapPool(bySize.filter(small), opts.concurrency ?? 4, pushBlob),
+  ]);
+  for (const p of pools) if (p.status === "rejected") throw p.reason;
+
+  // Where the blobs live is recorded while the manifest goes up: they are in the repository either way.
+  const recording = opts.store ? recordLocations(opts.store, outcomes, here) : Promise.resolve();
+  recording.catch(() => {}); // awaited below; a failed manifest must not leave it unhandled
 
   let digest: string;
   let mediaType: string;
@@ -161,11 +177,10 @@ export async function pushImages(images: BuiltImage[], opts: PushOptions): Promi
     await client.putManifest(repository, tag, image.manifest, mediaType);
     digest = image.manifestDescriptor.digest;
   } else {
-    const manifests: Descriptor[] = [];
-    for (const image of images) {
+    const manifests: Descriptor[] = await Promise.all(images.map(async (image) => {
       await client.putManifest(repository, image.manifestDescriptor.digest, image.manifest, image.manifestDescriptor.mediaType);
-      manifests.push({ ...image.manifestDescriptor, platform: image.manifestDescriptor.platform ?? platformOf(image) });
-    }
+      return { ...image.manifestDescriptor, platform: image.manifestDescriptor.platform ?? platformOf(image) };
+    }));
     const index: ImageIndex = { schemaVersion: 2, mediaType: MEDIA.index, manifests };
     const body = Buffer.from(stableJson(index));
     mediaType = MEDIA.index;
@@ -173,17 +188,7 @@ export async function pushImages(images: BuiltImage[], opts: PushOptions): Promi
     digest = `sha256:${sha256Hex(body)}`;
   }
 
-  if (opts.store) {
-    // One record per blob, each written atomically: all at once, not one after another.
-    const store = opts.store;
-    await Promise.all(outcomes.map(async (o) => {
-      const rec = (await store.getRecord<BlobLocations>(RECORD_KIND, hexOf(o.digest))) ?? { locations: [] };
-      if (!rec.locations.includes(here)) {
-        rec.locations = [...rec.locations, here].sort();
-        await store.putRecord(RECORD_KIND, hexOf(o.digest), rec);
-      }
-    }));
-  }
+  await recording;
 
   const sum = (a: BlobAction) => outcomes.filter((o) => o.action === a).reduce((s, o) => s + o.size, 0);
   const result: PushResult = {
@@ -202,6 +207,17 @@ export async function pushImages(images: BuiltImage[], opts: PushOptions): Promi
       `skipped ${count("exists")} already there (${formatBytes(result.skippedBytes)}), mounted ${count("mounted")} (${formatBytes(result.mountedBytes)}) in ${result.seconds.toFixed(1)}s`,
   );
   return result;
+}
+
+/** Remember that these blobs live in `here`, for later cross-repository mounts. One record per blob, each written atomically: all at once. */
+async function recordLocations(store: Store, outcomes: BlobOutcome[], here: string): Promise<void> {
+  await Promise.all(outcomes.map(async (o) => {
+    const rec = (await store.getRecord<BlobLocations>(RECORD_KIND, hexOf(o.digest))) ?? { locations: [] };
+    if (!rec.locations.includes(here)) {
+      rec.locations = [...rec.locations, here].sort();
+      await store.putRecord(RECORD_KIND, hexOf(o.digest), rec);
+    }
+  }));
 }
 
 function platformOf(image: BuiltImage): Descriptor["platform"] {
