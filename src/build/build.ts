@@ -232,8 +232,8 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     image.compression = opts.compression;
   }
   timings.config = now() - t;
-  // `zstd -V` runs while the lock is read; compressorId needs it for every layer key.
-  const compressorReady = prepareCompressor(image.compression as LayerCompression);
+  // The compressor's version (every layer key holds it): remembered in the store, or asked while the lock is read.
+  const compressorReady = prepareCompressor(image.compression as LayerCompression, store.recordPath("tools", "zstd"));
 
   // Resolve and lock.
   t = now();

@@ -9,8 +9,8 @@ import { buildLayer, layerKey } from "../../src/layer/layer.ts";
 import { withParents, type LayerEntry } from "../../src/layer/tar-writer.ts";
 import { Store } from "../../src/store/store.ts";
 import { UnsafeArchiveError, CorruptStoreError } from "../../src/errors.ts";
-import { tempDir } from "../helpers/cli.ts";
-import { readFile, writeFile, appendFile } from "node:fs/promises";
+import { repoRoot, tempDir } from "../helpers/cli.ts";
+import { appendFile, mkdir, readFile, writeFile } from "node:fs/promises";
 
 const CAP = Buffer.from([0x01, 0x00, 0x00, 0x02, 0x00, 0x04, 0x00, 0x00, 0xff, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00]);
 const LONG = `usr/lib/${"very-long-directory-name/".repeat(8)}${"f".repeat(120)}.txt`;
@@ -143,6 +143,31 @@ test("tar reader refuses device nodes, absolute paths and corrupt headers", asyn
     const garbage = path.join(dir, "garbage.tar");
     await writeFile(garbage, Buffer.alloc(1024, 0x41));
     await assert.rejects(store.ensureTree("k-garbage", "test:tar", async (w) => extractTar(createReadStream(garbage), w)), /checksum/);
+  } finally {
+    await cleanup();
+  }
+});
+
+test("the zstd version is remembered by the program's identity, and asked again when the program changes", async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    const bin = path.join(dir, "bin");
+    await mkdir(bin);
+    const fake = path.join(bin, "zstd");
+    const cache = path.join(dir, "store", "tools", "zstd.json");
+    const compressTs = path.join(repoRoot, "src", "layer", "compress.ts");
+    const idOf = () => execFileSync(process.execPath, ["--import", "tsx", "-e",
+      `const c = await import(${JSON.stringify(compressTs)}); await c.prepareCompressor("zstd", ${JSON.stringify(cache)}); console.log(c.compressorId("zstd"));`,
+    ], { encoding: "utf8", env: { ...process.env, PATH: `${bin}:${process.env.PATH}` } }).trim();
+    await writeFile(fake, "#!/bin/sh\necho '*** Zstandard CLI (64-bit) v9.9.1, by Yann Collet ***'\n", { mode: 0o755 });
+    assert.equal(idOf(), "zstd 9.9.1 -3");
+    assert.equal(JSON.parse(await readFile(cache, "utf8")).version, "9.9.1");
+    // Same program: the remembered version is used without running it (shown by editing the record).
+    await writeFile(cache, (await readFile(cache, "utf8")).replace("9.9.1", "9.9.0"));
+    assert.equal(idOf(), "zstd 9.9.0 -3");
+    // A replaced program is asked again.
+    await writeFile(fake, "#!/bin/sh\necho '*** Zstandard CLI (64-bit) v9.9.22, by Yann Collet ***'\n", { mode: 0o755 });
+    assert.equal(idOf(), "zstd 9.9.22 -3");
   } finally {
     await cleanup();
   }
