@@ -495,6 +495,5 @@ async function saveBuildRecord(store: Store, r: BuildResult, keys: Map<string, s
       return { id, version: p.version, layer, via: r.fold.via.get(id), ...(p.artifact ? { artifact: p.artifact } : {}) };
     }).sort((a, b) => (a.id < b.id ? -1 : 1)),
   };
-  await store.putRecord("builds", r.image.manifestDescriptor.digest.replace(/^sha256:/, ""), record);
-  await store.putRecord("builds", buildRecordKey(r.image.name, r.image.tag), record);
+  await store.putRecord("builds", [r.image.manifestDescriptor.digest.replace(/^sha256:/, ""), buildRecordKey(r.image.name, r.image.tag)], record);
 }

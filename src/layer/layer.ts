@@ -44,12 +44,15 @@ export interface LayerInput {
 export function layerKey(input: LayerInput): string {
   const trees = [...new Set(input.entries.map((e) => e.treeKey))].sort();
   // Entries are a subset of their trees when conflicts or splits drop paths, and synthesised
-  // parent directories take metadata from lower layers, so hash the entry list too.
-  const paths = sha256Hex(
-    input.entries
-      .map((e) => `${e.treeKey}\0${e.entry.path}${e.entry.type === "dir" ? `\0${e.entry.mode}\0${e.entry.uid}\0${e.entry.gid}` : ""}`)
-      .join("\n"),
-  );
+  // parent directories take metadata from lower layers, so hash the entry list too: one
+  // line per entry, joined by "\n", fed to the hash in pieces (no string of the whole list).
+  const h = createHash("sha256");
+  let piece = "";
+  input.entries.forEach((e, i) => {
+    piece += `${i ? "\n" : ""}${e.treeKey}\0${e.entry.path}${e.entry.type === "dir" ? `\0${e.entry.mode}\0${e.entry.uid}\0${e.entry.gid}` : ""}`;
+    if (piece.length > 1 << 16) { h.update(piece); piece = ""; }
+  });
+  const paths = h.update(piece).digest("hex");
   return sha256Hex(stableJson({ format: LAYER_FORMAT, trees, paths, compressor: compressorId(input.compression, input.level), mtime: input.mtime }));
 }
 

@@ -121,14 +121,16 @@ export function entryHeaders(e: TreeEntry, mtime: number): Buffer[] {
 export function withParents(entries: LayerEntry[], knownDirs?: ReadonlyMap<string, TreeEntry>, unknown?: string[]): LayerEntry[] {
   const byPath = new Map<string, LayerEntry>();
   for (const e of entries) byPath.set(e.entry.path, e);
+  // Image paths are normalised (no leading, trailing or double slashes): a parent is the part before the last "/".
+  const parentOf = (p: string) => p.slice(0, Math.max(p.lastIndexOf("/"), 0));
   for (const e of entries) {
-    let p = path.posix.dirname(e.entry.path);
-    while (p !== "." && p !== "/" && !byPath.has(p)) {
+    let p = parentOf(e.entry.path);
+    while (p !== "" && !byPath.has(p)) {
       const known = knownDirs?.get(p);
       // Parents no layer provides get defaults; `unknown` collects them (a layer added later may provide one).
       if (!known) unknown?.push(p);
       byPath.set(p, { entry: known ?? { path: p, type: "dir", mode: 0o755, uid: 0, gid: 0 }, rootDir: "", packageId: "(parent directory)", treeKey: "" });
-      p = path.posix.dirname(p);
+      p = parentOf(p);
     }
   }
   return [...byPath.values()].sort((a, b) => (a.entry.path < b.entry.path ? -1 : a.entry.path > b.entry.path ? 1 : 0));

@@ -225,8 +225,10 @@ export class Store {
     }
   }
 
-  async putRecord(kind: string, key: string, value: unknown): Promise<void> {
-    await writeFileAtomic(this.recordPath(kind, key), stableJson(value, 2), { fsync: false });
+  /** Store `value` under one or more keys (serialised once). */
+  async putRecord(kind: string, key: string | string[], value: unknown): Promise<void> {
+    const text = stableJson(value, 2);
+    for (const k of typeof key === "string" ? [key] : key) await writeFileAtomic(this.recordPath(kind, k), text, { fsync: false });
   }
 
   async dropRecord(kind: string, key: string): Promise<void> {
