@@ -1,14 +1,13 @@
 // `npm run bench`: every benchmark, written to bench/results/*.json and a table
 // in bench/RESULTS.md (date, machine, targets met or not with the figure).
-// Usage: node --import tsx bench/run.ts [--runs 3] [--skip core,push,small,podman,nix,torch]
+// Usage: node --import tsx bench/run.ts [--runs 3] [--peer-runs 1] [--skip core,push,small,podman,nix,torch]
 // Peer (b) runs when LAYERFOLD_BENCH_NIX_STREAM names a copy of nixpkgs'
 // stream_layered_image.py (bench/nix.ts; its code is not in this repository).
 //
-// The peers run on the torch-free stack (numpy, pillow, transformers,
-// safetensors on the same Debian layers): podman pip-installing torch and its
-// CUDA wheels three times over would take most of an hour here. layerfold runs
-// on that same stack (ratios compare like with like) and on the full torch
-// stack, reported with its floor.
+// Both stacks run with the peers: the torch-free one (numpy, pillow,
+// transformers, safetensors on the same Debian layers) `--runs` times each, the
+// reference torch stack with its peers `--peer-runs` times (default 1: podman
+// pip-installs and gzips several GB per run).
 
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
@@ -17,7 +16,7 @@ import { execFileSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { benchCore } from "./core.ts";
 import { benchPush } from "./push.ts";
-import { benchStack, median, prepareExample, timedCmd, warmStore, withoutTorch, addToImaging, type StackResult } from "./stack.ts";
+import { benchStack, median, prepareExample, timedCmd, warmStore, withoutTorch, type StackResult } from "./stack.ts";
 import { benchPodman, pinnedLayers, type PodmanPeerResult } from "./podman.ts";
 import { benchNix, nixStreamScript, type NixPeerResult } from "./nix.ts";
 import { startRegistry } from "../test/helpers/registry.ts";
@@ -25,6 +24,8 @@ import { startRegistry } from "../test/helpers/registry.ts";
 const here = path.dirname(fileURLToPath(import.meta.url));
 const arg = (name: string, def: string) => { const i = process.argv.indexOf(`--${name}`); return i > 0 ? process.argv[i + 1]! : def; };
 const runs = Number(arg("runs", "3"));
+const peerRuns = Number(arg("peer-runs", "1"));
+const repoRoot = path.join(here, "..");
 const skip = new Set(arg("skip", "").split(",").filter(Boolean));
 const log = (m: string) => process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${m}\n`);
 const freeGB = () => Number(execFileSync("df", ["-B1", "--output=avail", "/"]).toString().split("\n")[1]) / 1e9;
@@ -48,66 +49,82 @@ function checkDisk(needGB: number, what: string): boolean {
 if (!skip.has("core")) { log("core: layer building vs tar | zstd"); await save("core", await benchCore("/usr/lib/x86_64-linux-gnu", runs)); }
 if (!skip.has("push")) { log("push: layerfold push vs skopeo copy (synthetic layout)"); await save("push", await benchPush({ layers: 6, layerMiB: 48, log })); }
 
-if (!skip.has("small") && checkDisk(6, "the torch-free stack")) {
-  const work = await mkdtemp(path.join(os.tmpdir(), "lf-bench-small-"));
+// The base for peer (a): the same Debian layers (base, python), built by layerfold into an oci-archive once.
+let podmanBase: string | undefined;
+async function podmanBaseArchive(work: string): Promise<string> {
+  if (podmanBase) return podmanBase;
+  const baseEx = await prepareExample("torch-cuda", path.join(work, "base"), (c) => withoutTorch(c).replace(/\n\s*\{ name: "(imaging|hf)",[^\n]*\n/g, "\n").replace(/\n\s*\{ name: "(imaging|hf)",[^\n]*\n/g, "\n"));
+  const archive = path.join(work, "base.tar");
+  await timedCmd(process.execPath, [path.join(here, "..", "bin", "layerfold.mjs"), "build", "-C", baseEx, "--store", await warmStore(path.join(work, "base-store")), "-o", `oci-archive:${archive}`, "-q"]);
+  return (podmanBase = archive);
+}
+
+/** Peer (a) on a stack benchStack has just measured in `lfWork` (its lock pins the versions pip installs). */
+async function podmanPeer(stack: "no-torch" | "torch-cuda", lfWork: string, peerRuns: number, needGB: number): Promise<PodmanPeerResult | { skipped: string }> {
+  if (skip.has("podman")) return { skipped: "--skip podman" };
+  if (!checkDisk(needGB, `podman (overlay) on the ${stack} stack`)) return { skipped: `less than ${needGB + 8} GB of free disk` };
+  log(`${stack}: peer (a) podman build + push`);
+  const baseArchive = await podmanBaseArchive(peerWork);
+  const lockFile = path.join(lfWork, "v1", "torch-cuda", "layerfold.lock");
+  const hf = (await readFile(path.join(repoRoot, "examples", "torch-cuda", "requirements-hf.txt"), "utf8")).split("\n").map((l) => l.trim()).filter((l) => l && !l.startsWith("#"));
+  const torch = stack === "torch-cuda" ? [["torch"]] : [];
+  const layers = await pinnedLayers(lockFile, [...torch, ["numpy", "pillow"], hf]);
+  const changed = await pinnedLayers(lockFile, [...torch, ["numpy", "pillow", "six"], hf]);
+  const reg = await startRegistry();
   try {
-    log("small stack (no torch): layerfold");
-    const small = await benchStack({ stack: "no-torch", runs, work: path.join(work, "lf"), log });
-    let podman: PodmanPeerResult | { skipped: string } = { skipped: "--skip podman" };
-    if (!skip.has("podman") && checkDisk(6, "podman (overlay)")) {
-      log("small stack: peer (a) podman build + push");
-      // The base: the same Debian layers, built by layerfold into an oci-archive.
-      const baseEx = await prepareExample("torch-cuda", path.join(work, "base"), (c) => withoutTorch(c).replace(/\n\s*\{ name: "(imaging|hf)",[^\n]*\n/g, "\n").replace(/\n\s*\{ name: "(imaging|hf)",[^\n]*\n/g, "\n"));
-      const baseArchive = path.join(work, "base.tar");
-      await timedCmd(process.execPath, [path.join(here, "..", "bin", "layerfold.mjs"), "build", "-C", baseEx, "--store", await warmStore(path.join(work, "base-store")), "-o", `oci-archive:${baseArchive}`, "-q"]);
-      const lockFile = path.join(work, "lf", "v1", "torch-cuda", "layerfold.lock");
-      const hf = (await readFile(path.join(baseEx, "requirements-hf.txt"), "utf8")).split("\n").map((l) => l.trim()).filter((l) => l && !l.startsWith("#"));
-      const layers = await pinnedLayers(lockFile, [["numpy", "pillow"], hf]);
-      const changed = await pinnedLayers(lockFile, [["numpy", "pillow", "six"], hf]);
-      const reg = await startRegistry();
-      try {
-        podman = await benchPodman({ baseArchive, layers, changed, registry: reg.host, runs, work: path.join(work, "podman"), log });
-      } finally {
-        await reg.stop();
-      }
-      void addToImaging;
-    }
-    // Peer (b) last: it drops the layer records of benchStack's store (keeping its trees) to build
-    // the last image (the incremental one) again from those trees.
-    let nix: NixPeerResult | { skipped: string } = { skipped: "--skip nix" };
-    if (!skip.has("nix")) {
-      const script = nixStreamScript();
-      if (typeof script !== "string") {
-        nix = script;
-        log(`small stack: peer (b) skipped: ${script.skipped}`);
-      } else {
-        log("small stack: peer (b) nixpkgs' stream_layered_image.py + skopeo copy, against layerfold, from the same trees");
-        nix = await benchNix({ script, store: path.join(work, "lf", "store"), example: path.join(work, "lf", "v1", "torch-cuda"), layout: path.join(work, "lf", "out-v2"), runs, work: path.join(work, "nix"), log });
-      }
-    }
-    await save("small-stack", {
-      layerfold: small,
-      podman,
-      nix,
-      ratios: !("fullBuild" in podman) ? undefined : {
-        fullBuildPodmanOverLayerfold: podman.fullBuild.medianSeconds / small.fullBuild.medianSeconds,
-        incrementalBuildPodmanOverLayerfold: podman.incrementalBuild.medianSeconds / small.incrementalBuild.medianSeconds,
-        fullPushPodmanOverLayerfold: podman.push.fullSeconds / small.push.fullSeconds,
-      },
-    });
+    return await benchPodman({ baseArchive, layers, changed, registry: reg.host, runs: peerRuns, work: path.join(peerWork, `podman-${stack}`), log });
   } finally {
-    await rm(work, { recursive: true, force: true });
+    await reg.stop();
   }
 }
 
-if (!skip.has("torch") && checkDisk(14, "the torch stack")) {
-  const work = await mkdtemp(path.join(os.tmpdir(), "lf-bench-torch-"));
-  try {
-    log("torch stack: layerfold alone, with the floor");
-    await save("torch-stack", { layerfold: await benchStack({ stack: "torch-cuda", runs, work, log }) });
-  } finally {
-    await rm(work, { recursive: true, force: true });
+/** Peer (b) from the trees of benchStack's last build in `lfWork`; it drops that store's layer records. */
+async function nixPeer(stack: string, lfWork: string, peerRuns: number): Promise<NixPeerResult | { skipped: string }> {
+  if (skip.has("nix")) return { skipped: "--skip nix" };
+  const script = nixStreamScript();
+  if (typeof script !== "string") { log(`${stack}: peer (b) skipped: ${script.skipped}`); return script; }
+  log(`${stack}: peer (b) nixpkgs' stream_layered_image.py + skopeo copy, against layerfold, from the same trees`);
+  return benchNix({ script, store: path.join(lfWork, "store"), example: path.join(lfWork, "v1", "torch-cuda"), layout: path.join(lfWork, "out-v2"), runs: peerRuns, work: path.join(lfWork, "nix"), log });
+}
+
+const ratiosOf = (lf: StackResult, podman: PodmanPeerResult | { skipped: string }) => !("fullBuild" in podman) ? undefined : {
+  fullBuildPodmanOverLayerfold: podman.fullBuild.medianSeconds / lf.fullBuild.medianSeconds,
+  incrementalBuildPodmanOverLayerfold: podman.incrementalBuild.medianSeconds / lf.incrementalBuild.medianSeconds,
+  fullPushPodmanOverLayerfold: podman.push.fullSeconds / lf.push.fullSeconds,
+  buildAndPushPodmanOverLayerfold: (podman.fullBuild.medianSeconds + podman.push.fullSeconds) / (lf.fullBuild.medianSeconds + lf.push.fullSeconds),
+};
+
+const peerWork = await mkdtemp(path.join(os.tmpdir(), "lf-bench-peers-"));
+try {
+  if (!skip.has("small") && checkDisk(6, "the torch-free stack")) {
+    const work = await mkdtemp(path.join(os.tmpdir(), "lf-bench-small-"));
+    try {
+      log("small stack (no torch): layerfold");
+      const small = await benchStack({ stack: "no-torch", runs, work, log });
+      const podman = await podmanPeer("no-torch", work, runs, 6);
+      // Peer (b) last: it drops the layer records of benchStack's store (keeping its trees).
+      const nix = await nixPeer("small stack", work, runs);
+      await save("small-stack", { layerfold: small, podman, nix, ratios: ratiosOf(small, podman) });
+    } finally {
+      await rm(work, { recursive: true, force: true });
+    }
   }
+
+  if (!skip.has("torch") && checkDisk(14, "the torch stack")) {
+    const work = await mkdtemp(path.join(os.tmpdir(), "lf-bench-torch-"));
+    try {
+      log("torch stack: layerfold, with the floor");
+      const torch = await benchStack({ stack: "torch-cuda", runs, work, log });
+      // The peers install and compress several GB each time: `--peer-runs` of them (default 1).
+      const podman = await podmanPeer("torch-cuda", work, peerRuns, 16);
+      const nix = checkDisk(12, "peer (b) on the torch stack") ? await nixPeer("torch stack", work, peerRuns) : { skipped: "not enough free disk" };
+      await save("torch-stack", { layerfold: torch, podman, nix, ratios: ratiosOf(torch, podman) });
+    } finally {
+      await rm(work, { recursive: true, force: true });
+    }
+  }
+} finally {
+  await rm(peerWork, { recursive: true, force: true });
 }
 
 await writeResultsMd();
@@ -116,7 +133,7 @@ async function writeResultsMd(): Promise<void> {
   const core = await load<{ ratioVsTarZstd: number; layerBuild: { mbPerSecond: number }; peakRssBytes: number }>("core");
   const push = await load<{ full: { ratio: number; layerfoldSeconds: number; skopeoSeconds: number } }>("push");
   const small = await load<{ layerfold: StackResult; podman: PodmanPeerResult | { skipped: string }; nix?: NixPeerResult | { skipped: string } }>("small-stack");
-  const torch = await load<{ layerfold: StackResult }>("torch-stack");
+  const torch = await load<{ layerfold: StackResult; podman?: PodmanPeerResult | { skipped: string }; nix?: NixPeerResult | { skipped: string } }>("torch-stack");
   const f = (x: number | undefined, d = 2) => (x === undefined || !Number.isFinite(x) ? "–" : x.toFixed(d));
   const mb = (b: number) => `${(b / 1e6).toFixed(1)} MB`;
   const yes = (ok: boolean) => (ok ? "met" : "**not met**");
@@ -130,6 +147,11 @@ async function writeResultsMd(): Promise<void> {
     if (peer) lines.push(`| incremental build vs podman | ${f(r.incrementalBuild.medianSeconds, 1)} s | podman ${f(peer.incrementalBuild.medianSeconds, 1)} s | podman/layerfold time ${f(peer.incrementalBuild.medianSeconds / r.incrementalBuild.medianSeconds)} | ≥ 20×: ${yes(peer.incrementalBuild.medianSeconds / r.incrementalBuild.medianSeconds >= 20)} |`);
     lines.push(`| full push (loopback registry) | ${f(r.push.fullSeconds, 1)} s, ${mb(r.push.fullUploadedBytes)} | skopeo copy ${f(r.push.skopeoFullSeconds, 1)} s${peer ? `; podman push ${f(peer.push.fullSeconds, 1)} s` : ""} | ${f(r.push.ratioVsSkopeo)}× skopeo | ≤ 1× skopeo: ${yes(r.push.ratioVsSkopeo <= 1)} |`);
     if (nix) lines.push(`| layers from installed trees + push, vs the Nix way | ${f(nix.layerfold.medianSeconds, 1)} s (build ${f(median(nix.layerfold.buildSeconds), 1)} + push ${f(median(nix.layerfold.pushSeconds), 1)}), ${mb(nix.layerfold.uploadedBytes)} zstd | stream_layered_image.py + skopeo copy ${f(nix.nix.medianSeconds, 1)} s, ${mb(nix.nix.uploadedBytes)} gzip | nix/layerfold time ${f(nix.ratio)} | |`);
+    if (peer) {
+      const lfBoth = r.fullBuild.medianSeconds + r.push.fullSeconds;
+      const pmBoth = peer.fullBuild.medianSeconds + peer.push.fullSeconds;
+      lines.push(`| full build + push (the whole of peer (a)) | ${f(lfBoth, 1)} s | podman build + podman push ${f(pmBoth, 1)} s | podman/layerfold time ${f(pmBoth / lfBoth)} | |`);
+    }
     lines.push(`| incremental push, warm store | ${f(r.push.incrementalSeconds, 1)} s, ${mb(r.push.incrementalUploadedBytes)} | changed layer ${mb(r.push.changedLayerBytes)} | ${f(r.push.incrementalRatioToChanged, 3)}× | ≤ 1.01×: ${yes(r.push.incrementalRatioToChanged <= 1.01)} |`);
     lines.push(`| incremental push, empty store | ${f(r.push.fromEmptyStoreSeconds, 1)} s, ${mb(r.push.fromEmptyStoreUploadedBytes)} | changed layer ${mb(r.push.changedLayerBytes)} | ${f(r.push.fromEmptyStoreRatioToChanged, 3)}× | ≤ 1.01×: ${yes(r.push.fromEmptyStoreRatioToChanged <= 1.01)} |`);
     lines.push(`| image size (layer blobs) | ${mb(r.size.layerBytes)} (${mb(r.size.layerUncompressedBytes)} uncompressed) | cumulative layers: ${mb(r.size.cumulativeUncompressedBytes)} uncompressed, ~${mb(r.size.cumulativeCompressedEstimateBytes)} compressed (estimate: prefix sums of our layer sizes) | ${f(r.size.cumulativeUncompressedBytes / r.size.layerUncompressedBytes)}× smaller | |`);
@@ -146,7 +168,12 @@ async function writeResultsMd(): Promise<void> {
   }
   if (torch) {
     lines.push(`Torch stack measured ${torch.date}. Machine: ${(torch as unknown as { machine: string }).machine}.`, "");
-    stackRows("Reference stack (examples/torch-cuda: + torch 2.14.1 with CUDA 13 wheels), layerfold alone with its floor", torch.layerfold);
+    const peer = torch.podman && "fullBuild" in torch.podman ? torch.podman : undefined;
+    const nix = torch.nix && "nix" in torch.nix ? torch.nix : undefined;
+    const peerRunsNote = peer ? `; peers ${peer.fullBuild.runs.length} run${peer.fullBuild.runs.length > 1 ? "s" : ""}` : "";
+    stackRows(`Reference stack (examples/torch-cuda: + torch 2.14.1 with CUDA 13 wheels), with peers${peerRunsNote}`, torch.layerfold, peer, nix);
+    if (!peer) lines.push(`Peer (a) podman: ${torch.podman && "skipped" in torch.podman ? torch.podman.skipped : "not measured"}`, "");
+    if (!nix) lines.push(`Peer (b) nixpkgs' stream_layered_image.py: not measured (${torch.nix && "skipped" in torch.nix ? torch.nix.skipped : "no result"}).`, "");
   }
   lines.push(
     "## How to read these",
@@ -154,7 +181,7 @@ async function writeResultsMd(): Promise<void> {
     "- Every figure is wall time of the real command (layerfold's include Node start-up and config loading, a few seconds under load), on a 2-core machine, with the load at the start of each section given above it (other jobs on the machine move the figures; the raw runs are in the JSON); with `--runs 1` the median is one run. Compare ratios within one section: they were measured in the same bench run, minutes apart.",
     "- Floor: Python's zipfile inflating the same wheels plus `dpkg-deb -x` of the same .debs, then `tar --sort=name | zstd -3 -T0` of the result. layerfold also hashes every file, verifies wheel RECORDs, writes the trees and the layer blobs, and copies the layout to the output.",
     "- Peer (a): `podman build` (overlay driver, podman's default here) of a Containerfile FROM the same Debian layers (built by layerfold into an oci-archive and pulled before timing), one `RUN pip install` per Python layer with the versions layerfold locked, from pip's configured indexes (read at bench time, bind-mounted read-only, PyPI left out); then `podman push`. Its incremental build re-runs the changed layer and every layer after it.",
-    "- Peer (b): nixpkgs' `stream_layered_image.py` (dockerTools.streamLayeredImage's builder, plain python3; its code is not in this repository, the bench takes it from `LAYERFOLD_BENCH_NIX_STREAM`) over layerfold's installed trees of the last small-stack build, one store-path-like directory per package and one layer per layerfold layer, its stream written to a file and pushed with `skopeo copy docker-archive:FILE docker://…` (skopeo 1.9 cannot read it from a pipe), into a fresh registry. Against it: `layerfold build` of the same image from the same trees (layer records dropped) plus `layerfold push`. Both start from installed trees, which is where Nix starts.",
+    "- Peer (b): nixpkgs' `stream_layered_image.py` (dockerTools.streamLayeredImage's builder, plain python3; its code is not in this repository, the bench takes it from `LAYERFOLD_BENCH_NIX_STREAM`) over layerfold's installed trees of the stack's last build, one store-path-like directory per package and one layer per layerfold layer, its stream written to a file and pushed with `skopeo copy docker-archive:FILE docker://…` (skopeo 1.9 cannot read it from a pipe), into a fresh registry. Against it: `layerfold build` of the same image from the same trees (layer records dropped) plus `layerfold push`. Both start from installed trees, which is where Nix starts.",
     "- Peer (c): `skopeo copy oci:DIR docker://…` of layerfold's own layout into a fresh registry, against `layerfold push` of the same build into another fresh one; both straight to their registry.",
     "- Cumulative layers: each layer holding the whole environment so far; uncompressed sizes are exact sums, the compressed figure sums our own compressed layer sizes the same way (an estimate).",
     "",

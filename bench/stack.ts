@@ -35,7 +35,9 @@ export async function timedCmd(cmd: string, args: string[], opts: { cwd?: string
     return { seconds: (performance.now() - t0) / 1000, peakRssMiB: rss, stdout: r.stdout, stderr: r.stderr };
   } catch (err) {
     const e = err as { stderr?: string; message: string };
-    throw new Error(`${cmd} ${args.join(" ")} failed: ${e.stderr?.split("\n").slice(-25).join("\n") ?? e.message}`);
+    // The command's own message comes before GNU time's report.
+    const own = e.stderr?.split("\n\tCommand being timed")[0]?.split("\n").slice(-25).join("\n");
+    throw new Error(`${cmd} ${args.join(" ")} failed: ${own || e.message}`);
   }
 }
 
