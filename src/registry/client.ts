@@ -1,18 +1,17 @@
-// An OCI distribution-spec client over undici: /v2/ ping, Basic and Bearer
+// An OCI distribution-spec client over node:http/https (./http.ts): /v2/ ping, Basic and Bearer
 // auth (WWW-Authenticate realm/service/scope), blob HEAD/GET/mount/upload and
 // manifest GET/PUT. Uploads stream from a source that can be reopened at an
 // offset; a chunked upload that loses its connection asks the registry how far
 // it got (GET on the upload URL) and continues from there.
 
 import { Readable } from "node:stream";
-import type { Dispatcher } from "undici";
 import { NetworkError, RegistryError, HashMismatchError } from "../errors.ts";
 import { errorCode, isFinalNetworkError } from "../fetch/fetch.ts";
-import { loadUndici } from "../fetch/undici.ts";
 import type { Logger } from "../util/log.ts";
 import { silentLogger } from "../util/log.ts";
 import { HashingStream } from "../util/hash.ts";
 import type { Credential } from "./credentials.ts";
+import { HttpPool, type HttpResponse, type RequestBody, type ResponseBody } from "./http.ts";
 import { addSecret, redact } from "./redact.ts";
 import { apiHost, isLoopback } from "./reference.ts";
 
@@ -27,7 +26,6 @@ export interface RegistryClientOptions {
   retries?: number;
   /** Base delay for backoff, ms (tests lower it). */
   backoffMs?: number;
-  dispatcher?: Dispatcher;
 }
 
 export interface Challenge {
@@ -50,7 +48,7 @@ export function parseChallenge(header: string | string[] | undefined): Challenge
   return { scheme, params };
 }
 
-type Body = Buffer | Readable | AsyncIterable<Buffer> | null;
+type Body = Exclude<RequestBody, string | undefined>;
 
 export interface SendOptions {
   method: "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE";
@@ -72,7 +70,7 @@ export interface SendOptions {
 export interface SendResult {
   status: number;
   headers: Record<string, string | string[] | undefined>;
-  body: Dispatcher.ResponseData["body"];
+  body: ResponseBody;
   url: string;
 }
 
@@ -81,7 +79,7 @@ export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** The registry's error JSON as one short line. */
-async function errorText(body: Dispatcher.ResponseData["body"]): Promise<string> {
+async function errorText(body: ResponseBody): Promise<string> {
   let text = "";
   try {
     text = (await body.text()).slice(0, 2000);
@@ -101,8 +99,7 @@ export class RegistryClient {
   private readonly retries: number;
   /** Base delay for backoff, ms; uploads use it too. */
   readonly backoffMs: number;
-  /** Made on the first request (see fetch/undici.ts), unless given. */
-  private dispatcher?: Dispatcher;
+  private readonly pool: HttpPool;
   /** Scopes every token request asks for; push adds push+pull and mount sources first. */
   private readonly scopes = new Set<string>();
   private challenge?: Challenge;
@@ -118,16 +115,8 @@ export class RegistryClient {
     this.logger = opts.logger ?? silentLogger;
     this.retries = opts.retries ?? 6;
     this.backoffMs = opts.backoffMs ?? 300;
-    this.dispatcher = opts.dispatcher;
-  }
-
-  /** undici's request() and this client's connection pool, loaded and made on first use. */
-  private async http(): Promise<{ request: typeof import("undici").request; dispatcher: Dispatcher }> {
-    const { Agent, request } = await loadUndici();
-    // Short keep-alive: idle sockets hold the event loop open, and a client nobody closes
-    // (a base image's) must not keep the process alive long after its last request.
-    this.dispatcher ??= new Agent({ connections: 16, headersTimeout: 120_000, bodyTimeout: 300_000, keepAliveTimeout: 1_000, keepAliveMaxTimeout: 1_000 });
-    return { request, dispatcher: this.dispatcher };
+    // Idle sockets do not hold the process open, and are closed after a second.
+    this.pool = new HttpPool({ connections: 16, headersTimeoutMs: 120_000, bodyTimeoutMs: 300_000, connectTimeoutMs: 10_000, keepAliveMs: 1_000 });
   }
 
   /** Ask for these scopes ("repository:NAME:pull,push") in every token from now on. */
@@ -141,7 +130,7 @@ export class RegistryClient {
   pushScope(repository: string): string { return `repository:${repository}:pull,push`; }
 
   async close(): Promise<void> {
-    await this.dispatcher?.close().catch(() => {});
+    this.pool.close();
   }
 
   private absolute(url: string): string {
@@ -175,24 +164,23 @@ export class RegistryClient {
     const scopes = [...this.scopes].sort();
     for (const s of (ch.params.scope ?? "").split(" ").filter(Boolean)) if (!scopes.includes(s)) scopes.push(s);
     const service = ch.params.service;
-    let res: Dispatcher.ResponseData;
+    let res: HttpResponse;
     const realmUrl = new URL(realm);
     if (realmUrl.protocol === "http:" && !isLoopback(realmUrl.host) && this.baseUrl.startsWith("https:")) {
       throw new RegistryError(`${this.registry}: token realm ${realmUrl.origin} is plain HTTP; refusing to send credentials there`);
     }
     const c = this.credential;
-    const { request, dispatcher } = await this.http();
     try {
       if (c?.kind === "identityToken") {
         const form = new URLSearchParams({ grant_type: "refresh_token", refresh_token: c.token, client_id: "layerfold", ...(service ? { service } : {}), scope: scopes.join(" ") });
-        res = await request(realm, { method: "POST", dispatcher, headers: { "content-type": "application/x-www-form-urlencoded" }, body: form.toString() });
+        res = await this.pool.request(realm, { method: "POST", headers: { "content-type": "application/x-www-form-urlencoded" }, body: form.toString() });
       } else {
         const u = new URL(realm);
         if (service) u.searchParams.set("service", service);
         for (const s of scopes) u.searchParams.append("scope", s);
         if (c?.kind === "basic") u.searchParams.set("account", c.username);
         const auth = this.basicHeader();
-        res = await request(u, { method: "GET", dispatcher, headers: auth ? { authorization: auth } : {} });
+        res = await this.pool.request(u, { method: "GET", headers: auth ? { authorization: auth } : {} });
       }
     } catch (err) {
       throw new NetworkError(`${this.registry}: cannot reach token server ${realmUrl.origin} (${errorCode(err) ?? (err as Error).message})`, { cause: err });
@@ -219,16 +207,15 @@ export class RegistryClient {
     const attempts = opts.retry === false ? 1 : this.retries;
     let lastErr: unknown;
     let authRetried = false;
-    const { request, dispatcher } = await this.http();
     for (let attempt = 0; attempt < attempts; attempt++) {
       if (attempt > 0) await sleep(this.backoff(attempt, lastErr));
       let url = this.absolute(opts.url);
       const headers: Record<string, string> = { "user-agent": "layerfold", ...(opts.headers ?? {}) };
       const auth = await this.authorization();
       if (auth) headers.authorization = auth;
-      let res: Dispatcher.ResponseData;
+      let res: HttpResponse;
       try {
-        res = await request(url, { method: opts.method, headers, body: (opts.body?.() ?? undefined) as Dispatcher.RequestOptions["body"], dispatcher });
+        res = await this.pool.request(url, { method: opts.method, headers, body: opts.body?.() });
         for (let hop = 0; opts.follow && [301, 302, 303, 307, 308].includes(res.statusCode) && hop < 5; hop++) {
           res.body.resume();
           const next = new URL(String(res.headers.location), url).toString();
@@ -236,7 +223,7 @@ export class RegistryClient {
           url = next;
           const h = { ...headers };
           if (!sameHost) delete h.authorization;
-          res = await request(url, { method: opts.method, headers: h, dispatcher });
+          res = await this.pool.request(url, { method: opts.method, headers: h });
         }
       } catch (err) {
         lastErr = err;
