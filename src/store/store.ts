@@ -6,8 +6,8 @@
 // after a power loss, tree.json digests and the file hashes checked while
 // layering catch a torn tree, which is then rebuilt.
 
-import { createReadStream, createWriteStream } from "node:fs";
-import { mkdir, readFile, rename, rm, stat, mkdtemp } from "node:fs/promises";
+import { closeSync, createReadStream, createWriteStream, fstatSync, openSync, readFileSync, readSync } from "node:fs";
+import { mkdir, rename, rm, stat, mkdtemp } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import type { Readable } from "node:stream";
@@ -24,6 +24,32 @@ export interface StoredTree {
   /** Directory holding file contents by image path. */
   rootDir: string;
   manifest: TreeManifest;
+}
+
+/**
+ * A whole small file, read into one buffer reused by every call (valid until the next).
+ * A build reads every tree's manifest (117 files, 2.2 MB in the torch-free stack): through
+ * the thread pool that is four round trips each, and fresh buffers cost a page fault per
+ * 4 KiB on this kind of VM.
+ */
+let scratch = Buffer.allocUnsafe(1 << 16);
+function readScratch(file: string): Buffer {
+  const fd = openSync(file, "r");
+  try {
+    let n = 0;
+    for (;;) {
+      if (n === scratch.length) {
+        const bigger = Buffer.allocUnsafe(Math.max(scratch.length * 2, fstatSync(fd).size + 1));
+        scratch.copy(bigger, 0, 0, n);
+        scratch = bigger;
+      }
+      const got = readSync(fd, scratch, n, scratch.length - n, null);
+      if (got === 0) return scratch.subarray(0, n);
+      n += got;
+    }
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** Manifests whose entries were checked against entriesDigest as they were read. */
@@ -146,7 +172,7 @@ export class Store {
     const dir = this.treeDir(key);
     let manifest: TreeManifest | undefined;
     try {
-      const bytes = await readFile(path.join(dir, "tree.json"));
+      const bytes = readScratch(path.join(dir, "tree.json"));
       manifest = readTreeManifest(bytes) ?? (JSON.parse(bytes.toString("utf8")) as TreeManifest);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
@@ -219,7 +245,7 @@ export class Store {
 
   async getRecord<T>(kind: string, key: string): Promise<T | undefined> {
     try {
-      return JSON.parse(await readFile(this.recordPath(kind, key), "utf8")) as T;
+      return JSON.parse(readFileSync(this.recordPath(kind, key), "utf8")) as T;
     } catch {
       return undefined;
     }
