@@ -82,9 +82,9 @@ export async function buildLayer(store: Store, input: LayerInput, key: string, o
       const compressorErr = await comp.done.then(() => undefined, (e: unknown) => e);
       throw err instanceof CorruptStoreError || !compressorErr ? err : compressorErr;
     }
-    await comp.done;
-    // The compressed digest, read back from the page cache: cheaper than the blob passing through this process.
-    const { hex, size } = hashFile(tmp);
+    // The compressed digest, read back from the page cache (cheaper than the blob passing through
+    // this process) while the compressor finishes its last blocks.
+    const { hex, size } = await hashGrowingFile(tmp, comp.done);
     const dest = store.blobPath(hex);
     await mkdir(path.dirname(dest), { recursive: true });
     await rename(tmp, dest);
@@ -107,18 +107,29 @@ export async function buildLayer(store: Store, input: LayerInput, key: string, o
   }
 }
 
-/** sha256 and size of a whole file, read through a reused chunk buffer. */
-function hashFile(file: string): { hex: string; size: number } {
+/**
+ * sha256 and size of the file a compressor is appending to, read through a reused chunk
+ * buffer as it grows and to its end once `done` settles (rejecting with its error).
+ */
+async function hashGrowingFile(file: string, done: Promise<void>): Promise<{ hex: string; size: number }> {
+  let finished = false;
+  const settled = done.then(() => { finished = true; }, () => { finished = true; });
   const h = createHash("sha256");
   const buf = takeChunk();
   const fd = openSync(file, "r");
   let size = 0;
   try {
-    for (let got; (got = readSync(fd, buf, 0, buf.length, null)) > 0; size += got) h.update(buf.subarray(0, got));
+    for (;;) {
+      const last = finished;
+      for (let got; (got = readSync(fd, buf, 0, buf.length, size)) > 0; size += got) h.update(buf.subarray(0, got));
+      if (last) break;
+      await Promise.race([settled, new Promise((resolve) => setTimeout(resolve, 5))]);
+    }
   } finally {
     closeSync(fd);
     giveBackChunk(buf);
   }
+  await done;
   return { hex: h.digest("hex"), size };
 }
 
