@@ -2,8 +2,7 @@
 // streaming; then sha256 of that file (digest) -> store. A layer record maps the layer's input key
 // to its descriptor; an unchanged key costs one file read.
 
-import { closeSync, openSync, readSync } from "node:fs";
-import { mkdir, rename, rm } from "node:fs/promises";
+import { closeSync, mkdirSync, openSync, readSync, renameSync, rmSync } from "node:fs";
 import path from "node:path";
 import { createHash } from "node:crypto";
 import type { Store } from "../store/store.ts";
@@ -58,7 +57,7 @@ export function layerKey(input: LayerInput): string {
 
 export async function buildLayer(store: Store, input: LayerInput, key: string, onProgress?: (bytes: number) => void): Promise<LayerRecord> {
   const entries = input.entries;
-  await mkdir(store.tmpDir, { recursive: true });
+  mkdirSync(store.tmpDir, { recursive: true });
   const tmp = path.join(store.tmpDir, `layer-${key.slice(0, 12)}-${process.pid}-${Math.random().toString(36).slice(2)}`);
   const diff = createHash("sha256");
   let diffBytes = 0;
@@ -86,8 +85,8 @@ export async function buildLayer(store: Store, input: LayerInput, key: string, o
     // this process) while the compressor finishes its last blocks.
     const { hex, size } = await hashGrowingFile(tmp, comp.done);
     const dest = store.blobPath(hex);
-    await mkdir(path.dirname(dest), { recursive: true });
-    await rename(tmp, dest);
+    mkdirSync(path.dirname(dest), { recursive: true });
+    renameSync(tmp, dest);
     const record: LayerRecord = {
       key,
       name: input.name,
@@ -103,7 +102,7 @@ export async function buildLayer(store: Store, input: LayerInput, key: string, o
     await store.putRecord("layers", key, record);
     return record;
   } finally {
-    await rm(tmp, { force: true });
+    rmSync(tmp, { force: true });
   }
 }
 

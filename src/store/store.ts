@@ -6,8 +6,8 @@
 // after a power loss, tree.json digests and the file hashes checked while
 // layering catch a torn tree, which is then rebuilt.
 
-import { closeSync, createReadStream, createWriteStream, fstatSync, openSync, readFileSync, readSync } from "node:fs";
-import { mkdir, rename, rm, stat, mkdtemp } from "node:fs/promises";
+import { closeSync, createReadStream, createWriteStream, fstatSync, openSync, readFileSync, readSync, statSync } from "node:fs";
+import { mkdir, rename, rm, mkdtemp } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import type { Readable } from "node:stream";
@@ -15,7 +15,7 @@ import { pipeline } from "node:stream/promises";
 import { CorruptStoreError, HashMismatchError } from "../errors.ts";
 import { HashingStream, sha256Hex } from "../util/hash.ts";
 import { stableJson } from "../util/json.ts";
-import { writeFileAtomic } from "../util/fs.ts";
+import { writeFileAtomic, writeSmallFileAtomicSync } from "../util/fs.ts";
 import { devNull } from "../util/stream.ts";
 import { TreeWriter, type TreeManifest, type TreeWriterOptions } from "./tree.ts";
 
@@ -93,11 +93,7 @@ export class Store {
   }
 
   async blobSize(hex: string): Promise<number | undefined> {
-    try {
-      return (await stat(this.blobPath(hex))).size;
-    } catch {
-      return undefined;
-    }
+    return statSync(this.blobPath(hex), { throwIfNoEntry: false })?.size;
   }
 
   async hasBlob(hex: string): Promise<boolean> {
@@ -151,7 +147,7 @@ export class Store {
     const buf = Buffer.from(data);
     const hex = sha256Hex(buf);
     const dest = this.blobPath(hex);
-    if (!(await this.hasBlob(hex))) await writeFileAtomic(dest, buf, { fsync: false });
+    if (!(await this.hasBlob(hex))) writeSmallFileAtomicSync(dest, buf);
     return { hex, size: buf.length };
   }
 
@@ -254,7 +250,7 @@ export class Store {
   /** Store `value` under one or more keys (serialised once). */
   async putRecord(kind: string, key: string | string[], value: unknown): Promise<void> {
     const text = stableJson(value, 2);
-    for (const k of typeof key === "string" ? [key] : key) await writeFileAtomic(this.recordPath(kind, k), text, { fsync: false });
+    for (const k of typeof key === "string" ? [key] : key) writeSmallFileAtomicSync(this.recordPath(kind, k), text);
   }
 
   async dropRecord(kind: string, key: string): Promise<void> {
