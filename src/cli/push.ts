@@ -101,7 +101,7 @@ export function pushCommand(): Command {
     .option("--from <dir>", "push the image(s) in this OCI layout instead of the last build")
     .option("--from-tag <tag>", "with --from: the tag (ref.name) to push; default all of index.json")
     .option("--ghcr", "push to GitHub's registry with GITHUB_TOKEN and GITHUB_REPOSITORY_OWNER")
-    .option("--concurrency <n>", "blobs uploaded at once", "4")
+    .option("--concurrency <n>", "blobs uploaded at once (blobs up to 1 MiB have a pool of this size of their own)", "4")
     .option("--chunk-size <MiB>", "upload in chunks of this many MiB (default 0: one streamed PATCH per blob; ghcr.io takes at most 4)", String(DEFAULT_CHUNK_SIZE / 1048576))
     .option("--monolithic", "upload each blob with a single PUT (for registries that want it)")
     .action(async (ref: string | undefined, flags: PushFlags) => {
