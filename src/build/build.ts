@@ -7,7 +7,7 @@ import { loadConfig, type LoadedConfig } from "../config/load.ts";
 import { ConfigError, CorruptStoreError, ImageLimitError } from "../errors.ts";
 import { fold, type FoldResult } from "../fold/fold.ts";
 import { LayerPlanner, splitLayer, type PlannedLayer } from "../fold/plan.ts";
-import { buildLayer, layerKey, reusableLayer, type LayerInput, type LayerRecord } from "../layer/layer.ts";
+import { buildLayer, LAYER_FORMAT, layerKey, reusableLayer, type LayerInput, type LayerRecord } from "../layer/layer.ts";
 import { withParents } from "../layer/tar-writer.ts";
 import { compressorId, layerMediaType, prepareCompressor, type LayerCompression } from "../layer/compress.ts";
 import { buildConfig, buildManifest, descriptorOf, toBytes } from "../oci/image.ts";
@@ -109,14 +109,23 @@ function joinSources(base: BlobSource | undefined, cache: BlobSource | undefined
   };
 }
 
-/** One layer (or part of a split layer) as planned: its entries with parents, and its key. */
-interface LayerPart { planned: PlannedLayer; input: LayerInput; key: string }
+/** One layer (or part of a split layer) as planned: its key, and its entries with parents when it must be built. */
+interface LayerPart { name: string; packages: string[]; size: number; key: string; input(): LayerInput }
+
+/** Bump when planning (fold/plan.ts, withParents, splitLayer) gives other entries for the same trees. */
+const PLAN_FORMAT = 1;
+
+/** What a plan record keeps of a layer planned from itself and the layers below. */
+interface PlanRecord { parts: Array<{ name: string; packages: string[]; size: number; key: string }>; unknownParents: string[] }
 
 /**
  * The plan of the image, grown one layer at a time: build-ahead plans each layer as its
  * packages come in, and the final pass takes those plans unless a layer added later
  * changed them (a `conflicts` owner above took a path, or now provides a parent
- * directory that was given defaults).
+ * directory that was given defaults). A layer planned from itself and the layers below
+ * is also recorded in the store by those inputs, so the next build learns its key
+ * without planning its entries again (it still reads its trees: the layers above are
+ * planned against them), and plans them only if it has to build the layer.
  */
 export class ImagePlan {
   private planner: LayerPlanner;
@@ -125,6 +134,7 @@ export class ImagePlan {
     private readonly layers: Array<{ name: string; packages: string[] }>,
     private readonly treeOf: (id: string) => StoredTree,
     private readonly o: { compression: LayerCompression; level?: number; epoch: number; conflicts: Record<string, string>; limit: number },
+    private readonly store?: Store,
   ) {
     this.planner = new LayerPlanner(treeOf, o.conflicts);
   }
@@ -133,16 +143,55 @@ export class ImagePlan {
   partsOf(i: number, through = i): LayerPart[] {
     while (this.planner.size <= through) this.planner.add(this.layers[this.planner.size]!);
     this.planner.check();
+    const valid = (m: { unknownParents: string[] }) => !this.planner.changed.has(i) && !m.unknownParents.some((p) => this.planner.firstDir.has(p));
     const memo = this.parts.get(i);
-    if (memo && !this.planner.changed.has(i) && !memo.unknownParents.some((p) => this.planner.firstDir.has(p))) return memo.parts;
+    if (memo && valid(memo)) return memo.parts;
+    // Only what layers 0..i decide goes into a record, and only such a plan is taken from one.
+    const alone = this.planner.size === i + 1;
+    const recordKey = this.store && alone ? this.recordKey(i) : undefined;
+    const recorded = recordKey ? this.store!.readRecord<PlanRecord>("plans", recordKey) : undefined;
+    if (recorded && Array.isArray(recorded.parts) && Array.isArray(recorded.unknownParents) && valid(recorded)) {
+      const parts = recorded.parts.map((p, pi) => ({ ...p, input: () => this.plannedInput(i, pi, p.key, recordKey!) }));
+      this.parts.set(i, { parts, unknownParents: recorded.unknownParents });
+      return parts;
+    }
+    const { parts, unknownParents } = this.plan(i);
+    this.parts.set(i, { parts, unknownParents });
+    if (recordKey) this.store!.putRecord("plans", recordKey, { parts: parts.map(({ name, packages, size, key }) => ({ name, packages, size, key })), unknownParents } satisfies PlanRecord).catch(() => {});
+    return parts;
+  }
+
+  private plan(i: number): { parts: LayerPart[]; unknownParents: string[] } {
     const unknownParents: string[] = [];
     const parts = splitLayer(this.planner.plan(i), this.o.limit).map((planned) => {
       const input: LayerInput = { name: planned.name, packages: planned.packages, entries: withParents(planned.entries, this.planner.firstDir, unknownParents), compression: this.o.compression, level: this.o.level, mtime: this.o.epoch };
-      return { planned, input, key: layerKey(input) };
+      return { name: planned.name, packages: planned.packages, size: planned.size, key: layerKey(input), input: () => input };
     });
     this.planner.changed.delete(i);
-    this.parts.set(i, { parts, unknownParents });
-    return parts;
+    return { parts, unknownParents };
+  }
+
+  /** The entries of a part taken from a plan record, planned now that the layer must be built. */
+  private plannedInput(i: number, pi: number, key: string, recordKey: string): LayerInput {
+    const part = this.plan(i).parts[pi];
+    if (part?.key !== key) {
+      this.store!.dropRecord("plans", recordKey).catch(() => {});
+      throw new CorruptStoreError(`store: the plan record ${recordKey} of layer ${this.layers[i]!.name} does not match its trees; it was removed, run the build again`);
+    }
+    return part.input();
+  }
+
+  /** Everything the plan of layer i depends on when planned from layers 0..i. */
+  private recordKey(i: number): string {
+    return sha256Hex(stableJson({
+      format: PLAN_FORMAT,
+      layer: LAYER_FORMAT,
+      layers: this.layers.slice(0, i + 1).map((l) => [l.name, l.packages.map((id) => [id, this.treeOf(id).key])]),
+      compressor: compressorId(this.o.compression, this.o.level),
+      epoch: this.o.epoch,
+      conflicts: this.o.conflicts,
+      limit: this.o.limit,
+    }));
   }
 
   /** Plan from scratch on the next partsOf (a failure left the state half-updated, or trees were reinstalled). */
@@ -189,11 +238,11 @@ function buildAhead(
       }
       chain = chain.then(async () => {
         try {
-          for (const { input, key } of plan.partsOf(i)) {
-            if (await reusableLayer(store, key)) continue;
+          for (const part of plan.partsOf(i)) {
+            if (await reusableLayer(store, part.key)) continue;
             const t0 = now();
-            await buildLayer(store, input, key);
-            built.set(key, now() - t0);
+            await buildLayer(store, part.input(), part.key);
+            built.set(part.key, now() - t0);
           }
         } catch (err) {
           plan.restart();
@@ -326,7 +375,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   // The final pass below plans the whole image and reuses such a layer by its key;
   // when an upper layer changes it (a path owned higher up), it is built again.
   const treeOf = (id: string) => trees.get(id)!;
-  const plan = new ImagePlan(layerInputs, treeOf, { compression, level: image.compressionLevel, epoch, conflicts: image.conflicts, limit: image.layerSizeLimit });
+  const plan = new ImagePlan(layerInputs, treeOf, { compression, level: image.compressionLevel, epoch, conflicts: image.conflicts, limit: image.layerSizeLimit }, store);
   const ahead = buildAhead(store, plan, packageLayers, cacheHits, log);
   const layerOf = new Map(packageLayers.flatMap((l, i) => l.packages.map((id) => [id, i] as const)));
   await mapPool(packageLayers.flatMap((l) => l.packages), opts.concurrency ?? 2, async (id) => {
@@ -374,7 +423,8 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
       continue;
     }
     const parts: BuiltLayer[] = [];
-    for (const [pi, { planned: pl, input, key }] of plannedByLayer[li]!.entries()) {
+    for (const [pi, pl] of plannedByLayer[li]!.entries()) {
+      const key = pl.key;
       const t0 = now();
       const reused = await reusableLayer(store, key);
       const aheadSeconds = ahead.built.get(key);
@@ -391,14 +441,14 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
       let record: LayerRecord;
       const progress = (bytes: number) => log.progress(`layer ${pl.name}`, `${formatBytes(bytes)} / ${formatBytes(pl.size)}`);
       try {
-        record = await buildLayer(store, input, key, progress);
+        record = await buildLayer(store, pl.input(), key, progress);
       } catch (err) {
         if (!(err instanceof CorruptStoreError)) throw err;
         // A tree failed verification while streaming: reinstall this layer's packages once and retry.
         log.warn(err.message);
         for (const id of pl.packages) if (!id.startsWith("generated:")) await installOne(id, true);
         plan.restart();
-        record = await buildLayer(store, plan.partsOf(li, lastMiss)[pi]!.input, key, progress);
+        record = await buildLayer(store, plan.partsOf(li, lastMiss)[pi]!.input(), key, progress);
       }
       const seconds = now() - t0;
       parts.push({ ...record, reused: false, seconds });

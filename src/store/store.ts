@@ -240,6 +240,11 @@ export class Store {
   }
 
   async getRecord<T>(kind: string, key: string): Promise<T | undefined> {
+    return this.readRecord<T>(kind, key);
+  }
+
+  /** getRecord, synchronously (records are small). */
+  readRecord<T>(kind: string, key: string): T | undefined {
     try {
       return JSON.parse(readFileSync(this.recordPath(kind, key), "utf8")) as T;
     } catch {

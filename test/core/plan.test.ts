@@ -2,6 +2,11 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { LayerPlanner, planLayers, splitLayer } from "../../src/fold/plan.ts";
 import { ImagePlan } from "../../src/build/build.ts";
+import { readdir, readFile, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { CorruptStoreError } from "../../src/errors.ts";
+import { Store } from "../../src/store/store.ts";
+import { tempDir } from "../helpers/cli.ts";
 import type { StoredTree } from "../../src/store/store.ts";
 import type { TreeEntry } from "../../src/store/tree.ts";
 
@@ -92,10 +97,10 @@ test("the image plan reuses a layer planned early, unless a layer added later pr
   const o = { compression: "none" as const, epoch: 0, conflicts: {}, limit: 1e12 };
   const plan = new ImagePlan(layers, (id) => trees[id]!, o);
   const early = plan.partsOf(0);
-  assert.equal(early[0]!.input.entries.find((e) => e.entry.path === "srv")!.entry.mode, 0o755, "no layer below gives /srv: defaults");
+  assert.equal(early[0]!.input().entries.find((e) => e.entry.path === "srv")!.entry.mode, 0o755, "no layer below gives /srv: defaults");
   const final = plan.partsOf(0, 1);
   assert.notEqual(final, early, "layer two provides /srv: planned again");
-  assert.equal(final[0]!.input.entries.find((e) => e.entry.path === "srv")!.entry.mode, 0o700);
+  assert.equal(final[0]!.input().entries.find((e) => e.entry.path === "srv")!.entry.mode, 0o700);
   assert.deepEqual(final.map((p) => p.key), new ImagePlan(layers, (id) => trees[id]!, o).partsOf(0, 1).map((p) => p.key), "same key as planning the whole image at once");
   assert.equal(plan.partsOf(0, 1), final, "unchanged since: taken as planned");
   // Without the upper directory the early plan stands.
@@ -103,4 +108,39 @@ test("the image plan reuses a layer planned early, unless a layer added later pr
   const plan2 = new ImagePlan(layers, (id) => trees2[id]!, o);
   const early2 = plan2.partsOf(0);
   assert.equal(plan2.partsOf(0, 1), early2);
+});
+
+test("a layer planned from itself and the layers below is recorded, and the next build takes its key from the record", async () => {
+  const { dir: root, cleanup } = await tempDir();
+  try {
+    const store = new Store(root);
+    const trees: Record<string, StoredTree> = {
+      a: tree("a", [file("srv/app/x", "s1"), file("usr/bin/a", "s2")]),
+      b: tree("b", [dir("srv", 0o700), file("srv/y", "s3")]),
+    };
+    const layers = [{ name: "one", packages: ["a"] }, { name: "two", packages: ["b"] }];
+    const o = { compression: "none" as const, epoch: 0, conflicts: {}, limit: 1e12 };
+    const first = new ImagePlan(layers, (id) => trees[id]!, o, store).partsOf(0);
+    const records = await readdir(path.join(root, "plans"));
+    assert.equal(records.length, 1, "one record, for layer one planned alone");
+    // The next build takes the key from the record (shown by editing it) and plans the entries only to build.
+    const file1 = path.join(root, "plans", records[0]!);
+    await writeFile(file1, (await readFile(file1, "utf8")).replace(first[0]!.key, "0".repeat(64)));
+    const second = new ImagePlan(layers, (id) => trees[id]!, o, store).partsOf(0);
+    assert.equal(second[0]!.key, "0".repeat(64));
+    // A record that does not match its trees is refused when the layer is built, and removed.
+    assert.throws(() => second[0]!.input(), CorruptStoreError);
+    await new Promise((r) => setTimeout(r, 10));
+    assert.deepEqual(await readdir(path.join(root, "plans")), []);
+    const third = new ImagePlan(layers, (id) => trees[id]!, o, store).partsOf(0);
+    assert.equal(third[0]!.key, first[0]!.key);
+    // The record holds the parent directories it gave defaults: a layer above that provides one plans it again.
+    const whole = new ImagePlan(layers, (id) => trees[id]!, o, store);
+    whole.partsOf(0);
+    const final = whole.partsOf(0, 1);
+    assert.notEqual(final[0]!.key, first[0]!.key);
+    assert.equal(final[0]!.input().entries.find((e) => e.entry.path === "srv")!.entry.mode, 0o700);
+  } finally {
+    await cleanup();
+  }
 });
