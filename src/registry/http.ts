@@ -74,11 +74,11 @@ const drained = (req: http.ClientRequest) =>
     req.on("close", done);
   });
 
-async function writeBody(req: http.ClientRequest, body: RequestBody): Promise<void> {
+async function writeBody(req: http.ClientRequest, body: RequestBody, unwanted: () => boolean): Promise<void> {
   if (body === null || body === undefined) return void req.end();
   if (typeof body === "string" || Buffer.isBuffer(body)) return void req.end(body);
   for await (const chunk of body as AsyncIterable<Buffer>) {
-    if (req.destroyed) return;
+    if (req.destroyed || unwanted()) return;
     if (!req.write(chunk)) await drained(req);
   }
   if (!req.destroyed) req.end();
@@ -104,6 +104,7 @@ export class HttpPool {
     if ((typeof o.body === "string" || Buffer.isBuffer(o.body)) && headers["content-length"] === undefined) headers["content-length"] = String(Buffer.byteLength(o.body));
     return new Promise((resolve, reject) => {
       let res: http.IncomingMessage | undefined;
+      let unwanted = false;
       const req = (secure ? https : http).request(u, { method: o.method, headers, agent: secure ? this.agents.https : this.agents.http });
       // One listener for the socket's idle timer: first the wait for headers, then the body's pauses.
       req.setTimeout(this.opts.headersTimeoutMs);
@@ -122,9 +123,16 @@ export class HttpPool {
       req.on("response", (r) => {
         res = r;
         req.setTimeout(this.opts.bodyTimeoutMs);
+        // An error answer before the whole body was sent (a 401 mid-upload): the rest is not wanted, and
+        // a server that stops reading would leave the write waiting. Stop, and drop the connection (it is
+        // mid-body, not reusable) once the answer has been read.
+        if (!req.writableEnded && (r.statusCode ?? 0) >= 300) {
+          unwanted = true;
+          r.once("end", () => req.destroy());
+        }
         resolve({ statusCode: r.statusCode ?? 0, headers: headersOf(r), body: withReaders(r) });
       });
-      writeBody(req, o.body).catch((err: unknown) => req.destroy(err as Error));
+      writeBody(req, o.body, () => unwanted).catch((err: unknown) => req.destroy(err as Error));
     });
   }
 

@@ -5,7 +5,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import http from "node:http";
-import type { AddressInfo } from "node:net";
+import net, { type AddressInfo } from "node:net";
 import { HttpPool } from "../../src/registry/http.ts";
 
 async function serve(handler: http.RequestListener): Promise<{ url: string; connections: () => number; stop: () => void }> {
@@ -95,5 +95,39 @@ test("a streamed body (async iterable) arrives whole with its Content-Length; a 
   } finally {
     p.close();
     s.stop();
+  }
+});
+
+test("an error answer mid-body stops the upload: the source is closed and the connection dropped, though the server stops reading", async () => {
+  // A server that answers 401 to the request line and then reads nothing more, like a registry whose token expired.
+  const sockets: net.Socket[] = [];
+  const srv = net.createServer((sock) => {
+    sockets.push(sock);
+    sock.once("data", () => {
+      sock.write("HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}");
+      sock.pause();
+    });
+  });
+  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+  const p = pool({ bodyTimeoutMs: 60_000 });
+  let closed = false;
+  async function* big(): AsyncGenerator<Buffer> {
+    try {
+      for (let i = 0; i < 400; i++) yield Buffer.alloc(256 * 1024, i); // 100 MiB: far more than socket buffers hold
+    } finally {
+      closed = true;
+    }
+  }
+  try {
+    const t0 = Date.now();
+    const r = await p.request(`http://127.0.0.1:${(srv.address() as AddressInfo).port}/v2/x/blobs/uploads/1`, { method: "PATCH", headers: { "content-length": String(400 * 256 * 1024) }, body: big() });
+    assert.equal(r.statusCode, 401);
+    assert.equal(await r.body.text(), "{}");
+    while (!closed && Date.now() - t0 < 5000) await new Promise((res) => setTimeout(res, 20));
+    assert.ok(closed, "the body's source was closed soon after the answer, not left waiting for the server to read");
+  } finally {
+    p.close();
+    for (const s of sockets) s.destroy();
+    srv.close();
   }
 });
