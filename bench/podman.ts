@@ -9,7 +9,7 @@
 // overlayfs on ext4); vfs, which copies every layer in full, would slow it unfairly.
 
 import { execFile } from "node:child_process";
-import { cp, mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
@@ -45,8 +45,8 @@ export interface PodmanPeerResult {
  * `layers`: pip requirement lines per Python layer, in order; `changed`: the same with the incremental change.
  */
 export async function benchPodman(opts: { baseArchive: string; layers: string[][]; changed: string[][]; registry: string; runs: number; work: string; log: (m: string) => void }): Promise<PodmanPeerResult> {
-  const root = path.join(opts.work, "podman");
-  await mkdir(root, { recursive: true });
+  // podman refuses a runroot path longer than 50 characters: a short directory of its own.
+  const root = await mkdtemp(path.join(os.tmpdir(), "lfpm-"));
   const conf = path.join(root, "containers.conf");
   await writeFile(conf, "[containers]\ndefault_ulimits = []\n");
   const flags = ["--root", path.join(root, "storage"), "--runroot", path.join(root, "run"), "--storage-driver", "overlay", "--runtime", "runc", "--cgroup-manager", "cgroupfs", "--events-backend", "file", "--tmpdir", path.join(root, "tmp")];
@@ -105,4 +105,3 @@ export async function pinnedLayers(lockFile: string, roots: string[][]): Promise
   return roots.map((names) => names.map((n) => (version(n) ? `${n}==${version(n)}` : n)));
 }
 
-void os;
