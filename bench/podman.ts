@@ -1,6 +1,7 @@
 // Peer (a), the Dockerfile way: `podman build` of a Containerfile that pip-installs
 // the same packages (the versions layerfold locked) from the same indexes, in the
 // same layer order, on a base of the same Debian layers; then `podman push`.
+// It installs exactly the distributions layerfold put in each layer, --no-deps.
 // The indexes come from this machine's `pip config list` at bench time and are
 // bind-mounted read-only; PyPI itself is left out because it is unreachable here
 // and pip would stall on it for minutes. pip runs from the host's pip package,
@@ -60,7 +61,7 @@ export async function benchPodman(opts: { baseArchive: string; layers: string[][
     const pipDir = (await run("python3", ["-c", "import pip, os; print(os.path.dirname(pip.__file__))"])).stdout.trim();
     await cp(pipDir, path.join(ctx, "pip"), { recursive: true });
     const pipArgs = [
-      "--no-cache-dir", "--disable-pip-version-check", "--no-compile", "--prefix", "/opt/venv",
+      "--no-cache-dir", "--disable-pip-version-check", "--no-compile", "--no-deps", "--prefix", "/opt/venv",
       "--index-url", idx.indexUrls[0]!, ...idx.indexUrls.slice(1).flatMap((u) => ["--extra-index-url", u]),
       ...idx.findLinks.flatMap((f) => ["--find-links", f]),
       ...(idx.constraint ? ["-c", idx.constraint] : []),
@@ -97,11 +98,22 @@ export async function benchPodman(opts: { baseArchive: string; layers: string[][
   }
 }
 
-/** pip requirement lines per Python layer, pinned to the versions in a layerfold lock. */
-export async function pinnedLayers(lockFile: string, roots: string[][]): Promise<string[][]> {
-  const lock = JSON.parse(await readFile(lockFile, "utf8")) as { packages: { id: string; name: string; version: string; kind: string }[] };
-  const norm = (n: string) => n.toLowerCase().replace(/[-_.]+/g, "-");
-  const version = (n: string) => lock.packages.find((p) => p.kind !== "deb" && norm(p.name) === norm(n))?.version;
-  return roots.map((names) => names.map((n) => (version(n) ? `${n}==${version(n)}` : n)));
+/**
+ * pip requirement lines per Python layer: exactly the distributions layerfold put in each of
+ * `layerNames` (its build's layer list), pinned to the locked versions. pip installs them with
+ * --no-deps, so both sides install the same set (the mirror lacks some optional dependencies
+ * that the config drops, which pip's own resolver would insist on).
+ */
+export async function pinnedLayers(lockFile: string, layers: Array<{ name: string; packages?: string[] }>, layerNames: string[], extra: Record<string, string[]> = {}): Promise<string[][]> {
+  const lock = JSON.parse(await readFile(lockFile, "utf8")) as { packages: { id: string; name: string; version: string }[] };
+  const pinned = (id: string) => {
+    const p = lock.packages.find((x) => x.id === id);
+    if (!p) throw new Error(`bench podman: ${id} is not in ${lockFile}`);
+    return `${p.name}==${p.version}`;
+  };
+  return layerNames.map((name) => {
+    const layer = layers.find((l) => l.name === name);
+    if (!layer?.packages) throw new Error(`bench podman: the build has no layer "${name}" with packages`);
+    return [...layer.packages.filter((id) => id.startsWith("py:") && id !== "py:_venv").map(pinned), ...(extra[name] ?? []).map(pinned)];
+  });
 }
-

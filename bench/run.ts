@@ -25,7 +25,6 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const arg = (name: string, def: string) => { const i = process.argv.indexOf(`--${name}`); return i > 0 ? process.argv[i + 1]! : def; };
 const runs = Number(arg("runs", "3"));
 const peerRuns = Number(arg("peer-runs", "1"));
-const repoRoot = path.join(here, "..");
 const skip = new Set(arg("skip", "").split(",").filter(Boolean));
 const log = (m: string) => process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${m}\n`);
 const freeGB = () => Number(execFileSync("df", ["-B1", "--output=avail", "/"]).toString().split("\n")[1]) / 1e9;
@@ -59,17 +58,17 @@ async function podmanBaseArchive(work: string): Promise<string> {
   return (podmanBase = archive);
 }
 
-/** Peer (a) on a stack benchStack has just measured in `lfWork` (its lock pins the versions pip installs). */
-async function podmanPeer(stack: "no-torch" | "torch-cuda", lfWork: string, peerRuns: number, needGB: number): Promise<PodmanPeerResult | { skipped: string }> {
+/** Peer (a) on a stack benchStack has just measured in `lfWork` (its lock and layers say what pip installs). */
+async function podmanPeer(stack: "no-torch" | "torch-cuda", lfWork: string, lf: StackResult, peerRuns: number, needGB: number): Promise<PodmanPeerResult | { skipped: string }> {
   if (skip.has("podman")) return { skipped: "--skip podman" };
   if (!checkDisk(needGB, `podman (overlay) on the ${stack} stack`)) return { skipped: `less than ${needGB + 8} GB of free disk` };
   log(`${stack}: peer (a) podman build + push`);
   const baseArchive = await podmanBaseArchive(peerWork);
   const lockFile = path.join(lfWork, "v1", "torch-cuda", "layerfold.lock");
-  const hf = (await readFile(path.join(repoRoot, "examples", "torch-cuda", "requirements-hf.txt"), "utf8")).split("\n").map((l) => l.trim()).filter((l) => l && !l.startsWith("#"));
-  const torch = stack === "torch-cuda" ? [["torch"]] : [];
-  const layers = await pinnedLayers(lockFile, [...torch, ["numpy", "pillow"], hf]);
-  const changed = await pinnedLayers(lockFile, [...torch, ["numpy", "pillow", "six"], hf]);
+  const names = [...(stack === "torch-cuda" ? ["torch"] : []), "imaging", "hf"];
+  const layers = await pinnedLayers(lockFile, lf.layers, names);
+  // The incremental change, as in benchStack: six in the imaging layer (its lock is the changed one).
+  const changed = await pinnedLayers(lockFile, lf.layers, names, { imaging: ["py:six"] });
   const reg = await startRegistry();
   try {
     return await benchPodman({ baseArchive, layers, changed, registry: reg.host, runs: peerRuns, work: path.join(peerWork, `podman-${stack}`), log });
@@ -101,7 +100,7 @@ try {
     try {
       log("small stack (no torch): layerfold");
       const small = await benchStack({ stack: "no-torch", runs, work, log });
-      const podman = await podmanPeer("no-torch", work, runs, 6);
+      const podman = await podmanPeer("no-torch", work, small, runs, 6);
       // Peer (b) last: it drops the layer records of benchStack's store (keeping its trees).
       const nix = await nixPeer("small stack", work, runs);
       await save("small-stack", { layerfold: small, podman, nix, ratios: ratiosOf(small, podman) });
@@ -116,7 +115,7 @@ try {
       log("torch stack: layerfold, with the floor");
       const torch = await benchStack({ stack: "torch-cuda", runs, work, log });
       // The peers install and compress several GB each time: `--peer-runs` of them (default 1).
-      const podman = await podmanPeer("torch-cuda", work, peerRuns, 16);
+      const podman = await podmanPeer("torch-cuda", work, torch, peerRuns, 16);
       const nix = checkDisk(12, "peer (b) on the torch stack") ? await nixPeer("torch stack", work, peerRuns) : { skipped: "not enough free disk" };
       await save("torch-stack", { layerfold: torch, podman, nix, ratios: ratiosOf(torch, podman) });
     } finally {

@@ -43,7 +43,7 @@ export async function timedCmd(cmd: string, args: string[], opts: { cwd?: string
 
 const lf = (args: string[]) => timedCmd(process.execPath, [cli, ...args]);
 
-export interface LayerInfo { name: string; digest: string; size: number; uncompressedSize: number; reused: boolean; seconds?: number }
+export interface LayerInfo { name: string; digest: string; size: number; uncompressedSize: number; reused: boolean; seconds?: number; packages?: string[] }
 
 /** A copy of an example in `dir`, importing the library from this checkout; `edit` rewrites its config text. */
 export async function prepareExample(name: string, dir: string, edit: (cfg: string) => string = (c) => c): Promise<string> {
