@@ -24,6 +24,9 @@ import { resolveImage, sourceDateEpoch, type Resolution } from "./resolve.ts";
 import { exportImage } from "./export.ts";
 
 /** Bump when install output changes for the same inputs. */
+/** ", 9 of 11 zstd frames reused" when a rebuilt layer took frames from an earlier blob. */
+const framesNote = (r: LayerRecord) => (r.framesReused ? `, ${r.framesReused} of ${r.frames} zstd frames reused` : "");
+
 export const INSTALL_FORMAT = 1;
 const GENERATED_LAYER = "generated";
 
@@ -348,6 +351,8 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   const cacheKeys = layerInputs.map((l, i) =>
     sha256Hex(stableJson({
       format: CACHE_FORMAT,
+      // The blob's bytes depend on the tar format and zstd framing too.
+      layerFormat: LAYER_FORMAT,
       own: l.packages.map((id) => treeKeys.get(id)!).sort(),
       // Lower layers decide conflicts and directory metadata here, so they are part of the key.
       lower: sha256Hex(layerInputs.slice(0, i).flatMap((x) => x.packages.map((id) => treeKeys.get(id)!)).sort().join("\n")),
@@ -430,7 +435,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
       const aheadSeconds = ahead.built.get(key);
       if (reused && aheadSeconds !== undefined) {
         parts.push({ ...reused, name: pl.name, packages: pl.packages, reused: false, seconds: aheadSeconds });
-        log.info(`layer ${++n}/${total} ${pl.name}: built ${reused.digest.slice(7, 19)} ${formatBytes(reused.size)} (${formatBytes(reused.uncompressedSize)} uncompressed) in ${aheadSeconds.toFixed(1)}s, while installing`);
+        log.info(`layer ${++n}/${total} ${pl.name}: built ${reused.digest.slice(7, 19)} ${formatBytes(reused.size)} (${formatBytes(reused.uncompressedSize)} uncompressed${framesNote(reused)}) in ${aheadSeconds.toFixed(1)}s, while installing`);
         continue;
       }
       if (reused) {
@@ -452,7 +457,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
       }
       const seconds = now() - t0;
       parts.push({ ...record, reused: false, seconds });
-      log.info(`layer ${++n}/${total} ${pl.name}: built ${record.digest.slice(7, 19)} ${formatBytes(record.size)} (${formatBytes(record.uncompressedSize)} uncompressed) in ${seconds.toFixed(1)}s`);
+      log.info(`layer ${++n}/${total} ${pl.name}: built ${record.digest.slice(7, 19)} ${formatBytes(record.size)} (${formatBytes(record.uncompressedSize)} uncompressed${framesNote(record)}) in ${seconds.toFixed(1)}s`);
     }
     if (opts.cache) await opts.cache.putLayer(cacheKeys[li]!, parts);
     layers.push(...parts);

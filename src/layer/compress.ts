@@ -13,12 +13,12 @@ import { writeFileAtomic } from "../util/fs.ts";
 
 export type LayerCompression = "zstd" | "gzip" | "none";
 
-const zstdMissing = () => new Error("zstd compression needs the zstd program; install it (apt-get install -y zstd) or set compression: \"gzip\"");
+export const zstdMissing = () => new Error("zstd compression needs the zstd program; install it (apt-get install -y zstd) or set compression: \"gzip\"");
 const parseZstdVersion = (out: string) => /v(\d+\.\d+\.\d+)/.exec(out)?.[1] ?? out.trim();
 
 /** The zstd program as exec finds it on PATH (its absolute path, run for -V and for compression alike), or "zstd". */
 let zstdProgram: string | undefined;
-function zstdPath(): string {
+export function zstdPath(): string {
   if (zstdProgram === undefined) {
     zstdProgram = "zstd";
     for (const dir of (process.env.PATH ?? "").split(path.delimiter)) {
@@ -88,7 +88,7 @@ export function layerMediaType(kind: LayerCompression): string {
  * on first touch, which on a VM made up about half of zstd's CPU time (13k faults for a
  * 78 MB layer, 0.8 -> 0.5 CPU-s). The output does not change; other libcs ignore it.
  */
-function zstdEnv(): NodeJS.ProcessEnv {
+export function zstdEnv(): NodeJS.ProcessEnv {
   const tunables = process.env.GLIBC_TUNABLES;
   if (tunables?.includes("glibc.malloc.hugetlb=")) return process.env;
   return { ...process.env, GLIBC_TUNABLES: tunables ? `${tunables}:glibc.malloc.hugetlb=1` : "glibc.malloc.hugetlb=1" };

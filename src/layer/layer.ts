@@ -2,18 +2,19 @@
 // streaming; then sha256 of that file (digest) -> store. A layer record maps the layer's input key
 // to its descriptor; an unchanged key costs one file read.
 
-import { closeSync, mkdirSync, openSync, readSync, renameSync, rmSync } from "node:fs";
+import { mkdirSync, renameSync, rmSync } from "node:fs";
 import path from "node:path";
 import { createHash } from "node:crypto";
 import type { Store } from "../store/store.ts";
 import { CorruptStoreError } from "../errors.ts";
 import { sha256Hex } from "../util/hash.ts";
 import { stableJson } from "../util/json.ts";
-import { compressToFile, compressorId, layerMediaType, type LayerCompression } from "./compress.ts";
+import { compressToFile, compressorId, DEFAULT_LEVEL, layerMediaType, type LayerCompression } from "./compress.ts";
+import { readGrowingFile, recordFrames, writeFramedZstd, type FramedBlob } from "./frames.ts";
 import { giveBackChunk, takeChunk, writeLayerTar, type ChunkSink, type LayerEntry } from "./tar-writer.ts";
 
-/** Bump when the tar format changes, so old records are not reused. */
-export const LAYER_FORMAT = 1;
+/** Bump when the tar format or zstd framing changes, so old records are not reused. */
+export const LAYER_FORMAT = 2;
 
 export interface LayerRecord {
   key: string;
@@ -27,6 +28,9 @@ export interface LayerRecord {
   compressor: string;
   packages: string[];
   fileCount: number;
+  /** zstd: frames in the blob, and how many were copied from earlier blobs when it was built. */
+  frames?: number;
+  framesReused?: number;
 }
 
 export interface LayerInput {
@@ -56,48 +60,28 @@ export function layerKey(input: LayerInput): string {
 }
 
 export async function buildLayer(store: Store, input: LayerInput, key: string, onProgress?: (bytes: number) => void): Promise<LayerRecord> {
-  const entries = input.entries;
   mkdirSync(store.tmpDir, { recursive: true });
   const tmp = path.join(store.tmpDir, `layer-${key.slice(0, 12)}-${process.pid}-${Math.random().toString(36).slice(2)}`);
-  const diff = createHash("sha256");
-  let diffBytes = 0;
   try {
-    const comp = compressToFile(input.compression, input.level, tmp);
-    comp.done.catch(() => {});
-    const sink: ChunkSink = {
-      write(chunk) {
-        diff.update(chunk);
-        diffBytes += chunk.length;
-        onProgress?.(diffBytes);
-        return new Promise((resolve, reject) => comp.input.write(chunk, (err) => (err ? reject(err) : resolve())));
-      },
-    };
-    try {
-      await writeLayerTar(entries, input.mtime, sink, { verified: store.writtenHere });
-      comp.input.end();
-    } catch (err) {
-      comp.abort();
-      // A dead compressor fails the writes with EPIPE; its own error says more.
-      const compressorErr = await comp.done.then(() => undefined, (e: unknown) => e);
-      throw err instanceof CorruptStoreError || !compressorErr ? err : compressorErr;
-    }
-    // The compressed digest, read back from the page cache (cheaper than the blob passing through
-    // this process) while the compressor finishes its last blocks.
-    const { hex, size } = await hashGrowingFile(tmp, comp.done);
-    const dest = store.blobPath(hex);
+    const built: Omit<FramedBlob, "frames" | "reused"> & Partial<Pick<FramedBlob, "frames" | "reused">> = input.compression === "zstd"
+      ? await writeFramedZstd(store, input.entries, input.mtime, input.level ?? DEFAULT_LEVEL.zstd, `${compressorId("zstd", input.level)} layer ${LAYER_FORMAT}`, tmp, { verified: store.writtenHere, onProgress })
+      : await writeCompressed(store, input, tmp, onProgress);
+    const dest = store.blobPath(built.blobHex);
     mkdirSync(path.dirname(dest), { recursive: true });
     renameSync(tmp, dest);
+    if (built.frames) await recordFrames(store, built.blobHex, built.frames);
     const record: LayerRecord = {
       key,
       name: input.name,
       mediaType: layerMediaType(input.compression),
-      digest: `sha256:${hex}`,
-      size,
-      diffId: `sha256:${diff.digest("hex")}`,
-      uncompressedSize: diffBytes,
+      digest: `sha256:${built.blobHex}`,
+      size: built.blobBytes,
+      diffId: `sha256:${built.diffHex}`,
+      uncompressedSize: built.diffBytes,
       compressor: compressorId(input.compression, input.level),
       packages: input.packages,
-      fileCount: entries.length,
+      fileCount: input.entries.length,
+      ...(built.frames ? { frames: built.frames.length, framesReused: built.reused } : {}),
     };
     await store.putRecord("layers", key, record);
     return record;
@@ -106,30 +90,39 @@ export async function buildLayer(store: Store, input: LayerInput, key: string, o
   }
 }
 
-/**
- * sha256 and size of the file a compressor is appending to, read through a reused chunk
- * buffer as it grows and to its end once `done` settles (rejecting with its error).
- */
-async function hashGrowingFile(file: string, done: Promise<void>): Promise<{ hex: string; size: number }> {
-  let finished = false;
-  const settled = done.then(() => { finished = true; }, () => { finished = true; });
+/** gzip or no compression: the tar through one compressor into `tmp`. */
+async function writeCompressed(store: Store, input: LayerInput, tmp: string, onProgress?: (bytes: number) => void): Promise<Omit<FramedBlob, "frames" | "reused">> {
+  const diff = createHash("sha256");
+  let diffBytes = 0;
+  const comp = compressToFile(input.compression, input.level, tmp);
+  comp.done.catch(() => {});
+  const sink: ChunkSink = {
+    write(chunk) {
+      diff.update(chunk);
+      diffBytes += chunk.length;
+      onProgress?.(diffBytes);
+      return new Promise((resolve, reject) => comp.input.write(chunk, (err) => (err ? reject(err) : resolve())));
+    },
+  };
+  try {
+    await writeLayerTar(input.entries, input.mtime, sink, { verified: store.writtenHere });
+    comp.input.end();
+  } catch (err) {
+    comp.abort();
+    // A dead compressor fails the writes with EPIPE; its own error says more.
+    const compressorErr = await comp.done.then(() => undefined, (e: unknown) => e);
+    throw err instanceof CorruptStoreError || !compressorErr ? err : compressorErr;
+  }
+  // The compressed digest, read back from the page cache (cheaper than the blob passing through
+  // this process) while the compressor finishes its last blocks.
   const h = createHash("sha256");
   const buf = takeChunk();
-  const fd = openSync(file, "r");
-  let size = 0;
   try {
-    for (;;) {
-      const last = finished;
-      for (let got; (got = readSync(fd, buf, 0, buf.length, size)) > 0; size += got) h.update(buf.subarray(0, got));
-      if (last) break;
-      await Promise.race([settled, new Promise((resolve) => setTimeout(resolve, 5))]);
-    }
+    const size = await readGrowingFile(tmp, comp.done, buf, (c) => h.update(c));
+    return { diffHex: diff.digest("hex"), diffBytes, blobHex: h.digest("hex"), blobBytes: size };
   } finally {
-    closeSync(fd);
     giveBackChunk(buf);
   }
-  await done;
-  return { hex: h.digest("hex"), size };
 }
 
 /** A stored record whose blob is still present with the recorded size, else undefined. */

@@ -107,6 +107,13 @@ function paxBlocks(e: TreeEntry, pax: Buffer[], mtime: number): Buffer[] {
   return [header({ name: paxName, prefix: "", mode: 0o644, uid: 0, gid: 0, size: body.length, mtime, type: "x", linkname: "" }), body, pad(body.length)];
 }
 
+/** Bytes an entry takes in the tar: its header blocks, and a file's content with its padding. */
+export function entryTarBytes(e: TreeEntry, mtime: number): number {
+  const { pax, fields } = entryFields(e, mtime);
+  const headers = 512 + (pax.length ? paxBlocks(e, pax, mtime).reduce((n, b) => n + b.length, 0) : 0);
+  return headers + (e.type === "file" ? fields.size + pad(fields.size).length : 0);
+}
+
 /** Header blocks (pax + ustar) for one entry. */
 export function entryHeaders(e: TreeEntry, mtime: number): Buffer[] {
   const { pax, fields } = entryFields(e, mtime);
@@ -201,18 +208,26 @@ export async function writeLayerTar(entries: LayerEntry[], mtime: number, sink: 
     let fd: number | undefined;
     try {
       fd = openSync(path.join(le.rootDir, e.path), "r");
+    } catch {
+      n = -1;
+    }
+    try {
       // Read one byte past the recorded size, to notice a file that grew.
-      while (n <= size) {
+      while (fd !== undefined && n <= size) {
+        // A failing sink (a dead compressor) is its own error, not a damaged store file.
         if (off === CHUNK) await flush();
-        const want = Math.min(CHUNK - off, size - n + 1);
-        const got = readSync(fd, ring[cur]!.buf, off, want, null);
+        let got: number;
+        try {
+          got = readSync(fd, ring[cur]!.buf, off, Math.min(CHUNK - off, size - n + 1), null);
+        } catch {
+          n = -1;
+          break;
+        }
         if (got === 0) break;
         hash?.update(ring[cur]!.buf.subarray(off, off + got));
         off += got;
         n += got;
       }
-    } catch {
-      n = -1;
     } finally {
       if (fd !== undefined) closeSync(fd);
     }
