@@ -143,8 +143,9 @@ export async function benchNix(opts: { script: string; store: string; example: s
   let lfBytes = 0;
   let built = 0;
   for (let i = 0; i < runs; i++) {
-    // Keep the trees and downloads; forget the layers, so the build makes every layer again from the trees.
-    for (const sub of ["layers", "builds", "registry-blobs"]) await rm(path.join(opts.store, sub), { recursive: true, force: true });
+    // Keep the trees and downloads; forget the layers (and their plans and zstd frames), so the build makes
+    // and compresses every layer again from the trees.
+    for (const sub of ["layers", "builds", "registry-blobs", "plans", "zstd-frames"]) await rm(path.join(opts.store, sub), { recursive: true, force: true });
     const reg = await startRegistry();
     try {
       const b = await timedCmd(process.execPath, [cli, "build", "-C", opts.example, "--store", opts.store, "--frozen", "-o", "none", "--json", "-q"]);

@@ -9,7 +9,7 @@
 //   compressing the same bytes with zstd -3 -T0.
 
 import { execFile, execFileSync } from "node:child_process";
-import { cp, mkdir, readFile, rm, writeFile, readdir } from "node:fs/promises";
+import { cp, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { existsSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -67,10 +67,13 @@ export async function warmStore(dir: string): Promise<string> {
   return dir;
 }
 
-/** Forget everything built (trees, layer records, build records), keep the downloads. */
+/** Forget everything built (trees, layer plans and records, zstd frames, build records), keep the downloads. */
 export async function coolStore(store: string): Promise<void> {
-  for (const sub of ["trees", "layers", "builds", "rootfs", "elf-scan", "tmp", "registry-blobs"]) await rm(path.join(store, sub), { recursive: true, force: true });
+  for (const sub of ["trees", "layers", "plans", "zstd-frames", "builds", "rootfs", "elf-scan", "tmp", "registry-blobs"]) await rm(path.join(store, sub), { recursive: true, force: true });
 }
+
+/** What a build leaves for the next one to reuse: restored before each incremental run. */
+const BUILD_STATE = ["layers", "plans", "zstd-frames"];
 
 interface LockPkg { id: string; kind: string; artifact?: { file: string; sha256: string } }
 
@@ -195,13 +198,13 @@ export async function benchStack(opts: { stack: "torch-cuda" | "no-torch"; runs:
     const out2 = path.join(work, "out-v2");
     const inc: Timed[] = [];
     let incLayers: LayerInfo[] = [];
+    // Each run starts from the v1 state: its layer records, plans and zstd frames, as v1's build left them.
+    for (const sub of BUILD_STATE) if (existsSync(path.join(store, sub))) execFileSync("cp", ["-a", path.join(store, sub), path.join(store, `${sub}.v1`)]);
     for (let i = 0; i < runs; i++) {
-      // Each run starts from the v1 state: v2's layer records are forgotten, v1's kept.
       if (i > 0) {
-        const v2only = incLayers.filter((l) => !l.reused);
-        for (const f of await readdir(path.join(store, "layers"))) {
-          const rec = await readFile(path.join(store, "layers", f), "utf8");
-          if (v2only.some((l) => rec.includes(l.digest))) await rm(path.join(store, "layers", f));
+        for (const sub of BUILD_STATE) {
+          await rm(path.join(store, sub), { recursive: true, force: true });
+          if (existsSync(path.join(store, `${sub}.v1`))) execFileSync("cp", ["-a", path.join(store, `${sub}.v1`), path.join(store, sub)]);
         }
       }
       await rm(out2, { recursive: true, force: true });
