@@ -12,7 +12,8 @@ import { buildLayer, layerKey, type LayerInput } from "../../src/layer/layer.ts"
 import { MIN_FRAME, ZstdFrameCutter } from "../../src/layer/frames.ts";
 import { withParents, type LayerEntry } from "../../src/layer/tar-writer.ts";
 import { Store } from "../../src/store/store.ts";
-import { tempDir } from "../helpers/cli.ts";
+import { helloExample, runCli, tempDir } from "../helpers/cli.ts";
+import { havePodman, podman } from "../helpers/engine.ts";
 
 /** A package tree with one file of `bytes` bytes (half random, so zstd has work to do). */
 async function pkgTree(store: Store, name: string, bytes: number) {
@@ -141,4 +142,31 @@ test("zstd frames: the cutter finds every frame end, whatever the chunking", () 
     assert.ok(cutter.atBoundary);
   }
   assert.throws(() => new ZstdFrameCutter().cut(Buffer.from("not zstd")), /not a zstd frame/);
+});
+
+test("zstd frames: podman runs an image whose layer is several frames", { skip: !havePodman() && "podman not installed" }, async () => {
+  const { dir, cleanup } = await tempDir();
+  const pm = await podman();
+  try {
+    const example = await helloExample(path.join(dir, "ex"));
+    // The app layer gets a second package after a first one of more than MIN_FRAME bytes: two frames.
+    await writeFile(path.join(example, "app", "big.bin"), randomish("big", MIN_FRAME + 4096));
+    await mkdir(path.join(example, "data"));
+    await writeFile(path.join(example, "data", "small.txt"), "second frame\n");
+    const cfg = path.join(example, "layerfold.config.ts");
+    await writeFile(cfg, (await readFile(cfg, "utf8")).replace('files: [{ src: "./app", dest: "/opt/hello"', 'files: [{ src: "./data", dest: "/opt/zz-data" }, { src: "./app", dest: "/opt/hello"'));
+    // podman wants a lowercase path for oci: references.
+    const layout = path.join(pm.root, "layout");
+    const built = await runCli(["build", "-C", example, "--store", path.join(dir, "store"), "-o", `oci:${layout}`, "--json", "-q"]);
+    assert.equal(built.code, 0, built.stderr);
+    const app = (JSON.parse(built.stdout) as { layers: Array<{ name: string; digest: string }> }).layers.find((l) => l.name === "app")!;
+    const cutter = new ZstdFrameCutter();
+    assert.equal(cutter.cut(await readFile(path.join(layout, "blobs", "sha256", app.digest.slice(7)))).length, 2, "the app layer is two zstd frames");
+    // podman unpacks every layer and checks it against its diffID.
+    const out = await pm.exec(["run", "--rm", "--network", "none", "--entrypoint", "/usr/bin/hello", `oci:${layout}`, "x"]);
+    assert.match(out.stdout, /hello from layerfold/);
+  } finally {
+    await pm.cleanup();
+    await cleanup();
+  }
 });
