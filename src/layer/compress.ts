@@ -102,34 +102,46 @@ export interface FileCompressor {
   abort(): void;
 }
 
+/** zstd writing `file` itself from `inputs` ("-" for stdin, or FIFOs): one frame per input, in order. */
+export interface ZstdToFile {
+  child: ChildProcess;
+  /** Settles once zstd exits; its own failure carries its message, a kill carries `signal`. */
+  done: Promise<void>;
+}
+
 /**
- * Compress into `file`. zstd writes the file itself: its output never passes through
- * this process, which would cost a pipe read, fresh buffers and a file write per 64 KiB.
+ * Spawn zstd compressing into `file`. Its output never passes through this process, which
+ * would cost a pipe read, fresh buffers and a file write per 64 KiB.
  */
-export function compressToFile(kind: LayerCompression, level: number | undefined, file: string): FileCompressor {
-  const lvl = level ?? DEFAULT_LEVEL[kind];
-  if (kind === "zstd") {
-    const fd = openSync(file, "w");
-    let child: ChildProcess;
-    try {
-      // Multi-threaded zstd output does not depend on the thread count, so -T0 is reproducible.
-      child = spawn(zstdPath(), [`-${lvl}`, "-T0", "-q", "-c", "--no-progress"], { stdio: ["pipe", fd, "pipe"], env: zstdEnv() });
-    } finally {
-      closeSync(fd); // the child has its own
-    }
-    let stderr = "";
-    child.stderr!.on("data", (d: Buffer) => { if (stderr.length < 4000) stderr += d.toString(); });
-    child.stdin!.on("error", () => { /* reported through the exit status */ });
-    const done = new Promise<void>((resolve, reject) => {
-      child.on("error", (err) => reject((err as NodeJS.ErrnoException).code === "ENOENT" ? zstdMissing() : err));
-      child.on("close", (code, signal) => (code === 0 ? resolve() : reject(new Error(`zstd compression: zstd failed (${signal ?? `exit ${code}`}): ${stderr.trim() || "no message"}`))));
-    });
-    return { input: child.stdin!, done, abort: () => child.kill() };
+export function zstdToFile(level: number, inputs: string[], file: string): ZstdToFile {
+  const fd = openSync(file, "w");
+  let child: ChildProcess;
+  try {
+    // Multi-threaded zstd output does not depend on the thread count, so -T0 is reproducible.
+    child = spawn(zstdPath(), [`-${level}`, "-T0", "-q", "-c", "--no-progress", ...inputs], { stdio: ["pipe", fd, "pipe"], env: zstdEnv() });
+  } finally {
+    closeSync(fd); // the child has its own
   }
-  // An fs write stream calls back once the chunk is written, so "none" needs no copy.
+  let stderr = "";
+  child.stderr!.on("data", (d: Buffer) => { if (stderr.length < 4000) stderr += d.toString(); });
+  child.stdin!.on("error", () => { /* reported through the exit status */ });
+  const done = new Promise<void>((resolve, reject) => {
+    child.on("error", (err) => reject((err as NodeJS.ErrnoException).code === "ENOENT" ? zstdMissing() : err));
+    child.on("close", (code, signal) =>
+      code === 0 ? resolve() : reject(signal ? Object.assign(new Error(`zstd compression stopped (${signal})`), { signal }) : new Error(`zstd compression failed (exit ${code}): ${stderr.trim() || "no message"}`)));
+  });
+  done.catch(() => {});
+  return { child, done };
+}
+
+/**
+ * Compress into `file` with gzip or nothing (zstd layers are framed: see frames.ts).
+ * An fs write stream calls back once the chunk is written, so "none" needs no copy.
+ */
+export function compressToFile(kind: "gzip" | "none", level: number | undefined, file: string): FileCompressor {
   const out = createWriteStream(file, { highWaterMark: 1 << 20 });
   if (kind === "none") return { input: out, done: finished(out), abort: () => out.destroy() };
   // Node's gzip header has mtime 0 and no file name: reproducible for a given zlib.
-  const gz = createGzip({ level: lvl, chunkSize: 1 << 17 });
+  const gz = createGzip({ level: level ?? DEFAULT_LEVEL.gzip, chunkSize: 1 << 17 });
   return { input: gz, done: pipeline(gz, out), abort: () => gz.destroy() };
 }

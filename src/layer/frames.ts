@@ -1,27 +1,28 @@
 // zstd layers as a run of independent frames, so a rebuilt layer compresses
 // only what changed. The tar is cut into frames at package boundaries (a frame
 // holds at least MIN_FRAME bytes, and is cut at MAX_FRAME whatever the owner);
-// each frame's key is the hash of its exact tar headers and file digests. A
+// each frame's key hashes what decides its bytes (entry metadata, file digests,
+// compressor, tar format, mtime). A
 // frame whose key an earlier layer blob in the store already holds is copied
 // from that blob (its bytes checked against their recorded sha256); the
 // others go through one zstd process (stdin for the first, a FIFO for each
-// other), which writes them to a file of its own; reading that file back
-// finds where each frame ends. A frame's bytes depend only on its input, and
+// other), which writes them to a file of its own; that file is read as it
+// grows, to find where each frame ends. A frame's bytes depend only on its input, and
 // concatenated zstd frames are one valid zstd stream, so the blob is the same
 // whichever frames were reused.
 
-import { spawn, execFileSync, type ChildProcess } from "node:child_process";
-import { createHash, type Hash } from "node:crypto";
+import { execFileSync, type ChildProcess } from "node:child_process";
+import { createHash } from "node:crypto";
 import { closeSync, constants, open as openFd, openSync, readSync, renameSync, writeSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import { Socket } from "node:net";
 import path from "node:path";
 import type { Store } from "../store/store.ts";
 import { CorruptStoreError, UnsafeArchiveError } from "../errors.ts";
-import { zstdEnv, zstdMissing, zstdPath } from "./compress.ts";
+import { zstdToFile } from "./compress.ts";
 import { entryTarBytes, giveBackChunk, takeChunk, writeLayerTar, type ChunkSink, type LayerEntry } from "./tar-writer.ts";
 
-/** Bump when the framing rule changes: frame keys and layer keys both take it. */
+/** Bump when the framing rule changes (frame keys take it; bump LAYER_FORMAT with it, for layer keys). */
 export const FRAME_FORMAT = 1;
 export const MIN_FRAME = 8 << 20;
 export const MAX_FRAME = 64 << 20;
@@ -190,20 +191,24 @@ export async function readGrowingFile(file: string, done: Promise<void>, buf: Bu
   return size;
 }
 
-/** Where zstd's frames end in a batch's file, and their sha256, found as zstd writes it. */
-async function scanBatch(b: ZstdBatch): Promise<Array<{ file: string; offset: number; length: number; sha256: string }>> {
-  const found: Array<{ file: string; offset: number; length: number; sha256: string }> = [];
+interface CompressedFrame { file: string; offset: number; length: number; sha256: string }
+
+/** Where zstd's frames end in a batch's file, their sha256 and the whole file's, found as zstd writes it. */
+async function scanBatch(b: ZstdBatch): Promise<{ frames: CompressedFrame[]; hex: string; size: number }> {
+  const frames: CompressedFrame[] = [];
   const cutter = new ZstdFrameCutter();
+  const whole = createHash("sha256");
   let pos = 0;
   let start = 0;
   let h = createHash("sha256");
   const buf = takeChunk();
   try {
     await readGrowingFile(b.output, b.exit, buf, (chunk) => {
+      whole.update(chunk);
       let from = 0;
       for (const end of cutter.cut(chunk)) {
         h.update(chunk.subarray(from, end));
-        found.push({ file: b.output, offset: start, length: pos + end - start, sha256: h.digest("hex") });
+        frames.push({ file: b.output, offset: start, length: pos + end - start, sha256: h.digest("hex") });
         start = pos + end;
         from = end;
         h = createHash("sha256");
@@ -215,7 +220,7 @@ async function scanBatch(b: ZstdBatch): Promise<Array<{ file: string; offset: nu
     giveBackChunk(buf);
   }
   if (!cutter.atBoundary || start !== pos) throw new Error(`zstd compression: ${b.output} ends inside a frame`);
-  return found;
+  return { frames, hex: whole.digest("hex"), size: pos };
 }
 
 /** The frames of earlier blobs this layer can reuse, each checked against its recorded sha256. */
@@ -223,7 +228,8 @@ function reusableFrames(store: Store, frames: FramePlan[], records: Array<FrameR
   const hits = new Map<number, FrameRecord>();
   for (let i = 0; i < frames.length; i++) {
     const rec = records[i];
-    if (!rec || typeof rec.blob !== "string" || rec.uncompressed !== frames[i]!.bytes) continue;
+    // A record names a blob by its hex digest: anything else (a damaged record) is never opened.
+    if (!rec || typeof rec.blob !== "string" || !/^[0-9a-f]{64}$/.test(rec.blob) || rec.uncompressed !== frames[i]!.bytes) continue;
     try {
       const h = createHash("sha256");
       readRange(store.blobPath(rec.blob), rec.offset, rec.length, buf, (c) => h.update(c));
@@ -247,23 +253,8 @@ function startBatch(base: string, index: number, count: number, level: number): 
   if (fifos.length) execFileSync("mkfifo", fifos);
   const inputs = [STDIN, ...fifos];
   const output = `${base}.zst-${index}`;
-  const fd = openSync(output, "w");
-  let child: ChildProcess;
-  try {
-    // zstd writes the file itself: its output never passes through this process.
-    child = spawn(zstdPath(), [`-${level}`, "-T0", "-q", "-c", "--no-progress", ...inputs], { stdio: ["pipe", fd, "pipe"], env: zstdEnv() });
-  } finally {
-    closeSync(fd);
-  }
-  child.stdin!.on("error", () => { /* reported through zstd's exit status */ });
-  let stderr = "";
-  child.stderr!.on("data", (d: Buffer) => { if (stderr.length < 4000) stderr += d.toString(); });
-  const exit = new Promise<void>((resolve, reject) => {
-    child.on("error", (err) => reject((err as NodeJS.ErrnoException).code === "ENOENT" ? zstdMissing() : err));
-    child.on("close", (code, signal) => (code === 0 ? resolve() : reject(new Error(signal ? `zstd compression stopped (${signal})` : `zstd compression failed (exit ${code}): ${stderr.trim() || "no message"}`))));
-  });
-  exit.catch(() => {});
-  return { child, inputs, output, exit };
+  const { child, done } = zstdToFile(level, inputs, output);
+  return { child, inputs, output, exit: done };
 }
 
 /**
@@ -312,30 +303,35 @@ export async function writeFramedZstd(store: Store, entries: LayerEntry[], mtime
     const scans = batches.map((b) => scanBatch(b));
     for (const scan of scans) scan.catch(() => {});
     const { diffHex, diffBytes } = await feedFrames(entries, mtime, frames, inputOf, batches, opts);
-    const compressed = (await Promise.all(scans)).flat();
+    const scanned = await Promise.all(scans);
+    const compressed = scanned.flatMap((r) => r.frames);
     if (compressed.length !== misses.length) throw new Error(`zstd compression: ${compressed.length} frames written for ${misses.length}`);
 
-    // The blob: zstd's one file as it is, or the frames in order from zstd's files and earlier blobs.
-    const parts = frames.map((_, i) => hits.has(i) ? { file: store.blobPath(hits.get(i)!.blob), ...hits.get(i)! } : compressed[misses.indexOf(i)]!);
-    const blobHash = createHash("sha256");
+    // The blob: zstd's one file as it is (already hashed while it grew), or the frames in order
+    // from zstd's files and earlier blobs.
+    const missIndex = new Map(misses.map((frame, k) => [frame, k]));
+    const parts = frames.map((_, i) => {
+      const hit = hits.get(i);
+      return hit ? { file: store.blobPath(hit.blob), ...hit } : compressed[missIndex.get(i)!]!;
+    });
+    const records = parts.map((p, i) => ({ offset: 0, length: p.length, sha256: p.sha256, uncompressed: frames[i]!.bytes }));
     let blobBytes = 0;
-    const records: Array<Omit<FrameRecord, "blob">> = [];
-    const inPlace = hits.size === 0 && batches.length === 1;
-    const out = inPlace ? undefined : openSync(file, "w");
-    try {
-      for (const [i, p] of parts.entries()) {
-        records.push({ offset: blobBytes, length: p.length, sha256: p.sha256, uncompressed: frames[i]!.bytes });
-        readRange(p.file, p.offset, p.length, buf, (chunk) => {
-          blobHash.update(chunk);
-          if (out !== undefined) writeSync(out, chunk);
-        });
-        blobBytes += p.length;
+    for (const r of records) { r.offset = blobBytes; blobBytes += r.length; }
+    let blobHex: string;
+    if (hits.size === 0 && batches.length === 1) {
+      renameSync(batches[0]!.output, file);
+      blobHex = scanned[0]!.hex;
+    } else {
+      const blobHash = createHash("sha256");
+      const out = openSync(file, "w");
+      try {
+        for (const p of parts) readRange(p.file, p.offset, p.length, buf, (chunk) => { blobHash.update(chunk); writeSync(out, chunk); });
+      } finally {
+        closeSync(out);
       }
-    } finally {
-      if (out !== undefined) closeSync(out);
+      blobHex = blobHash.digest("hex");
     }
-    if (inPlace) renameSync(batches[0]!.output, file);
-    return { diffHex, diffBytes, blobHex: blobHash.digest("hex"), blobBytes, frames: frames.map((f, i) => ({ key: f.key, record: records[i]! })), reused: hits.size };
+    return { diffHex, diffBytes, blobHex, blobBytes, frames: frames.map((f, i) => ({ key: f.key, record: records[i]! })), reused: hits.size };
   } finally {
     giveBackChunk(buf);
     for (const b of batches) await rm(b.output, { force: true });
@@ -410,7 +406,7 @@ async function feedFrames(
   } catch (err) {
     fail(err as Error);
     // A zstd that died on its own fails our writes with EPIPE; its own message says more.
-    const died = (await Promise.allSettled(batches.map((b) => b.exit))).find((r) => r.status === "rejected" && /failed \(exit|zstd program/.test(String(r.reason)));
+    const died = (await Promise.allSettled(batches.map((b) => b.exit))).find((r) => r.status === "rejected" && !(r.reason as { signal?: string }).signal);
     throw err instanceof CorruptStoreError || !died ? err : (died as PromiseRejectedResult).reason;
   }
   return { diffHex: diff.digest("hex"), diffBytes };

@@ -65,7 +65,7 @@ export async function buildLayer(store: Store, input: LayerInput, key: string, o
   try {
     const built: Omit<FramedBlob, "frames" | "reused"> & Partial<Pick<FramedBlob, "frames" | "reused">> = input.compression === "zstd"
       ? await writeFramedZstd(store, input.entries, input.mtime, input.level ?? DEFAULT_LEVEL.zstd, `${compressorId("zstd", input.level)} layer ${LAYER_FORMAT}`, tmp, { verified: store.writtenHere, onProgress })
-      : await writeCompressed(store, input, tmp, onProgress);
+      : await writeCompressed(store, { ...input, compression: input.compression }, tmp, onProgress);
     const dest = store.blobPath(built.blobHex);
     mkdirSync(path.dirname(dest), { recursive: true });
     renameSync(tmp, dest);
@@ -91,7 +91,7 @@ export async function buildLayer(store: Store, input: LayerInput, key: string, o
 }
 
 /** gzip or no compression: the tar through one compressor into `tmp`. */
-async function writeCompressed(store: Store, input: LayerInput, tmp: string, onProgress?: (bytes: number) => void): Promise<Omit<FramedBlob, "frames" | "reused">> {
+async function writeCompressed(store: Store, input: LayerInput & { compression: "gzip" | "none" }, tmp: string, onProgress?: (bytes: number) => void): Promise<Omit<FramedBlob, "frames" | "reused">> {
   const diff = createHash("sha256");
   let diffBytes = 0;
   const comp = compressToFile(input.compression, input.level, tmp);
