@@ -139,7 +139,9 @@ export function zstdToFile(level: number, inputs: string[], file: string): ZstdT
  * An fs write stream calls back once the chunk is written, so "none" needs no copy.
  */
 export function compressToFile(kind: "gzip" | "none", level: number | undefined, file: string): FileCompressor {
-  const out = createWriteStream(file, { highWaterMark: 1 << 20 });
+  // Opened here, not by the stream (which opens on a later tick): the caller reads the file
+  // back as it grows and must find it even when the whole tar was written before that tick.
+  const out = createWriteStream(file, { fd: openSync(file, "w"), highWaterMark: 1 << 20 });
   if (kind === "none") return { input: out, done: finished(out), abort: () => out.destroy() };
   // Node's gzip header has mtime 0 and no file name: reproducible for a given zlib.
   const gz = createGzip({ level: level ?? DEFAULT_LEVEL.gzip, chunkSize: 1 << 17 });

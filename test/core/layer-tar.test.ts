@@ -172,3 +172,31 @@ test("the zstd version is remembered by the program's identity, and asked again 
     await cleanup();
   }
 });
+
+test("gzip and uncompressed layers of a few bytes: the blob file exists as soon as the compressor does", async () => {
+  // The layer builder reads the blob back while it grows; a write stream that opened its file
+  // on a later tick lost that race on tiny layers (ENOENT in CI).
+  const { compressToFile } = await import("../../src/layer/compress.ts");
+  const { existsSync } = await import("node:fs");
+  const { dir, cleanup } = await tempDir();
+  try {
+    for (const kind of ["gzip", "none"] as const) {
+      const file = path.join(dir, `tiny.${kind}`);
+      const comp = compressToFile(kind, undefined, file);
+      assert.ok(existsSync(file), `${kind}: file opened synchronously`);
+      comp.input.end(Buffer.from("x"));
+      await comp.done;
+      assert.ok((await readFile(file)).length > 0);
+    }
+    const store = new Store(path.join(dir, "store"));
+    const { tree } = await store.ensureTree("tiny", "test:tiny", async (w) => { await w.addFile("a", "a\n"); });
+    const entries = withParents(tree.manifest.entries.map((entry) => ({ entry, rootDir: tree.rootDir, packageId: "test:tiny", treeKey: tree.key })));
+    for (const compression of ["gzip", "none"] as const) {
+      const input = { name: "tiny", packages: ["test:tiny"], entries, compression, mtime: 0 };
+      const rec = await buildLayer(store, input, layerKey(input));
+      assert.equal(rec.size, (await readFile(store.blobPath(rec.digest.slice(7)))).length);
+    }
+  } finally {
+    await cleanup();
+  }
+});
