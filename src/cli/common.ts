@@ -3,6 +3,7 @@
 import type { Command } from "commander";
 import { LayerfoldError } from "../errors.ts";
 import { defaultStoreDir, Store } from "../store/store.ts";
+import { registerStoreUser } from "../store/gc.ts";
 import { createLogger, type Logger } from "../util/log.ts";
 
 export interface CommonFlags {
@@ -24,7 +25,12 @@ export function withConfigFlags(cmd: Command): Command {
     .option("-q, --quiet", "only errors");
 }
 
-export const storeFrom = (flags: CommonFlags): Store => new Store(flags.store ?? defaultStoreDir());
+/** The store a command uses, registered as in use so that `layerfold gc` leaves it alone meanwhile. */
+export function storeFrom(flags: CommonFlags): Store {
+  const store = new Store(flags.store ?? defaultStoreDir());
+  registerStoreUser(store);
+  return store;
+}
 
 export const loggerFrom = (flags: CommonFlags): Logger => createLogger({ json: flags.json, debug: flags.debug, quiet: flags.quiet });
 

@@ -16,6 +16,7 @@ import { checkCommand } from "./check.ts";
 import { pushCommand } from "./push.ts";
 import { pullCommand } from "./pull.ts";
 import { loadCommand } from "./load.ts";
+import { gcCommand } from "./gc.ts";
 
 export function program(): Command {
   const p = new Command("layerfold")
@@ -23,7 +24,7 @@ export function program(): Command {
     .version("0.1.0")
     .showHelpAfterError();
   for (const cmd of [buildCommand(), lockCommand(), inspectCommand(), whyCommand(), diffCommand(), runCommand(), shellCommand(), checkCommand(), reportCommand(), sbomCommand()]) p.addCommand(cmd);
-  for (const cmd of [pushCommand(), pullCommand(), loadCommand(), indexCommand()]) p.addCommand(cmd);
+  for (const cmd of [pushCommand(), pullCommand(), loadCommand(), indexCommand(), gcCommand()]) p.addCommand(cmd);
   return p;
 }
 

@@ -1,0 +1,35 @@
+import { Command } from "commander";
+import { LayerfoldError } from "../errors.ts";
+import { collectGarbage } from "../store/gc.ts";
+import { formatBytes } from "../util/log.ts";
+import { printJson, storeFrom, type CommonFlags } from "./common.ts";
+
+interface GcFlags extends CommonFlags {
+  keep: string;
+  indexes?: boolean;
+  dryRun?: boolean;
+}
+
+export function gcCommand(): Command {
+  return new Command("gc")
+    .description("remove from the store what the newest builds of each image do not need (old trees, layer blobs, artifacts, records, temp files of killed runs)")
+    .option("--keep <n>", "builds kept per image name:tag, newest first", "1")
+    .option("--indexes", "also drop the index caches (Debian Packages, Python metadata, git mirrors); `layerfold lock` downloads them again")
+    .option("-n, --dry-run", "say what would be removed, remove nothing")
+    .option("--store <dir>", "store directory (default $LAYERFOLD_STORE or $XDG_CACHE_HOME/layerfold)")
+    .option("--json", "machine-readable output on stdout")
+    .option("--debug", "show stack traces")
+    .action(async (flags: GcFlags) => {
+      const keep = Number(flags.keep);
+      if (!Number.isInteger(keep) || keep < 1) throw new LayerfoldError("E_USAGE", `--keep ${JSON.stringify(flags.keep)}: give a whole number of builds, 1 or more`, { exitCode: 2 });
+      const r = await collectGarbage(storeFrom(flags), { keep, indexes: flags.indexes, dryRun: flags.dryRun });
+      if (flags.json) return printJson(r);
+      const out = (s: string) => process.stdout.write(`${s}\n`);
+      const verb = r.dryRun ? "would remove" : "removed";
+      out(`store ${r.store}: keeping ${r.kept.length} build${r.kept.length === 1 ? "" : "s"}, dropping ${r.dropped.length}`);
+      for (const b of r.kept) out(`  keep  ${b.image.padEnd(40)} ${b.manifestDigest.slice(0, 19)}…`);
+      for (const b of r.dropped) out(`  drop  ${b.image.padEnd(40)} ${b.manifestDigest.slice(0, 19)}…`);
+      for (const p of r.parts) out(`  ${verb} ${String(p.removed).padStart(6)} ${p.kind.padEnd(15)} ${formatBytes(p.bytes).padStart(10)}`);
+      out(`${r.dryRun ? "would free" : "freed"} ${formatBytes(r.freedBytes)} in ${r.seconds.toFixed(1)}s; the store ${r.dryRun ? "holds" : "now holds"} ${formatBytes(r.storeBytes)}`);
+    });
+}
