@@ -91,6 +91,7 @@ test(`${RUNS} builds killed with SIGKILL at random points; the next build succee
   let killedMidway = 0;
   let killedAfterWrites = 0;
   let blobsChecked = 0;
+  let tempsSwept = 0;
   for (let i = 0; i < RUNS; i++) {
     const store = path.join(tmp.dir, `store${i}`);
     const out = path.join(tmp.dir, `out${i}`);
@@ -116,10 +117,16 @@ test(`${RUNS} builds killed with SIGKILL at random points; the next build succee
     for (const f of await walk(path.join(out, "blobs"))) assert.equal(await sha256File(f), path.basename(f), `run ${i}: output blob ${path.basename(f)}`);
     await checkStore(store, `run ${i} after the rebuild`);
     assert.ok((await stat(path.join(out, "index.json"))).size > 0);
+    // gc sweeps what the kill left in tmp/ and keeps every blob of the image.
+    const gc = await runCli(["gc", "--store", store, "--json"]);
+    assert.equal(gc.code, 0, `run ${i}: gc: ${gc.stderr}`);
+    tempsSwept += (JSON.parse(gc.stdout) as { parts: Array<{ kind: string; removed: number }> }).parts.find((p) => p.kind === "tmp")?.removed ?? 0;
+    assert.deepEqual(existsSync(path.join(store, "tmp")) ? await readdir(path.join(store, "tmp")) : [], [], `run ${i}: tmp/ after gc`);
+    for (const d of [j.manifestDigest, ...j.layers.map((l: { digest: string }) => l.digest)]) assert.ok(existsSync(path.join(store, "blobs", "sha256", d.slice(7))), `run ${i}: gc kept ${d}`);
     await rm(store, { recursive: true, force: true });
     await rm(out, { recursive: true, force: true });
   }
-  console.log(`# killed builds: ${RUNS} runs (${killedMidway} killed mid-build, ${killedAfterWrites} of them after the store held trees or records; ${RUNS - killedMidway} finished before the kill), ${blobsChecked} store blobs verified after kills, every rebuild gave ${refJson.manifestDigest}`);
+  console.log(`# killed builds: ${RUNS} runs (${killedMidway} killed mid-build, ${killedAfterWrites} of them after the store held trees or records; ${RUNS - killedMidway} finished before the kill), ${blobsChecked} store blobs verified after kills, ${tempsSwept} temp entries of killed runs swept by gc, every rebuild gave ${refJson.manifestDigest}`);
   assert.ok(killedMidway >= RUNS / 3, "a good share of the runs were actually killed mid-build");
   assert.ok(killedAfterWrites >= RUNS / 4, "a good share of the kills landed while the store was being written");
 });
