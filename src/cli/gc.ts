@@ -13,7 +13,7 @@ interface GcFlags extends CommonFlags {
 export function gcCommand(): Command {
   return new Command("gc")
     .description("remove from the store what the newest builds of each image do not need (old trees, layer blobs, artifacts, records, temp files of killed runs)")
-    .option("--keep <n>", "builds kept per image name:tag, newest first", "1")
+    .option("--keep <n>", "builds kept per image name:tag (and platform), newest first", "1")
     .option("--indexes", "also drop the index caches (Debian Packages, Python metadata, git mirrors); `layerfold lock` downloads them again")
     .option("-n, --dry-run", "say what would be removed, remove nothing")
     .option("--store <dir>", "store directory (default $LAYERFOLD_STORE or $XDG_CACHE_HOME/layerfold)")

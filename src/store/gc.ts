@@ -126,7 +126,7 @@ function lockForGc(store: Store): () => void {
 // ---- what to keep -------------------------------------------------------------
 
 export interface GcOptions {
-  /** Builds kept per image name:tag, newest first (at least 1). */
+  /** Builds kept per image name:tag and platform, newest first (at least 1). */
   keep?: number;
   /** Also drop the index caches (Debian Packages indexes, Python metadata, git mirrors). */
   indexes?: boolean;
@@ -174,6 +174,15 @@ function readJson<T>(file: string): T | undefined {
   }
 }
 
+function platformOf(rec: BuildRecord): string {
+  try {
+    const c = JSON.parse(rec.config) as { os?: string; architecture?: string; variant?: string };
+    return [c.os, c.architecture, c.variant].filter(Boolean).join("/");
+  } catch {
+    return "";
+  }
+}
+
 /** The build records in the store, newest first per image, as [kept, dropped]. */
 function pickBuilds(store: Store, keep: number): { kept: BuildRecord[]; dropped: BuildRecord[] } {
   const byImage = new Map<string, Array<{ rec: BuildRecord; mtime: number }>>();
@@ -186,7 +195,8 @@ function pickBuilds(store: Store, keep: number): { kept: BuildRecord[]; dropped:
     // Each build has two records (by manifest digest, and by name:tag for "the latest"): count it once.
     if (seen.has(rec.manifestDigest)) continue;
     seen.add(rec.manifestDigest);
-    const image = `${rec.name}:${rec.tag}`;
+    // One image per platform: an arm64 build must not push out the amd64 one of the same tag.
+    const image = `${rec.name}:${rec.tag} ${platformOf(rec)}`;
     byImage.set(image, [...(byImage.get(image) ?? []), { rec, mtime: statSync(file).mtimeMs }]);
   }
   const kept: BuildRecord[] = [];

@@ -134,3 +134,16 @@ test("gc refuses while another layerfold process uses the store; a command waits
   assert.equal(r.code, 0, r.stderr);
   assert.ok(!existsSync(path.join(store, "gc.lock")));
 });
+
+test("gc keeps the newest build of each platform of a tag", async () => {
+  const store = path.join(tmp.dir, "store-platforms");
+  const amd64 = await build(store);
+  const r = await runCli(["build", "-C", example, "--store", store, "-o", "none", "--platform", "linux/arm64", "--json"]);
+  assert.equal(r.code, 0, r.stderr);
+  const arm64 = JSON.parse(r.stdout) as Built;
+  const g = await gc(store);
+  assert.equal(g.code, 0, g.stderr);
+  const report = JSON.parse(g.stdout) as { kept: Array<{ manifestDigest: string }>; dropped: unknown[] };
+  assert.deepEqual(report.kept.map((b) => b.manifestDigest).sort(), [amd64.manifestDigest, arm64.manifestDigest].sort());
+  assert.deepEqual(report.dropped, []);
+});
