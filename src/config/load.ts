@@ -132,13 +132,19 @@ const fileHash = (p: string): string | undefined => {
 const inputsUnchanged = (c: CachedConfig): boolean =>
   c.dirs.every(([d, mtimeMs]) => statSync(d, { throwIfNoEntry: false })?.mtimeMs === mtimeMs) && c.files.every(([f, hash]) => fileHash(f) === hash);
 
-/** Remember a bundle; skipped when a directory changed within the last seconds (it may change again within one mtime tick). */
+/**
+ * Remember a bundle; skipped when a directory changed so recently that it could change
+ * again within the same mtime tick (which the cache could then not see). Editors save by
+ * rename, so the config's directory changes with every edit: on a filesystem with
+ * sub-second timestamps (a tick is a kernel clock tick, at most 10 ms) the window is
+ * 50 ms, not the 2 s that coarse ones (FAT, 2 s) need.
+ */
 async function cacheConfigBundle(config: string, key: string, js: Uint8Array, inputFiles: string[]): Promise<void> {
   const now = Date.now();
   const dirs: CachedConfig["dirs"] = [];
   for (const d of new Set(inputFiles.map((f) => path.dirname(f)))) {
     const st = statSync(d, { throwIfNoEntry: false });
-    if (!st?.isDirectory() || now - st.mtimeMs < 2000) return;
+    if (!st?.isDirectory() || now - st.mtimeMs < (st.mtimeMs % 1000 ? 50 : 2000)) return;
     dirs.push([d, st.mtimeMs]);
   }
   const files: CachedConfig["files"] = [];

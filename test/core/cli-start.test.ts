@@ -97,6 +97,14 @@ test("config bundles are cached by their inputs: reused while unchanged, rebuilt
     assert.equal(await load(), "t/cached-two");
     await writeFile(path.join(dir, "other.txt"), "");
     assert.equal(await load(), "t/two", "a file added beside the inputs (it could change what an import resolves to): bundled again");
+    // Just edited (no utimes into the past): with sub-second timestamps, cached once 50 ms have passed.
+    await writeFile(path.join(dir, "name.ts"), `export const name = "t/three";\n`);
+    if ((await stat(dir)).mtimeMs % 1000) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      assert.equal(await load(), "t/three");
+      await tamper("t/three", "t/cached-three");
+      assert.equal(await load(), "t/cached-three", "a config edited 100 ms ago is cached");
+    }
   } finally {
     await cleanup();
   }
