@@ -156,10 +156,13 @@ async function cacheConfigBundle(config: string, key: string, js: Uint8Array, in
   const bundle = `${key}-${sha256Hex(js).slice(0, 16)}.mjs`;
   await writeFileAtomic(path.join(configCacheDir, bundle), js, { fsync: false });
   await writeFileAtomic(path.join(configCacheDir, `${key}.json`), JSON.stringify({ config, files, dirs, bundle } satisfies CachedConfig), { fsync: false });
-  // The bundle this one replaces, temp files of killed runs (a writer that loses its own only skips
-  // caching), and the entries of configs that are gone (temp dirs of tests).
+  // The bundle this one replaces, temp files of killed runs, and the entries of configs that are gone
+  // (temp dirs of tests). A temp file younger than a minute may be another process's between its write
+  // and its rename: removing it cost that process its cache entry (4 processes loading configs at once
+  // lost a few entries in 40 each).
   for (const f of await readdir(configCacheDir)) {
-    if ((f.startsWith(`${key}-`) && f !== bundle) || (f.startsWith(".") && f.includes(".tmp-"))) await rm(path.join(configCacheDir, f), { force: true });
+    const stale = f.startsWith(".") && f.includes(".tmp-") && now - (statSync(path.join(configCacheDir, f), { throwIfNoEntry: false })?.mtimeMs ?? now) > 60_000;
+    if ((f.startsWith(`${key}-`) && f !== bundle) || stale) await rm(path.join(configCacheDir, f), { force: true });
     if (!f.endsWith(".json") || f === `${key}.json`) continue;
     const other = await readFile(path.join(configCacheDir, f), "utf8").then((t) => JSON.parse(t) as Partial<CachedConfig>, () => undefined);
     if (other?.config && existsSync(other.config)) continue;

@@ -81,8 +81,9 @@ test("config bundles are cached by their inputs: reused while unchanged, rebuilt
     const load = async () => (await loadConfig({ dir }, sourceKinds)).image.name;
     // Tamper with the cached bundle: a load that serves it shows the cache was used.
     const tamper = async (from: string, to: string) => {
-      const entries = await Promise.all((await readdir(configCacheDir)).filter((f) => f.endsWith(".json")).map(async (f) => JSON.parse(await readFile(path.join(configCacheDir, f), "utf8")) as { config: string; bundle: string }));
-      const entry = entries.find((e) => e.config === cfg);
+      // The cache is shared: a load in another process may remove other configs' entries as they are read.
+      const entries = await Promise.all((await readdir(configCacheDir)).filter((f) => f.endsWith(".json")).map((f) => readFile(path.join(configCacheDir, f), "utf8").then((t) => JSON.parse(t) as { config: string; bundle: string }, () => undefined)));
+      const entry = entries.find((e) => e?.config === cfg);
       assert.ok(entry, "the bundle was cached");
       const cached = path.join(configCacheDir, entry.bundle);
       await writeFile(cached, (await readFile(cached, "utf8")).replace(JSON.stringify(from), JSON.stringify(to)));
@@ -106,6 +107,32 @@ test("config bundles are cached by their inputs: reused while unchanged, rebuilt
       assert.equal(await load(), "t/cached-three", "a config edited 100 ms ago is cached");
     }
   } finally {
+    await cleanup();
+  }
+});
+
+test("a config load leaves the config cache's fresh temp files alone (another process may be about to rename one), and removes old ones", async () => {
+  const { loadConfig, configCacheDir } = await import("../../src/config/load.ts");
+  const { sourceKinds } = await import("../../src/sources/registry.ts");
+  const { dir, cleanup } = await tempDir();
+  const fresh = path.join(configCacheDir, `.0000.json.tmp-${process.pid + 1}-fresh`);
+  const old = path.join(configCacheDir, `.0000.json.tmp-${process.pid + 1}-old`);
+  try {
+    const cfg = path.join(dir, "layerfold.config.ts");
+    await writeFile(cfg, `import { defineImage } from ${JSON.stringify(path.join(repoRoot, "src", "index.ts"))};\nexport default defineImage({ name: "t/tmp", tag: "1", layers: [{ name: "a", inline: [{ path: "/a", text: "a" }] }] });\n`);
+    const past = new Date(Date.now() - 60_000);
+    for (const p of [cfg, dir]) await utimes(p, past, past); // old enough to be cached
+    await mkdir(configCacheDir, { recursive: true });
+    await writeFile(fresh, "{}");
+    await writeFile(old, "{}");
+    const hourAgo = new Date(Date.now() - 3600_000);
+    await utimes(old, hourAgo, hourAgo);
+    assert.equal((await loadConfig({ dir }, sourceKinds)).image.name, "t/tmp");
+    assert.ok(await stat(fresh).then(() => true, () => false), "a temp file written just now is kept");
+    assert.equal(await stat(old).then(() => true, () => false), false, "a temp file of a run killed an hour ago is removed");
+  } finally {
+    await rm(fresh, { force: true });
+    await rm(old, { force: true });
     await cleanup();
   }
 });
