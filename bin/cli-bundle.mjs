@@ -111,9 +111,14 @@ export async function cliBundle({ root = packageRoot, cacheDir = path.join(root,
     renameSync(tmp, f.path);
   }
   // Older bundles and leftovers of killed runs go; a process still starting from one falls back to tsx.
+  // A temp file younger than a minute is another process's, about to be renamed (removing it sent that
+  // process to tsx).
   const keep = [path.basename(file), `${path.basename(file)}.map`];
+  const now = Date.now();
   for (const f of readdirSync(cacheDir)) {
-    if (f.startsWith("cli-") && !keep.includes(f)) rmSync(path.join(cacheDir, f), { force: true });
+    if (!f.startsWith("cli-") || keep.includes(f)) continue;
+    if (f.endsWith(".tmp") && now - (statSync(path.join(cacheDir, f), { throwIfNoEntry: false })?.mtimeMs ?? 0) < 60_000) continue;
+    rmSync(path.join(cacheDir, f), { force: true });
   }
   return file;
 }

@@ -38,7 +38,11 @@ test("the bundle is written once, reused, and the CLI loads configs through it (
   // Under node_modules/, where the bundle finds its npm packages.
   const cache = await mkdtemp(path.join(repoRoot, "node_modules", ".cache", "layerfold-cli-test-"));
   try {
+    // Another process's bundle, between its write and its rename: left alone.
+    const other = path.join(cache, "cli-0000.mjs.1.tmp");
+    await writeFile(other, "");
     const file = await bundle({ cacheDir: cache });
+    assert.ok(await stat(other).then(() => true, () => false), "a fresh temp file of another process is kept");
     const first = await stat(file);
     assert.equal(await bundle({ cacheDir: cache }), file);
     assert.equal((await stat(file)).mtimeMs, first.mtimeMs, "reused, not rewritten");
