@@ -7,6 +7,7 @@ import { printJson, storeFrom, type CommonFlags } from "./common.ts";
 interface GcFlags extends CommonFlags {
   keep: string;
   indexes?: boolean;
+  artifacts?: boolean;
   dryRun?: boolean;
 }
 
@@ -15,6 +16,7 @@ export function gcCommand(): Command {
     .description("remove from the store what the newest builds of each image do not need (old trees, layer blobs, artifacts, records, temp files of killed runs)")
     .option("--keep <n>", "builds kept per image name:tag (and platform), newest first", "1")
     .option("--indexes", "also drop the index caches (Debian Packages, Python metadata, git mirrors); `layerfold lock` downloads them again")
+    .option("--artifacts", "also drop the downloaded wheels, .debs and archives of kept packages (their trees stay installed; reinstalling one downloads it again)")
     .option("-n, --dry-run", "say what would be removed, remove nothing")
     .option("--store <dir>", "store directory (default $LAYERFOLD_STORE or $XDG_CACHE_HOME/layerfold)")
     .option("--json", "machine-readable output on stdout")
@@ -22,7 +24,7 @@ export function gcCommand(): Command {
     .action(async (flags: GcFlags) => {
       const keep = Number(flags.keep);
       if (!Number.isInteger(keep) || keep < 1) throw new LayerfoldError("E_USAGE", `--keep ${JSON.stringify(flags.keep)}: give a whole number of builds, 1 or more`, { exitCode: 2 });
-      const r = await collectGarbage(storeFrom(flags), { keep, indexes: flags.indexes, dryRun: flags.dryRun });
+      const r = await collectGarbage(storeFrom(flags), { keep, indexes: flags.indexes, artifacts: flags.artifacts, dryRun: flags.dryRun });
       if (flags.json) return printJson(r);
       const out = (s: string) => process.stdout.write(`${s}\n`);
       const verb = r.dryRun ? "would remove" : "removed";

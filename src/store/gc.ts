@@ -130,6 +130,8 @@ export interface GcOptions {
   keep?: number;
   /** Also drop the index caches (Debian Packages indexes, Python metadata, git mirrors). */
   indexes?: boolean;
+  /** Also drop the downloaded artifacts (wheels, .debs, archives) of packages whose installed trees are kept. */
+  artifacts?: boolean;
   /** Report what would go; remove nothing. */
   dryRun?: boolean;
 }
@@ -154,6 +156,8 @@ interface Live {
   trees: Set<string>;
   layerKeys: Set<string>;
   manifests: Set<string>;
+  /** sha256 of every kept package's artifact, kept or not (records about it stay). */
+  artifacts: Set<string>;
 }
 
 const hexOf = (digest: string | undefined) => (digest ?? "").replace(/^sha256:/, "");
@@ -209,8 +213,8 @@ function pickBuilds(store: Store, keep: number): { kept: BuildRecord[]; dropped:
 }
 
 /** Everything the kept builds reach: their blobs (manifest, config, layers, artifacts), trees and layer records. */
-function liveSet(kept: BuildRecord[]): Live {
-  const live: Live = { blobs: new Set(), trees: new Set(), layerKeys: new Set(), manifests: new Set() };
+function liveSet(kept: BuildRecord[], artifacts: boolean): Live {
+  const live: Live = { blobs: new Set(), trees: new Set(), layerKeys: new Set(), manifests: new Set(), artifacts: new Set() };
   for (const rec of kept) {
     live.manifests.add(hexOf(rec.manifestDigest));
     live.blobs.add(hexOf(rec.manifestDigest));
@@ -224,7 +228,13 @@ function liveSet(kept: BuildRecord[]): Live {
       live.layerKeys.add(l.key);
       for (const t of l.trees ?? []) live.trees.add(t.key);
     }
-    for (const p of rec.packages ?? []) if (p.artifact?.sha256) live.blobs.add(p.artifact.sha256);
+    // A package's artifact is needed again only to reinstall its tree.
+    const treeOf = new Map(rec.layers.flatMap((l) => (l.trees ?? []).map((t) => [t.id, t.key] as const)));
+    for (const p of rec.packages ?? []) {
+      if (!p.artifact?.sha256) continue;
+      live.artifacts.add(p.artifact.sha256);
+      if (!(artifacts && treeOf.has(p.id))) live.blobs.add(p.artifact.sha256);
+    }
   }
   return live;
 }
@@ -275,7 +285,9 @@ async function openUp(dir: string): Promise<void> {
 /**
  * Remove what the newest `keep` builds of each image do not reach. Index caches stay
  * unless `indexes` (a build with an unchanged lock reads none of them, but `layerfold lock`
- * would download them again). The store's tmp/ is emptied: no other user is alive.
+ * would download them again), and so do the artifacts of kept packages unless `artifacts`
+ * (their trees are installed; a tree that is lost or must be reinstalled downloads its
+ * artifact again). The store's tmp/ is emptied: no other user is alive.
  */
 export async function collectGarbage(store: Store, opts: GcOptions = {}): Promise<GcReport> {
   const t0 = performance.now();
@@ -286,7 +298,7 @@ export async function collectGarbage(store: Store, opts: GcOptions = {}): Promis
   const release = lockForGc(store);
   try {
     const { kept, dropped } = pickBuilds(store, keep);
-    const live = liveSet(kept);
+    const live = liveSet(kept, !!opts.artifacts);
     const seen = new Set<string>();
     const parts = new Map<string, GcPart>();
     const remove = async (kind: string, p: string) => {
@@ -321,9 +333,9 @@ export async function collectGarbage(store: Store, opts: GcOptions = {}): Promis
     await sweepRecords<{ blob?: string }>("zstd-frames", (_key, rec) => !!rec?.blob && live.blobs.has(rec.blob));
     await sweepRecords<{ parts?: Array<{ key: string }> }>("plans", (_key, rec) => Array.isArray(rec?.parts) && rec.parts.every((p) => live.layerKeys.has(p.key)));
     await sweepRecords("elf-scan", (key) => live.trees.has(key));
-    await sweepRecords("debian-control", (key) => live.blobs.has(key));
+    await sweepRecords("debian-control", (key) => live.artifacts.has(key));
     await sweepRecords("registry-blobs", (key) => live.blobs.has(key));
-    await sweepRecords<{ sha256?: string }>("py-build", (_key, rec) => !!rec?.sha256 && live.blobs.has(rec.sha256));
+    await sweepRecords<{ sha256?: string }>("py-build", (_key, rec) => !!rec?.sha256 && live.artifacts.has(rec.sha256));
     if (opts.indexes) {
       await sweepRecords("debian-index", () => false);
       await sweepRecords("py-metadata", () => false);

@@ -147,3 +147,23 @@ test("gc keeps the newest build of each platform of a tag", async () => {
   assert.deepEqual(report.kept.map((b) => b.manifestDigest).sort(), [amd64.manifestDigest, arm64.manifestDigest].sort());
   assert.deepEqual(report.dropped, []);
 });
+
+test("gc --artifacts drops downloaded artifacts of installed packages; a lost tree downloads its artifact again", async () => {
+  const store = path.join(tmp.dir, "store-artifacts");
+  const first = await build(store);
+  const archive = "253b1bfa78273bd549810b018771fe17921803b14e88428f369ca8414354a997"; // examples/hello's vendor/docs.tar.gz
+  assert.ok(blobs(store).has(archive));
+  const plain = await gc(store);
+  assert.equal(plain.code, 0, plain.stderr);
+  assert.ok(blobs(store).has(archive), "without --artifacts the archive stays");
+  const r = await gc(store, "--artifacts");
+  assert.equal(r.code, 0, r.stderr);
+  assert.ok(!blobs(store).has(archive), "the archive is dropped");
+  const again = await build(store);
+  assert.equal(again.manifestDigest, first.manifestDigest);
+  assert.ok(again.layers.every((l) => l.reused));
+  await import("node:fs/promises").then((fs) => fs.rm(path.join(store, "trees"), { recursive: true }));
+  const reinstalled = await build(store);
+  assert.equal(reinstalled.manifestDigest, first.manifestDigest);
+  assert.ok(blobs(store).has(archive), "fetched again to reinstall its tree");
+});
