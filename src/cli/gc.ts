@@ -6,6 +6,7 @@ import { printJson, storeFrom, type CommonFlags } from "./common.ts";
 
 interface GcFlags extends CommonFlags {
   keep: string;
+  olderThan?: string;
   indexes?: boolean;
   artifacts?: boolean;
   dryRun?: boolean;
@@ -16,6 +17,7 @@ export function gcCommand(): Command {
     .description("remove from the store what the newest builds of each image do not need (old trees, layer blobs, artifacts, records, temp files of killed runs)")
     .option("--keep <n>", "builds kept per image name:tag (and platform), newest first", "1")
     .option("--indexes", "also drop the index caches (Debian Packages, Python metadata, git mirrors); `layerfold lock` downloads them again")
+    .option("--older-than <age>", "also drop builds made longer ago than this (e.g. 30d, 12h, 45m), even the newest of their image")
     .option("--artifacts", "also drop the downloaded wheels, .debs and archives of kept packages (their trees stay installed; reinstalling one downloads it again)")
     .option("-n, --dry-run", "say what would be removed, remove nothing")
     .option("--store <dir>", "store directory (default $LAYERFOLD_STORE or $XDG_CACHE_HOME/layerfold)")
@@ -24,7 +26,8 @@ export function gcCommand(): Command {
     .action(async (flags: GcFlags) => {
       const keep = Number(flags.keep);
       if (!Number.isInteger(keep) || keep < 1) throw new LayerfoldError("E_USAGE", `--keep ${JSON.stringify(flags.keep)}: give a whole number of builds, 1 or more`, { exitCode: 2 });
-      const r = await collectGarbage(storeFrom(flags), { keep, indexes: flags.indexes, artifacts: flags.artifacts, dryRun: flags.dryRun });
+      const olderThanMs = flags.olderThan === undefined ? undefined : parseAge(flags.olderThan);
+      const r = await collectGarbage(storeFrom(flags), { keep, olderThanMs, indexes: flags.indexes, artifacts: flags.artifacts, dryRun: flags.dryRun });
       if (flags.json) return printJson(r);
       const out = (s: string) => process.stdout.write(`${s}\n`);
       const verb = r.dryRun ? "would remove" : "removed";
@@ -34,4 +37,13 @@ export function gcCommand(): Command {
       for (const p of r.parts) out(`  ${verb} ${String(p.removed).padStart(6)} ${p.kind.padEnd(15)} ${formatBytes(p.bytes).padStart(10)}`);
       out(`${r.dryRun ? "would free" : "freed"} ${formatBytes(r.freedBytes)} in ${r.seconds.toFixed(1)}s; the store ${r.dryRun ? "holds" : "now holds"} ${formatBytes(r.storeBytes)}`);
     });
+}
+
+const AGE_UNITS: Record<string, number> = { m: 60_000, h: 3_600_000, d: 86_400_000, w: 7 * 86_400_000 };
+
+/** "30d", "12h", "45m", "2w" in milliseconds. */
+function parseAge(text: string): number {
+  const m = /^(\d+(?:\.\d+)?)([mhdw])$/.exec(text.trim());
+  if (!m) throw new LayerfoldError("E_USAGE", `--older-than ${JSON.stringify(text)}: give a number and a unit, m, h, d or w (e.g. 30d)`, { exitCode: 2 });
+  return Number(m[1]) * AGE_UNITS[m[2]!]!;
 }

@@ -128,6 +128,8 @@ function lockForGc(store: Store): () => void {
 export interface GcOptions {
   /** Builds kept per image name:tag and platform, newest first (at least 1). */
   keep?: number;
+  /** Builds made longer ago than this (ms) go too, even the newest of their image. */
+  olderThanMs?: number;
   /** Also drop the index caches (Debian Packages indexes, Python metadata, git mirrors). */
   indexes?: boolean;
   /** Also drop the downloaded artifacts (wheels, .debs, archives) of packages whose installed trees are kept. */
@@ -188,17 +190,15 @@ function platformOf(rec: BuildRecord): string {
 }
 
 /** The build records in the store, newest first per image, as [kept, dropped]. */
-function pickBuilds(store: Store, keep: number): { kept: BuildRecord[]; dropped: BuildRecord[] } {
+function pickBuilds(store: Store, keep: number, notBefore: number): { kept: BuildRecord[]; dropped: BuildRecord[] } {
   const byImage = new Map<string, Array<{ rec: BuildRecord; mtime: number }>>();
-  const seen = new Set<string>();
   for (const name of safeList(path.join(store.root, "builds"))) {
     if (!name.endsWith(".json")) continue;
     const file = path.join(store.root, "builds", name);
     const rec = readJson<BuildRecord>(file);
-    if (!rec || typeof rec.manifestDigest !== "string" || !Array.isArray(rec.layers)) continue;
-    // Each build has two records (by manifest digest, and by name:tag for "the latest"): count it once.
-    if (seen.has(rec.manifestDigest)) continue;
-    seen.add(rec.manifestDigest);
+    // Each build has two records, by manifest digest and by name:tag ("the latest", rewritten
+    // by every build of the tag): the first tells when this build was last made.
+    if (!rec || typeof rec.manifestDigest !== "string" || !Array.isArray(rec.layers) || name !== `${hexOf(rec.manifestDigest)}.json`) continue;
     // One image per platform: an arm64 build must not push out the amd64 one of the same tag.
     const image = `${rec.name}:${rec.tag} ${platformOf(rec)}`;
     byImage.set(image, [...(byImage.get(image) ?? []), { rec, mtime: statSync(file).mtimeMs }]);
@@ -207,7 +207,7 @@ function pickBuilds(store: Store, keep: number): { kept: BuildRecord[]; dropped:
   const dropped: BuildRecord[] = [];
   for (const builds of byImage.values()) {
     builds.sort((a, b) => b.mtime - a.mtime);
-    builds.forEach((b, i) => (i < keep ? kept : dropped).push(b.rec));
+    builds.forEach((b, i) => (i < keep && b.mtime >= notBefore ? kept : dropped).push(b.rec));
   }
   return { kept, dropped };
 }
@@ -297,7 +297,7 @@ export async function collectGarbage(store: Store, opts: GcOptions = {}): Promis
   }
   const release = lockForGc(store);
   try {
-    const { kept, dropped } = pickBuilds(store, keep);
+    const { kept, dropped } = pickBuilds(store, keep, opts.olderThanMs === undefined ? -Infinity : Date.now() - opts.olderThanMs);
     const live = liveSet(kept, !!opts.artifacts);
     const seen = new Set<string>();
     const parts = new Map<string, GcPart>();

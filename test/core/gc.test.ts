@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
-import { mkdir, writeFile } from "node:fs/promises";
+import { mkdir, utimes, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { after, before, test } from "node:test";
 import { helloExample, runCli, tempDir } from "../helpers/cli.ts";
@@ -146,6 +146,19 @@ test("gc keeps the newest build of each platform of a tag", async () => {
   const report = JSON.parse(g.stdout) as { kept: Array<{ manifestDigest: string }>; dropped: unknown[] };
   assert.deepEqual(report.kept.map((b) => b.manifestDigest).sort(), [amd64.manifestDigest, arm64.manifestDigest].sort());
   assert.deepEqual(report.dropped, []);
+
+  // --older-than: the arm64 build, made "two days ago", goes although it is the newest of its platform.
+  const twoDaysAgo = new Date(Date.now() - 2 * 86_400_000);
+  await utimes(path.join(store, "builds", `${arm64.manifestDigest.slice(7)}.json`), twoDaysAgo, twoDaysAgo);
+  const aged = await gc(store, "--older-than", "1d");
+  assert.equal(aged.code, 0, aged.stderr);
+  const agedReport = JSON.parse(aged.stdout) as { kept: Array<{ manifestDigest: string }>; dropped: Array<{ manifestDigest: string }> };
+  assert.deepEqual(agedReport.kept.map((b) => b.manifestDigest), [amd64.manifestDigest]);
+  assert.deepEqual(agedReport.dropped.map((b) => b.manifestDigest), [arm64.manifestDigest]);
+  assert.ok(!blobs(store).has(arm64.manifestDigest.slice(7)));
+  const bad = await runCli(["gc", "--store", store, "--older-than", "a week"]);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /--older-than "a week": give a number and a unit/);
 });
 
 test("gc --artifacts drops downloaded artifacts of installed packages; a lost tree downloads its artifact again", async () => {
