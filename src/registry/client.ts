@@ -4,12 +4,12 @@
 // offset; a chunked upload that loses its connection asks the registry how far
 // it got (GET on the upload URL) and continues from there.
 
+import { createHash } from "node:crypto";
 import { Readable } from "node:stream";
 import { NetworkError, RegistryError, HashMismatchError } from "../errors.ts";
 import { errorCode, isFinalNetworkError } from "../fetch/fetch.ts";
 import type { Logger } from "../util/log.ts";
 import { silentLogger } from "../util/log.ts";
-import { HashingStream } from "../util/hash.ts";
 import type { Credential } from "./credentials.ts";
 import { HttpPool, type HttpResponse, type RequestBody, type ResponseBody } from "./http.ts";
 import { addSecret, redact } from "./redact.ts";
@@ -288,10 +288,65 @@ export class RegistryClient {
     return { exists: r.status === 200, size: Number.isFinite(len) ? len : undefined };
   }
 
-  /** Stream a blob, verifying its digest as it flows; the stream errors on a mismatch. */
+  /**
+   * Stream a blob, verifying its digest as it flows; the stream errors on a mismatch. A
+   * connection lost mid-body (or a body that ends short) continues from the byte reached
+   * with a Range request, up to the client's retry count, so a 2 GB layer on a poor network
+   * is not downloaded again from the start; a registry that ignores Range sends it whole,
+   * and the bytes already passed on are skipped.
+   */
   async getBlob(repository: string, digest: string): Promise<Readable> {
-    const r = await this.send({ method: "GET", url: `/v2/${repository}/blobs/${digest}`, ok: [200], what: `fetch blob ${digest} from ${repository}`, follow: true });
-    return verifyingStream(r.body, digest, `blob ${digest} from ${this.registry}/${repository}`);
+    const what = `fetch blob ${digest} from ${repository}`;
+    const get = (from: number) =>
+      this.send({ method: "GET", url: `/v2/${repository}/blobs/${digest}`, headers: from ? { range: `bytes=${from}-` } : {}, ok: from ? [200, 206] : [200], what, follow: true });
+    const first = await get(0);
+    return Readable.from(this.resumingBody(first, get, digest, `blob ${digest} from ${this.registry}/${repository}`), { objectMode: false });
+  }
+
+  private async *resumingBody(first: SendResult, get: (from: number) => Promise<SendResult>, digest: string, what: string): AsyncGenerator<Buffer> {
+    const hash = createHash("sha256");
+    const total = Number(first.headers["content-length"]);
+    let got = 0;
+    let res = first;
+    let skip = 0; // bytes of a whole-blob answer to a Range request that were passed on already
+    for (let resumes = 0; ; resumes++) {
+      let lost: unknown;
+      try {
+        for await (const chunk of res.body as AsyncIterable<Buffer>) {
+          let c = chunk;
+          if (skip) {
+            const n = Math.min(skip, c.length);
+            skip -= n;
+            c = c.subarray(n);
+            if (!c.length) continue;
+          }
+          hash.update(c);
+          got += c.length;
+          yield c;
+        }
+        if (!Number.isFinite(total) || got >= total) break;
+        lost = new Error(`the body ended after ${got} of ${total} bytes`);
+      } catch (err) {
+        if (err instanceof HashMismatchError) throw err;
+        lost = err;
+      }
+      res.body.destroy();
+      if (resumes >= this.retries - 1) {
+        throw new NetworkError(`${what}: the connection was lost at byte ${got}${Number.isFinite(total) ? ` of ${total}` : ""} ${resumes + 1} times (${redact(errorCode(lost) ?? (lost as Error).message)}); check the network and pull again`, { cause: lost });
+      }
+      this.logger.debug(`${what}: connection lost at byte ${got} (${errorCode(lost) ?? (lost as Error).message}); resuming`);
+      await sleep(this.backoff(resumes + 1, lost));
+      res = await get(got);
+      if (res.status === 206) {
+        const start = /^bytes (\d+)-/.exec(String(res.headers["content-range"] ?? ""))?.[1];
+        if (Number(start) !== got) {
+          res.body.destroy();
+          throw new RegistryError(`${what}: asked for bytes from ${got}, the registry sent Content-Range ${JSON.stringify(res.headers["content-range"] ?? "")}`);
+        }
+      } else skip = got;
+    }
+    const hex = hash.digest("hex");
+    if (`sha256:${hex}` !== digest) throw new HashMismatchError(`${what}: received content has digest sha256:${hex}`);
   }
 
   async getManifest(repository: string, reference: string): Promise<{ body: Buffer; mediaType: string; digest: string }> {
@@ -393,16 +448,4 @@ export class RegistryClient {
     if (typeof loc !== "string" || !loc) throw new RegistryError(`${what}: ${this.registry} sent no Location header`);
     return new URL(loc, r.url).toString();
   }
-}
-
-/** Pass bytes through while hashing; fail at the end if the digest is not `digest`. */
-export function verifyingStream(source: Readable | AsyncIterable<Buffer>, digest: string, what: string): Readable {
-  const src = source instanceof Readable ? source : Readable.from(source);
-  const out = new HashingStream();
-  out._flush = (cb) => {
-    const got = `sha256:${out.hex()}`;
-    cb(got === digest ? null : new HashMismatchError(`${what}: received content has digest ${got}`));
-  };
-  src.on("error", (e) => out.destroy(e));
-  return src.pipe(out);
 }

@@ -192,6 +192,8 @@ export interface ProxyRequestInfo {
   headers: http.IncomingHttpHeaders;
   /** Request body bytes the proxy received from the client. */
   bodyBytes: number;
+  /** Response body bytes the proxy passed on to the client. */
+  responseBytes: number;
   status?: number;
   fault?: string;
 }
@@ -203,11 +205,15 @@ export type Fault =
   /** Reset the client's connection at once (TCP RST), before any answer. */
   | { kind: "reset" }
   /** Forward normally, but hold the response this long first. */
-  | { kind: "slow"; delayMs: number };
+  | { kind: "slow"; delayMs: number }
+  /** Forward the answer's headers and this many body bytes, then cut the client's connection. */
+  | { kind: "cut"; afterBytes: number };
 
 export interface ProxyOptions {
   /** Decide per request whether to inject a fault; n counts requests from 1. */
-  fault?: (req: { method: string; url: string; n: number }) => Fault | undefined;
+  fault?: (req: { method: string; url: string; n: number; range?: string }) => Fault | undefined;
+  /** Drop Range headers: the upstream then answers as a server without range support. */
+  ignoreRange?: boolean;
 }
 
 export interface RunningProxy {
@@ -227,9 +233,10 @@ export async function startProxy(target: string, opts: ProxyOptions = {}): Promi
   const requests: ProxyRequestInfo[] = [];
   let n = 0;
   const server = http.createServer((req, res) => {
-    const info: ProxyRequestInfo = { method: req.method ?? "GET", url: req.url ?? "/", headers: req.headers, bodyBytes: 0 };
+    const info: ProxyRequestInfo = { method: req.method ?? "GET", url: req.url ?? "/", headers: req.headers, bodyBytes: 0, responseBytes: 0 };
     requests.push(info);
-    const fault = opts.fault?.({ method: info.method, url: info.url, n: ++n });
+    const fault = opts.fault?.({ method: info.method, url: info.url, n: ++n, range: req.headers.range });
+    if (opts.ignoreRange) delete req.headers.range;
     if (fault?.kind === "status") {
       info.fault = `status ${fault.status}`;
       info.status = fault.status;
@@ -248,7 +255,22 @@ export async function startProxy(target: string, opts: ProxyOptions = {}): Promi
     if (fault?.kind === "slow") info.fault = `slow ${fault.delayMs}`;
     const up = http.request({ host: t.hostname, port: t.port, method: req.method, path: req.url, headers: req.headers }, (upRes) => {
       info.status = upRes.statusCode;
-      const answer = () => { res.writeHead(upRes.statusCode ?? 502, upRes.headers); upRes.pipe(res); };
+      const answer = () => {
+        res.writeHead(upRes.statusCode ?? 502, upRes.headers);
+        upRes.on("data", (chunk: Buffer) => {
+          if (fault?.kind === "cut" && info.responseBytes + chunk.length > fault.afterBytes) {
+            const keep = fault.afterBytes - info.responseBytes;
+            info.responseBytes += keep;
+            info.fault = `cut after ${fault.afterBytes}`;
+            res.write(chunk.subarray(0, keep), () => { res.socket?.destroy(); up.destroy(); });
+            upRes.pause();
+            return;
+          }
+          info.responseBytes += chunk.length;
+          if (!res.write(chunk)) { upRes.pause(); res.once("drain", () => upRes.resume()); }
+        });
+        upRes.on("end", () => { if (!info.fault?.startsWith("cut")) res.end(); });
+      };
       if (fault?.kind === "slow") setTimeout(answer, fault.delayMs);
       else answer();
     });
