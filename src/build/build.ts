@@ -90,7 +90,8 @@ export function storeBlobs(store: Store, extra?: BlobSource): BlobSource {
     async open(d: Descriptor) {
       const hex = d.digest.replace(/^sha256:/, "");
       if (await store.hasBlob(hex)) return store.openBlob(hex);
-      if (extra) return extra.open(d);
+      // A base-image or shared-cache layer: kept in the store as it streams, so it is read from the registry once.
+      if (extra) return store.teeBlob(await extra.open(d), hex);
       throw new CorruptStoreError(`store: blob ${d.digest} is missing from ${store.root}; run the build again`);
     },
     localPath(d: Descriptor) {

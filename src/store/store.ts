@@ -6,11 +6,12 @@
 // after a power loss, tree.json digests and the file hashes checked while
 // layering catch a torn tree, which is then rebuilt.
 
-import { closeSync, createReadStream, createWriteStream, fstatSync, openSync, readFileSync, readSync, statSync } from "node:fs";
+import { closeSync, createReadStream, createWriteStream, fstatSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
+import { createHash } from "node:crypto";
 import { mkdir, rename, rm, mkdtemp } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import type { Readable } from "node:stream";
+import { Transform, type Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { CorruptStoreError, HashMismatchError } from "../errors.ts";
 import { HashingStream, sha256Hex } from "../util/hash.ts";
@@ -141,6 +142,45 @@ export class Store {
     } finally {
       await rm(tmp, { force: true });
     }
+  }
+
+  /**
+   * Pass a blob through while keeping a copy: the bytes go on to the reader and into a temp
+   * file, which becomes the blob once the whole stream hashed to `hex`. A reader that stops
+   * early, or a source that fails, leaves nothing behind. For blobs read from a registry
+   * (base-image and shared-cache layers), so a second local build reads none of them again.
+   */
+  teeBlob(source: Readable, hex: string): Readable {
+    const dest = this.blobPath(hex);
+    mkdirSync(this.tmpDir, { recursive: true });
+    const tmp = path.join(this.tmpDir, `blob-${process.pid}-${Math.random().toString(36).slice(2)}`);
+    const fd = openSync(tmp, "w");
+    const h = createHash("sha256");
+    let open = true;
+    const close = (keep: boolean) => {
+      if (!open) return;
+      open = false;
+      closeSync(fd);
+      if (keep && h.digest("hex") === hex) {
+        mkdirSync(path.dirname(dest), { recursive: true });
+        renameSync(tmp, dest);
+      } else rmSync(tmp, { force: true });
+    };
+    const out = new Transform({
+      transform(chunk: Buffer, _enc, cb) {
+        h.update(chunk);
+        // Synchronous: the reader's pace already bounds this, and the page cache takes it.
+        for (let off = 0; off < chunk.length; ) off += writeSync(fd, chunk, off);
+        cb(null, chunk);
+      },
+      flush(cb) {
+        close(true);
+        cb();
+      },
+    });
+    out.on("close", () => close(false));
+    source.on("error", (err) => out.destroy(err));
+    return source.pipe(out);
   }
 
   async putBlobBytes(data: string | Uint8Array): Promise<{ hex: string; size: number }> {

@@ -200,3 +200,35 @@ test("gzip and uncompressed layers of a few bytes: the blob file exists as soon 
     await cleanup();
   }
 });
+
+test("store.teeBlob keeps a blob only when the whole stream hashed to its name", async () => {
+  const { Readable } = await import("node:stream");
+  const { pipeline } = await import("node:stream/promises");
+  const { readdirSync, existsSync } = await import("node:fs");
+  const { sha256Hex } = await import("../../src/util/hash.ts");
+  const { dir, cleanup } = await tempDir();
+  try {
+    const store = new Store(path.join(dir, "store"));
+    const data = Buffer.alloc(300_000, 5);
+    const hex = sha256Hex(data);
+    const chunks = () => Readable.from([data.subarray(0, 100_000), data.subarray(100_000)]);
+    // A reader that stops after the first chunk: nothing kept.
+    for await (const _ of store.teeBlob(chunks(), hex)) break;
+    // A source that fails midway: the error reaches the reader, nothing kept.
+    const failing = Readable.from((async function* () { yield data.subarray(0, 1000); throw new Error("connection lost"); })());
+    await assert.rejects(pipeline(store.teeBlob(failing, hex), async function* (src) { for await (const _ of src) yield; }), /connection lost/);
+    // Bytes that are not the named blob: passed on, not kept.
+    let passed = 0;
+    for await (const c of store.teeBlob(Readable.from([Buffer.from("other")]), hex)) passed += (c as Buffer).length;
+    assert.equal(passed, 5);
+    assert.ok(!existsSync(store.blobPath(hex)));
+    assert.deepEqual(readdirSync(store.tmpDir), [], "no temp file left");
+    // The whole blob: kept.
+    let total = 0;
+    for await (const c of store.teeBlob(chunks(), hex)) total += (c as Buffer).length;
+    assert.equal(total, data.length);
+    assert.equal(sha256Hex(await readFile(store.blobPath(hex))), hex);
+  } finally {
+    await cleanup();
+  }
+});

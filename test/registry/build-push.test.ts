@@ -70,3 +70,46 @@ test("build, push from the build record; a second checkout with an empty store u
     await proxy.stop();
   }
 });
+
+test("a base image's layers are read from the registry once: the next local build takes them from the store", { skip }, async () => {
+  // The base: examples/hello, pushed.
+  const base = await helloExample(path.join(tmp.dir, "base"));
+  const storeBase = path.join(tmp.dir, "store-base");
+  const bb = await runCli(["build", "-C", base, "--store", storeBase, "-o", "none", "--json"]);
+  assert.equal(bb.code, 0, bb.stderr);
+  const baseBuilt = JSON.parse(bb.stdout) as BuildJson;
+  const bp = await runCli(["push", "-C", base, "--store", storeBase, `${reg.host}/base/hello:1`]);
+  assert.equal(bp.code, 0, bp.stderr);
+
+  // An image on top of it, through a proxy that counts what the registry sends.
+  const proxy = await startProxy(reg.url);
+  try {
+    const dir = path.join(tmp.dir, "derived");
+    const { mkdir, writeFile } = await import("node:fs/promises");
+    await mkdir(dir, { recursive: true });
+    await writeFile(path.join(dir, "layerfold.config.ts"), `import { defineImage } from ${JSON.stringify(path.join(path.dirname(new URL(import.meta.url).pathname), "../../src/index.ts"))};
+export default defineImage({
+  name: "derived/app", tag: "1",
+  from: "${proxy.host}/base/hello:1@${baseBuilt.manifestDigest}",
+  layers: [{ name: "app", inline: [{ path: "/opt/app/VERSION", text: "1\\n" }] }],
+});
+`);
+    const store = path.join(tmp.dir, "store-derived");
+    const layerGets = () => proxy.requests.filter((r) => r.method === "GET" && baseBuilt.layers.some((l) => r.url.endsWith(`/blobs/${l.digest}`)));
+    const first = await runCli(["build", "-C", dir, "--store", store, "-o", `oci:${path.join(tmp.dir, "derived-1")}`, "--json"]);
+    assert.equal(first.code, 0, first.stderr);
+    const built = JSON.parse(first.stdout) as BuildJson;
+    assert.equal(layerGets().length, baseBuilt.layers.length, "every base layer read once");
+    proxy.reset();
+    const second = await runCli(["build", "-C", dir, "--store", store, "-o", `oci:${path.join(tmp.dir, "derived-2")}`, "--json"]);
+    assert.equal(second.code, 0, second.stderr);
+    assert.equal((JSON.parse(second.stdout) as BuildJson).manifestDigest, built.manifestDigest);
+    assert.deepEqual(layerGets(), [], "no base layer read again");
+    const inspect = JSON.parse(execFileSync("skopeo", ["inspect", `oci:${path.join(tmp.dir, "derived-2")}`], { encoding: "utf8" })) as { Digest: string; Layers: string[] };
+    assert.equal(inspect.Digest, built.manifestDigest);
+    assert.deepEqual(inspect.Layers.slice(0, baseBuilt.layers.length), baseBuilt.layers.map((l) => l.digest));
+    execFileSync("skopeo", ["copy", `oci:${path.join(tmp.dir, "derived-2")}`, `dir:${path.join(tmp.dir, "derived-dir")}`], { stdio: "pipe" }); // re-verifies every blob
+  } finally {
+    await proxy.stop();
+  }
+});
