@@ -2,13 +2,18 @@
 // directory. Blobs are verified as they stream in; the layout is written in a
 // temp dir and renamed into place, so a failed pull leaves nothing behind.
 
+import { existsSync } from "node:fs";
 import { Readable } from "node:stream";
 import { OciLayoutTarget } from "../oci/layout.ts";
+import { hexOf } from "../oci/types.ts";
+import type { Store } from "../store/store.ts";
 import { formatBytes, silentLogger } from "../util/log.ts";
 import { openRemoteImage, type OpenRemoteOptions } from "./remote-image.ts";
 
 export interface PullOptions extends OpenRemoteOptions {
   concurrency?: number;
+  /** Keep blobs here as they arrive (and take them from here): a pull that fails keeps the layers it completed, and pulling again fetches only the rest. */
+  store?: Store;
 }
 
 export interface PullResult {
@@ -23,7 +28,11 @@ export async function pullImage(ref: string, dir: string, opts: PullOptions = {}
   const started = Date.now();
   const img = await openRemoteImage(ref, opts);
   const tag = img.reference.tag ?? "latest";
-  const target = new OciLayoutTarget(dir);
+  const store = opts.store;
+  const target = new OciLayoutTarget(dir, store && ((d) => {
+    const p = store.blobPath(hexOf(d.digest));
+    return existsSync(p) ? p : undefined;
+  }));
   try {
     const queue = [...new Map(img.layers.map((l) => [l.digest, l])).values()];
     let bytes = 0;
@@ -31,7 +40,13 @@ export async function pullImage(ref: string, dir: string, opts: PullOptions = {}
       for (let l = queue.shift(); l; l = queue.shift()) {
         const layer = l;
         if (await target.hasBlob(layer)) continue;
-        await target.putBlob(layer, () => img.blobs.open(layer));
+        const stored = store?.blobPath(hexOf(layer.digest));
+        if (stored && existsSync(stored)) {
+          await target.putBlob(layer, () => img.blobs.open(layer)); // linked from the store
+          log.info(`  stored   ${layer.digest.slice(7, 19)}  ${formatBytes(layer.size).padStart(10)}`);
+          continue;
+        }
+        await target.putBlob(layer, async () => (store ? store.teeBlob(await img.blobs.open(layer), hexOf(layer.digest)) : img.blobs.open(layer)));
         bytes += layer.size;
         log.info(`  pulled   ${layer.digest.slice(7, 19)}  ${formatBytes(layer.size).padStart(10)}`);
       }
