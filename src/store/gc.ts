@@ -16,6 +16,7 @@ import path from "node:path";
 import type { BuildRecord } from "../build/build.ts";
 import type { LayerRecord } from "../layer/layer.ts";
 import { LayerfoldError } from "../errors.ts";
+import { hexOf } from "../oci/types.ts";
 import { writeSmallFileAtomicSync } from "../util/fs.ts";
 import type { Store } from "./store.ts";
 
@@ -162,7 +163,6 @@ interface Live {
   artifacts: Set<string>;
 }
 
-const hexOf = (digest: string | undefined) => (digest ?? "").replace(/^sha256:/, "");
 
 function safeList(dir: string): string[] {
   try {
@@ -220,8 +220,8 @@ function liveSet(kept: BuildRecord[], artifacts: boolean): Live {
     live.blobs.add(hexOf(rec.manifestDigest));
     try {
       const m = JSON.parse(rec.manifest) as { config?: { digest?: string }; layers?: Array<{ digest?: string }> };
-      live.blobs.add(hexOf(m.config?.digest));
-      for (const l of m.layers ?? []) live.blobs.add(hexOf(l.digest)); // base-image layers too
+      live.blobs.add(hexOf(m.config?.digest ?? ""));
+      for (const l of m.layers ?? []) live.blobs.add(hexOf(l.digest ?? "")); // base-image layers too
     } catch { /* a record without a readable manifest keeps what its layers name */ }
     for (const l of rec.layers) {
       live.blobs.add(hexOf(l.digest));
@@ -329,7 +329,7 @@ export async function collectGarbage(store: Store, opts: GcOptions = {}): Promis
     for (const name of safeList(blobDir)) if (!live.blobs.has(name)) await remove("blobs", path.join(blobDir, name));
 
     // Records that only make sense beside a kept blob, tree or layer.
-    await sweepRecords<LayerRecord>("layers", (key, rec) => live.layerKeys.has(key) || (!!rec && live.blobs.has(hexOf(rec.digest))));
+    await sweepRecords<LayerRecord>("layers", (key, rec) => live.layerKeys.has(key) || (!!rec && typeof rec.digest === "string" && live.blobs.has(hexOf(rec.digest))));
     await sweepRecords<{ blob?: string }>("zstd-frames", (_key, rec) => !!rec?.blob && live.blobs.has(rec.blob));
     await sweepRecords<{ parts?: Array<{ key: string }> }>("plans", (_key, rec) => Array.isArray(rec?.parts) && rec.parts.every((p) => live.layerKeys.has(p.key)));
     await sweepRecords("elf-scan", (key) => live.trees.has(key));
