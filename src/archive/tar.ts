@@ -76,7 +76,14 @@ export async function* readTar(input: AsyncIterable<Buffer>, what: string): Asyn
   for (;;) {
     const block = await r.readExact(512);
     if (!block) return;
-    if (block.every((b) => b === 0)) return; // end-of-archive marker
+    if (block.every((b) => b === 0)) {
+      // End of archive. What follows (the second zero block, padding to the record size) is read to the
+      // end: git archive writes its last record apart, and a child whose output arrived after this block
+      // and was left unread never closed (a git source hung); a hashing stage upstream sees every byte.
+      const rest = r.rest();
+      while (!(await rest.next()).done) { /* discard */ }
+      return;
+    }
     if (!checksumOk(block)) throw new UnsafeArchiveError(`${what}: bad tar header checksum at byte ${r.offset - 512}; the archive is corrupt or not a tar`);
     const type = String.fromCharCode(block[156] || 0x30);
     const size = parseOctal(block.subarray(124, 136), what, "size");

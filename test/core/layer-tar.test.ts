@@ -148,6 +148,31 @@ test("tar reader refuses device nodes, absolute paths and corrupt headers", asyn
   }
 });
 
+test("tar reader reads its input to the end: padding that arrives after the end-of-archive block is consumed", async () => {
+  // git archive writes its last record apart: a reader that stopped at the first zero block left it
+  // unread, and the child's stdout never ended (a git source hung, 4 builds in 30 for such a tree).
+  const { dir, cleanup } = await tempDir();
+  try {
+    const file = path.join(dir, "one.tar");
+    execFileSync("python3", ["-c", `import tarfile,io\nt=tarfile.open(${JSON.stringify(file)},"w",format=tarfile.USTAR_FORMAT)\ni=tarfile.TarInfo("a"); i.size=1; t.addfile(i, io.BytesIO(b"a"))\nt.close()`]);
+    const bytes = await readFile(file);
+    assert.ok(bytes.length > 1536 + 512, "python pads the archive to its record size");
+    const { Readable } = await import("node:stream");
+    // Header, body and the first zero block; the rest on a later tick.
+    const input = Readable.from((async function* () {
+      yield bytes.subarray(0, 1536);
+      await new Promise((r) => setTimeout(r, 20));
+      yield bytes.subarray(1536);
+    })(), { objectMode: false });
+    const store = new Store(path.join(dir, "store"));
+    const { tree } = await store.ensureTree("k-padded", "test:tar", async (w) => extractTar(input, w));
+    assert.deepEqual(tree.manifest.entries.map((e) => e.path), ["a"]);
+    assert.ok(input.readableEnded, "the input was read to its end");
+  } finally {
+    await cleanup();
+  }
+});
+
 test("the zstd version is remembered by the program's identity, and asked again when the program changes", async () => {
   const { dir, cleanup } = await tempDir();
   try {
