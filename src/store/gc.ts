@@ -10,7 +10,7 @@
 //   gc:   create gc.lock exclusively, then look at users/ (and give up if one lives).
 // Each side writes before it looks, so at least one of them sees the other.
 
-import { closeSync, lstatSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeSync, type Stats } from "node:fs";
+import { linkSync, lstatSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, type Stats } from "node:fs";
 import { chmod, readdir, rename, rm } from "node:fs/promises";
 import path from "node:path";
 import type { BuildRecord } from "../build/build.ts";
@@ -95,24 +95,46 @@ export function registerStoreUser(store: Store, opts: { waitMs?: number } = {}):
 function lockForGc(store: Store): () => void {
   const lock = gcLockPath(store);
   const me = processId(process.pid) ?? `${process.pid} ?`;
-  for (let attempt = 0; ; attempt++) {
-    try {
-      const fd = openSync(lock, "wx");
-      writeSync(fd, me);
-      closeSync(fd);
-      break;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "EEXIST" || attempt > 2) throw err;
-      const owner = readOwner(lock);
-      if (owner !== undefined && alive(owner)) throw new LayerfoldError("E_STORE_BUSY", `store ${store.root}: another layerfold gc (pid ${owner.split(" ")[0]}) is running`, { exitCode: 10 });
-      rmSync(lock, { force: true }); // left by a gc that was killed
+  // The lock appears with its owner in it (written aside, then hard-linked into place, which
+  // fails if it exists): another gc or a user never reads an empty lock as one left by a dead gc.
+  const mine = `${lock}.${process.pid}`;
+  writeFileSync(mine, me);
+  try {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        linkSync(mine, lock);
+        break;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== "EEXIST" || attempt > 2) throw err;
+        const owner = readOwner(lock);
+        if (owner !== undefined && alive(owner)) throw new LayerfoldError("E_STORE_BUSY", `store ${store.root}: another layerfold gc (pid ${owner.split(" ")[0]}) is running`, { exitCode: 10 });
+        // Left by a gc that was killed. Moved aside first and checked: if another gc took the
+        // lock in between, what was moved is its lock, and it goes back.
+        const stale = `${lock}.stale-${process.pid}`;
+        try {
+          renameSync(lock, stale);
+        } catch {
+          continue;
+        }
+        if (readOwner(stale) !== owner) {
+          try { linkSync(stale, lock); } catch { /* taken again meanwhile */ }
+          rmSync(stale, { force: true });
+          throw new LayerfoldError("E_STORE_BUSY", `store ${store.root}: another layerfold gc is running`, { exitCode: 10 });
+        }
+        rmSync(stale, { force: true });
+      }
     }
+  } finally {
+    rmSync(mine, { force: true });
   }
   const release = () => rmSync(lock, { force: true });
   const busy: string[] = [];
   for (const name of safeList(usersDir(store))) {
     if (name === String(process.pid)) continue;
     const file = path.join(usersDir(store), name);
+    // A user's entry being written (temp + rename): that user looks for this lock once it is
+    // in place, and waits. Only a killed writer's old temp file goes.
+    if (name.startsWith(".") && Date.now() - (statSync(file, { throwIfNoEntry: false })?.mtimeMs ?? 0) < 60_000) continue;
     const owner = readOwner(file);
     if (owner !== undefined && alive(owner)) busy.push(name);
     else rmSync(file, { force: true });

@@ -8,7 +8,7 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { mkdir, utimes, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { after, before, test } from "node:test";
-import { helloExample, runCli, tempDir } from "../helpers/cli.ts";
+import { cliPath, helloExample, runCli, tempDir } from "../helpers/cli.ts";
 
 let tmp: { dir: string; cleanup: () => Promise<void> };
 let example: string;
@@ -119,20 +119,34 @@ test("gc refuses while another layerfold process uses the store; a command waits
   const holder = spawn("sleep", ["60"]);
   try {
     await writeFile(path.join(store, "gc.lock"), owner(holder.pid!));
-    const waiting = runCli(["inspect", "-C", example, "--store", store]);
-    await new Promise((resolve) => setTimeout(resolve, 1500));
+    const inspect = spawn(process.execPath, [cliPath, "inspect", "-C", example, "--store", store]);
+    let stderr = "";
+    let stdout = "";
+    inspect.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+    const exited = new Promise<number | null>((resolve) => inspect.once("close", resolve));
+    // The lock's owner ends only once inspect says it waits (however long its start takes).
+    const said = new Promise<void>((resolve) => inspect.stderr.on("data", (d: Buffer) => { stderr += d.toString(); if (stderr.includes("waiting for")) resolve(); }));
+    await Promise.race([said, exited]);
+    assert.match(stderr, /waiting for/, "inspect waits while gc holds the store");
+    assert.equal(stdout, "", "nothing done while gc holds the store");
     holder.kill();
-    await new Promise((resolve) => holder.once("exit", resolve));
-    const r = await waiting;
-    assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stderr, new RegExp(`waiting for layerfold gc \\(pid ${holder.pid}\\)`));
+    assert.equal(await exited, 0, stderr);
+    assert.match(stderr, new RegExp(`waiting for layerfold gc \\(pid ${holder.pid}\\)`));
+    assert.match(stdout, /derived|hello/);
   } finally {
     holder.kill();
   }
-  // A lock left by a gc that was killed does not stop the next one.
+  // A lock left by a gc that was killed does not stop the next one. A user's entry still being
+  // written (its temp file) is left to it; a killed writer's old temp file goes.
+  const young = path.join(store, "users", ".4242.tmp-4242-young");
+  const old = path.join(store, "users", ".4243.tmp-4243-old");
+  await writeFile(young, "");
+  await writeFile(old, "");
+  await utimes(old, new Date(Date.now() - 120_000), new Date(Date.now() - 120_000));
   const r = await gc(store);
   assert.equal(r.code, 0, r.stderr);
   assert.ok(!existsSync(path.join(store, "gc.lock")));
+  assert.ok(existsSync(young) && !existsSync(old));
 });
 
 test("gc keeps the newest build of each platform of a tag", async () => {
