@@ -156,7 +156,7 @@ test("layerfold diff against a registry image behind Basic auth (manifest and co
   const reg = await startRegistry({ htpasswd: { ci: "s3cret-pass" } });
   const creds = { LAYERFOLD_REGISTRY_USER: "ci", LAYERFOLD_REGISTRY_PASSWORD: "s3cret-pass" };
   try {
-    const push = await runCli(["push", "--from", `${tmp.dir}/a`, `${reg.host}/hello:a`, "-q"], { env: creds });
+    const push = await runCli(["push", "--from", `${tmp.dir}/a`, `${reg.host}/hello:a`, "-q", "--store", `${tmp.dir}/push-store`], { env: creds });
     assert.equal(push.code, 0, push.stderr);
     const denied = await runCli(["diff", "--store", path.join(tmp.dir, "empty-store"), `${reg.host}/hello:a`, `${tmp.dir}/b`], { env: { LAYERFOLD_REGISTRY_USER: "", LAYERFOLD_REGISTRY_PASSWORD: "", DOCKER_CONFIG: path.join(tmp.dir, "no-docker-config") } });
     assert.equal(denied.code, 12);
