@@ -67,6 +67,9 @@ function checksumOk(block: Buffer): boolean {
 const MAX_META = 1 << 20; // pax/longname payloads are small; refuse huge ones
 
 /** Iterate tar entries; the consumer must drain `body` (or call skip) before the next. */
+/** What may follow the end-of-archive marker (padding to the record size is at most a few KiB). */
+const MAX_AFTER_END = 1 << 20;
+
 export async function* readTar(input: AsyncIterable<Buffer>, what: string): AsyncGenerator<{ header: TarHeader; body: ByteReader }> {
   const r = new ByteReader(input, what);
   let globalPax = new Map<string, Buffer>();
@@ -80,8 +83,13 @@ export async function* readTar(input: AsyncIterable<Buffer>, what: string): Asyn
       // End of archive. What follows (the second zero block, padding to the record size) is read to the
       // end: git archive writes its last record apart, and a child whose output arrived after this block
       // and was left unread never closed (a git source hung); a hashing stage upstream sees every byte.
-      const rest = r.rest();
-      while (!(await rest.next()).done) { /* discard */ }
+      // Bounded: a record is at most a few KiB of padding; gigabytes of zeros packed after the
+      // marker would otherwise be inflated here for nothing.
+      let after = 0;
+      for await (const c of r.rest()) {
+        after += c.length;
+        if (after > MAX_AFTER_END) throw new UnsafeArchiveError(`${what}: more than ${MAX_AFTER_END >> 20} MiB follow the end-of-archive marker; the archive is corrupt, concatenated or hostile`);
+      }
       return;
     }
     if (!checksumOk(block)) throw new UnsafeArchiveError(`${what}: bad tar header checksum at byte ${r.offset - 512}; the archive is corrupt or not a tar`);

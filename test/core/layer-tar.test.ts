@@ -168,6 +168,9 @@ test("tar reader reads its input to the end: padding that arrives after the end-
     const { tree } = await store.ensureTree("k-padded", "test:tar", async (w) => extractTar(input, w));
     assert.deepEqual(tree.manifest.entries.map((e) => e.path), ["a"]);
     assert.ok(input.readableEnded, "the input was read to its end");
+    // But not without end: megabytes after the marker are refused, not inflated for nothing.
+    const padded = Readable.from([bytes, Buffer.alloc(2 << 20)], { objectMode: false });
+    await assert.rejects(store.ensureTree("k-overpadded", "test:tar", async (w) => extractTar(padded, w)), (err: unknown) => err instanceof UnsafeArchiveError && /follow the end-of-archive marker/.test(err.message));
   } finally {
     await cleanup();
   }
