@@ -262,7 +262,8 @@ export async function startProxy(target: string, opts: ProxyOptions = {}): Promi
             const keep = fault.afterBytes - info.responseBytes;
             info.responseBytes += keep;
             info.fault = `cut after ${fault.afterBytes}`;
-            res.write(chunk.subarray(0, keep), () => { res.socket?.destroy(); up.destroy(); });
+            // A FIN after the bytes (not a reset, which would drop what the client has not read yet).
+            res.write(chunk.subarray(0, keep), () => { res.socket?.end(); up.destroy(); });
             upRes.pause();
             return;
           }

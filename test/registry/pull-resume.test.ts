@@ -41,6 +41,10 @@ after(async () => {
   await rm(tmp, { recursive: true, force: true });
 });
 
+/** Bytes a client may have buffered and lost with a cut connection (a stream's buffer and a socket read or two). */
+const SLACK = 256 * 1024;
+const startOf = (range: unknown) => Number(/^bytes=(\d+)-$/.exec(String(range ?? "bytes=0-"))?.[1]);
+
 const isLayerGet = (method: string, url: string) => method === "GET" && url.includes(`/blobs/${layer.digest}`);
 
 async function pullThrough(proxyHost: string, dir: string) {
@@ -61,12 +65,13 @@ test("a layer whose connection drops twice is resumed from the byte reached, and
     assert.equal(r.digest, manifestDigest);
     assert.equal(sha256Hex(await readFile(path.join(dir, "blobs", "sha256", layer.digest.slice(7)))), layer.digest.slice(7));
     const layerGets = proxy.requests.filter((q) => isLayerGet(q.method, q.url));
-    // The bytes in flight when a connection is cut are lost, so each resume starts at or a little before the cut.
-    const starts = layerGets.map((q) => Number(/^bytes=(\d+)-$/.exec(String(q.headers.range ?? "bytes=0-"))?.[1]));
+    // What the client had read from the socket but not yet passed on when the connection died is
+    // dropped with it (tens of KiB), so each resume starts at, or a little before, the cut.
+    const starts = layerGets.map((q) => startOf(q.headers.range));
     assert.equal(starts.length, 3);
-    assert.ok(starts[1]! > 500_000 && starts[1]! <= 1_000_000 && starts[2]! > starts[1]! + 500_000 && starts[2]! <= starts[1]! + 1_000_000, `range starts ${starts}`);
+    assert.ok(starts[1]! > 1_000_000 - SLACK && starts[1]! <= 1_000_000 && starts[2]! > starts[1]! + 1_000_000 - SLACK && starts[2]! <= starts[1]! + 1_000_000, `range starts ${starts}`);
     const downloaded = layerGets.reduce((n, q) => n + q.responseBytes, 0);
-    assert.ok(downloaded < layer.size + 1_000_000, `${downloaded} bytes sent for a ${layer.size}-byte layer: resumed, not restarted`);
+    assert.ok(downloaded <= layer.size + 2 * SLACK, `${downloaded} bytes sent for a ${layer.size}-byte layer: resumed, not restarted`);
   } finally {
     await proxy.stop();
   }
@@ -96,9 +101,10 @@ test("a connection that keeps dropping ends in a NetworkError naming the blob an
       return true;
     });
     assert.ok(!existsSync(dir), "no partial layout");
-    const starts = proxy.requests.filter((q) => isLayerGet(q.method, q.url)).map((q) => Number(/^bytes=(\d+)-$/.exec(String(q.headers.range ?? "bytes=0-"))?.[1]));
+    const starts = proxy.requests.filter((q) => isLayerGet(q.method, q.url)).map((q) => startOf(q.headers.range));
     assert.equal(starts.length, 6);
-    for (let i = 1; i < starts.length; i++) assert.ok(starts[i]! > starts[i - 1]! && starts[i]! <= starts[i - 1]! + (i === 1 ? 500_000 : 100_000), `each attempt went on from the last: ${starts}`);
+    for (let i = 1; i < starts.length; i++) assert.ok(starts[i]! >= starts[i - 1]! && starts[i]! <= starts[i - 1]! + (i === 1 ? 500_000 : 100_000), `each attempt went on from the last: ${starts}`);
+    assert.ok(starts[1]! > 500_000 - SLACK, `the first resume started near the first cut: ${starts}`);
   } finally {
     await proxy.stop();
   }
