@@ -170,6 +170,11 @@ test("gc keeps the newest build of each platform of a tag", async () => {
   assert.deepEqual(agedReport.kept.map((b) => b.manifestDigest), [amd64.manifestDigest]);
   assert.deepEqual(agedReport.dropped.map((b) => b.manifestDigest), [arm64.manifestDigest]);
   assert.ok(!blobs(store).has(arm64.manifestDigest.slice(7)));
+  const missing = path.join(tmp.dir, "no-such-store");
+  const none = await runCli(["gc", "--store", missing]);
+  assert.equal(none.code, 2);
+  assert.match(none.stderr, /no store at .*no-such-store; pass --store DIR or set LAYERFOLD_STORE/);
+  assert.ok(!existsSync(missing), "a mistyped store is not created");
   const bad = await runCli(["gc", "--store", store, "--older-than", "a week"]);
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /--older-than "a week": give a number and a unit/);
