@@ -66,10 +66,10 @@ function checksumOk(block: Buffer): boolean {
 
 const MAX_META = 1 << 20; // pax/longname payloads are small; refuse huge ones
 
-/** Iterate tar entries; the consumer must drain `body` (or call skip) before the next. */
 /** What may follow the end-of-archive marker (padding to the record size is at most a few KiB). */
 const MAX_AFTER_END = 1 << 20;
 
+/** Iterate tar entries; the consumer must drain `body` (or call skip) before the next. */
 export async function* readTar(input: AsyncIterable<Buffer>, what: string): AsyncGenerator<{ header: TarHeader; body: ByteReader }> {
   const r = new ByteReader(input, what);
   let globalPax = new Map<string, Buffer>();

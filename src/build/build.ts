@@ -2,7 +2,6 @@
 // config -> resolve -> lock -> install (fetch + unpack) -> fold -> plan ->
 // layers -> assemble -> export.
 
-import { existsSync } from "node:fs";
 import { loadConfig, type LoadedConfig } from "../config/load.ts";
 import { ConfigError, CorruptStoreError, ImageLimitError } from "../errors.ts";
 import { fold, type FoldResult } from "../fold/fold.ts";
@@ -94,10 +93,7 @@ export function storeBlobs(store: Store, extra?: BlobSource): BlobSource {
       if (extra) return store.teeBlob(await extra.open(d), hex);
       throw new CorruptStoreError(`store: blob ${d.digest} is missing from ${store.root}; run the build again`);
     },
-    localPath(d: Descriptor) {
-      const p = store.blobPath(d.digest.replace(/^sha256:/, ""));
-      return existsSync(p) ? p : undefined;
-    },
+    localPath: (d: Descriptor) => store.localBlobPath(d.digest.replace(/^sha256:/, "")),
     remoteRepository: extra?.remoteRepository?.bind(extra),
   };
 }

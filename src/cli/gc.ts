@@ -1,10 +1,9 @@
-import { statSync } from "node:fs";
 import { Command } from "commander";
 import { LayerfoldError } from "../errors.ts";
 import { collectGarbage } from "../store/gc.ts";
-import { defaultStoreDir } from "../store/store.ts";
+import { defaultStoreDir, Store } from "../store/store.ts";
 import { formatBytes } from "../util/log.ts";
-import { printJson, storeFrom, type CommonFlags } from "./common.ts";
+import { printJson, type CommonFlags } from "./common.ts";
 
 interface GcFlags extends CommonFlags {
   keep: string;
@@ -29,10 +28,9 @@ export function gcCommand(): Command {
       const keep = Number(flags.keep);
       if (!Number.isInteger(keep) || keep < 1) throw new LayerfoldError("E_USAGE", `--keep ${JSON.stringify(flags.keep)}: give a whole number of builds, 1 or more`, { exitCode: 2 });
       const olderThanMs = flags.olderThan === undefined ? undefined : parseAge(flags.olderThan);
-      // Before storeFrom, which would create the directory it registers in.
-      const root = flags.store ?? defaultStoreDir();
-      if (!statSync(root, { throwIfNoEntry: false })?.isDirectory()) throw new LayerfoldError("E_NOT_FOUND", `no store at ${root}; pass --store DIR or set LAYERFOLD_STORE`, { exitCode: 2 });
-      const r = await collectGarbage(storeFrom(flags), { keep, olderThanMs, indexes: flags.indexes, artifacts: flags.artifacts, dryRun: flags.dryRun });
+      // Not storeFrom: gc holds the store's lock instead of registering as a user, and registering would
+      // create a mistyped store's directory.
+      const r = await collectGarbage(new Store(flags.store ?? defaultStoreDir()), { keep, olderThanMs, indexes: flags.indexes, artifacts: flags.artifacts, dryRun: flags.dryRun });
       if (flags.json) return printJson(r);
       const out = (s: string) => process.stdout.write(`${s}\n`);
       const verb = r.dryRun ? "would remove" : "removed";

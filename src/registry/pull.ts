@@ -2,7 +2,6 @@
 // directory. Blobs are verified as they stream in; the layout is written in a
 // temp dir and renamed into place, so a failed pull leaves nothing behind.
 
-import { existsSync } from "node:fs";
 import { Readable } from "node:stream";
 import { OciLayoutTarget } from "../oci/layout.ts";
 import { hexOf } from "../oci/types.ts";
@@ -29,10 +28,7 @@ export async function pullImage(ref: string, dir: string, opts: PullOptions = {}
   const img = await openRemoteImage(ref, opts);
   const tag = img.reference.tag ?? "latest";
   const store = opts.store;
-  const target = new OciLayoutTarget(dir, store && ((d) => {
-    const p = store.blobPath(hexOf(d.digest));
-    return existsSync(p) ? p : undefined;
-  }));
+  const target = new OciLayoutTarget(dir, store && ((d) => store.localBlobPath(hexOf(d.digest))));
   try {
     const queue = [...new Map(img.layers.map((l) => [l.digest, l])).values()];
     let bytes = 0;
@@ -40,8 +36,7 @@ export async function pullImage(ref: string, dir: string, opts: PullOptions = {}
       for (let l = queue.shift(); l; l = queue.shift()) {
         const layer = l;
         if (await target.hasBlob(layer)) continue;
-        const stored = store?.blobPath(hexOf(layer.digest));
-        if (stored && existsSync(stored)) {
+        if (store?.localBlobPath(hexOf(layer.digest))) {
           await target.putBlob(layer, () => img.blobs.open(layer)); // linked from the store
           log.info(`  stored   ${layer.digest.slice(7, 19)}  ${formatBytes(layer.size).padStart(10)}`);
           continue;

@@ -185,20 +185,11 @@ interface Live {
   artifacts: Set<string>;
 }
 
-
 function safeList(dir: string): string[] {
   try {
     return readdirSync(dir);
   } catch {
     return [];
-  }
-}
-
-function readJson<T>(file: string): T | undefined {
-  try {
-    return JSON.parse(readFileSync(file, "utf8")) as T;
-  } catch {
-    return undefined;
   }
 }
 
@@ -217,7 +208,7 @@ function pickBuilds(store: Store, keep: number, notBefore: number): { kept: Buil
   for (const name of safeList(path.join(store.root, "builds"))) {
     if (!name.endsWith(".json")) continue;
     const file = path.join(store.root, "builds", name);
-    const rec = readJson<BuildRecord>(file);
+    const rec = store.readRecord<BuildRecord>("builds", name.slice(0, -".json".length));
     // Each build has two records, by manifest digest and by name:tag ("the latest", rewritten
     // by every build of the tag): the first tells when this build was last made.
     if (!rec || typeof rec.manifestDigest !== "string" || !Array.isArray(rec.layers) || name !== `${hexOf(rec.manifestDigest)}.json`) continue;
@@ -251,11 +242,11 @@ function liveSet(kept: BuildRecord[], artifacts: boolean): Live {
       for (const t of l.trees ?? []) live.trees.add(t.key);
     }
     // A package's artifact is needed again only to reinstall its tree.
-    const treeOf = new Map(rec.layers.flatMap((l) => (l.trees ?? []).map((t) => [t.id, t.key] as const)));
+    const installed = new Set(rec.layers.flatMap((l) => (l.trees ?? []).map((t) => t.id)));
     for (const p of rec.packages ?? []) {
       if (!p.artifact?.sha256) continue;
       live.artifacts.add(p.artifact.sha256);
-      if (!(artifacts && treeOf.has(p.id))) live.blobs.add(p.artifact.sha256);
+      if (!(artifacts && installed.has(p.id))) live.blobs.add(p.artifact.sha256);
     }
   }
   return live;
@@ -335,13 +326,12 @@ export async function collectGarbage(store: Store, opts: GcOptions = {}): Promis
       for (const name of safeList(path.join(store.root, kind))) {
         const file = path.join(store.root, kind, name);
         const key = name.replace(/\.json$/, "");
-        if (!name.endsWith(".json") || !keepIt(key, readJson<T>(file))) await remove(kind, file);
+        if (!name.endsWith(".json") || !keepIt(key, store.readRecord<T>(kind, key))) await remove(kind, file);
       }
     };
 
-    // Index caches name the Packages blobs they were parsed from.
-    const indexBlobs = new Set(safeList(path.join(store.root, "debian-index")).map((n) => n.replace(/\.json$/, "")));
-    if (!opts.indexes) for (const hex of indexBlobs) live.blobs.add(hex);
+    // Index caches are named by the Packages blobs they were parsed from.
+    if (!opts.indexes) for (const name of safeList(path.join(store.root, "debian-index"))) live.blobs.add(name.replace(/\.json$/, ""));
 
     const keptDigests = new Set(kept.map((r) => r.manifestDigest));
     await sweepRecords<BuildRecord>("builds", (_key, rec) => !!rec && keptDigests.has(rec.manifestDigest));

@@ -6,7 +6,7 @@
 // after a power loss, tree.json digests and the file hashes checked while
 // layering catch a torn tree, which is then rebuilt.
 
-import { closeSync, createReadStream, createWriteStream, fstatSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
+import { closeSync, createReadStream, createWriteStream, existsSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
 import { createHash } from "node:crypto";
 import { mkdir, rename, rm, mkdtemp } from "node:fs/promises";
 import os from "node:os";
@@ -91,6 +91,12 @@ export class Store {
   blobPath(hex: string): string {
     if (!HEX64.test(hex)) throw new Error(`not a sha256 hex digest: ${hex}`);
     return path.join(this.root, "blobs", "sha256", hex);
+  }
+
+  /** The blob's file when the store holds it (to hard-link into a layout), else undefined. */
+  localBlobPath(hex: string): string | undefined {
+    const p = this.blobPath(hex);
+    return existsSync(p) ? p : undefined;
   }
 
   async blobSize(hex: string): Promise<number | undefined> {
