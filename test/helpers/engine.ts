@@ -36,6 +36,8 @@ export async function podman(): Promise<Podman> {
     flags,
     exec: (args, opts) => run("podman", [...flags, ...args], { env: { ...env, ...opts?.env }, maxBuffer: 64 << 20 }),
     // No `podman system reset`: with a shared tmpdir it would pull the state out from under other podman instances.
-    cleanup: () => rm(root, { recursive: true, force: true }),
+    // Retried: after `run --rm` returns, podman's detached container cleanup can still be writing
+    // under storage/, and the first pass then meets ENOTEMPTY (seen once in a clean-clone CI run).
+    cleanup: () => rm(root, { recursive: true, force: true, maxRetries: 10, retryDelay: 200 }),
   };
 }
