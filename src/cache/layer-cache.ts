@@ -15,7 +15,7 @@ import { RegistryClient } from "../registry/client.ts";
 import { findCredentials, type CredentialOptions } from "../registry/credentials.ts";
 import { parseReference } from "../registry/reference.ts";
 import { uploadBlob } from "../registry/upload.ts";
-import { redact } from "../registry/redact.ts";
+import { redact } from "../util/redact.ts";
 import type { Store } from "../store/store.ts";
 import { sha256Hex } from "../util/hash.ts";
 import { stableJson } from "../util/json.ts";

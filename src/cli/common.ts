@@ -5,6 +5,7 @@ import { LayerfoldError } from "../errors.ts";
 import { defaultStoreDir, Store } from "../store/store.ts";
 import { registerStoreUser } from "../store/gc.ts";
 import { createLogger, type Logger } from "../util/log.ts";
+import { redact } from "../util/redact.ts";
 
 export interface CommonFlags {
   dir?: string;
@@ -53,14 +54,15 @@ export const collect = (v: string, prev: string[] = []) => [...prev, v];
 
 /** Print an error the way the CLI promises: message and code, stack only with --debug. */
 export function reportError(err: unknown, debug: boolean): number {
+  // redact(): a registered secret (registry password, index URL credentials) is never printed.
   if (err instanceof LayerfoldError) {
-    process.stderr.write(`error[${err.code}]: ${err.message}\n`);
-    if (debug && err.stack) process.stderr.write(err.stack + "\n");
+    process.stderr.write(`error[${err.code}]: ${redact(err.message)}\n`);
+    if (debug && err.stack) process.stderr.write(redact(err.stack) + "\n");
     return err.exitCode;
   }
   const e = err as Error;
-  process.stderr.write(`error: ${e?.message ?? String(err)}\n`);
-  if (debug && e?.stack) process.stderr.write(e.stack + "\n");
+  process.stderr.write(`error: ${redact(e?.message ?? String(err))}\n`);
+  if (debug && e?.stack) process.stderr.write(redact(e.stack) + "\n");
   else process.stderr.write("(run with --debug for details)\n");
   return 1;
 }

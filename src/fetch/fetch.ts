@@ -14,6 +14,7 @@ import type { Dispatcher } from "undici";
 import { HashMismatchError, NetworkError } from "../errors.ts";
 import type { Store } from "../store/store.ts";
 import { HashingStream } from "../util/hash.ts";
+import { authorizationFor, credentialHint, takeUrlCredentials } from "./http-auth.ts";
 import { loadUndici } from "./undici.ts";
 
 const FINAL_CODES = new Set(["ENOTFOUND", "EAI_AGAIN", "ECONNREFUSED", "EHOSTUNREACH", "ENETUNREACH", "CERT_HAS_EXPIRED", "UNABLE_TO_VERIFY_LEAF_SIGNATURE", "DEPTH_ZERO_SELF_SIGNED_CERT", "ERR_TLS_CERT_ALTNAME_INVALID"]);
@@ -78,6 +79,8 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const RETRY_STATUS = new Set([408, 425, 429, 500, 502, 503, 504]);
 
 class HttpStatusError extends Error {
+  /** Where the credentials sent came from, when some were. */
+  authSource?: string;
   constructor(readonly status: number, readonly url: string) {
     super(`HTTP ${status}`);
   }
@@ -86,13 +89,16 @@ class HttpStatusError extends Error {
 // undici 7 follows redirects only through the redirect interceptor. Made on the first download.
 let httpAgent: Dispatcher | undefined;
 
-async function openHttp(url: string, headers: Record<string, string>): Promise<Dispatcher.ResponseData<unknown>> {
+async function openHttp(rawUrl: string, headers: Record<string, string>): Promise<Dispatcher.ResponseData<unknown>> {
   const { Agent, interceptors, request } = await loadUndici();
   httpAgent ??= new Agent().compose(interceptors.redirect({ maxRedirections: 5 }));
-  const res = await request(url, { method: "GET", headers, dispatcher: httpAgent, headersTimeout: 60_000, bodyTimeout: 120_000 });
+  // Credentials go in a header, never in the URL; undici's redirect drops the header on another origin.
+  const url = takeUrlCredentials(rawUrl);
+  const auth = authorizationFor(url);
+  const res = await request(url, { method: "GET", headers: auth ? { ...headers, authorization: auth.header } : headers, dispatcher: httpAgent, headersTimeout: 60_000, bodyTimeout: 120_000 });
   if (res.statusCode >= 300) {
     res.body.resume();
-    throw new HttpStatusError(res.statusCode, url);
+    throw Object.assign(new HttpStatusError(res.statusCode, url), { authSource: auth?.source });
   }
   return res;
 }
@@ -130,6 +136,9 @@ async function withRetries<T>(url: string, what: string, retries: number, fn: ()
       if (err instanceof HashMismatchError) throw err;
       if (err instanceof HttpStatusError) {
         if (err.status === 404 || err.status === 410) throw new NetworkError(`${what}: ${redactUrl(url)} answered ${err.status} (not found); check the URL or the index it came from`);
+        if (err.status === 401 || (err.status === 403 && err.authSource)) {
+          throw Object.assign(new NetworkError(`${what}: ${redactUrl(url)} answered ${err.status}; ${credentialHint(url, err.authSource)}`), { httpStatus: err.status, authFailed: true });
+        }
         if (!RETRY_STATUS.has(err.status)) throw new NetworkError(`${what}: ${redactUrl(url)} answered HTTP ${err.status}`);
       } else if (isFinalNetworkError(err)) {
         const reason = errorCode(err) ?? "unreachable";

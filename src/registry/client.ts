@@ -12,7 +12,7 @@ import type { Logger } from "../util/log.ts";
 import { silentLogger } from "../util/log.ts";
 import type { Credential } from "./credentials.ts";
 import { HttpPool, type HttpResponse, type RequestBody, type ResponseBody } from "./http.ts";
-import { addSecret, redact } from "./redact.ts";
+import { addSecret, redact } from "../util/redact.ts";
 import { apiHost, isLoopback } from "./reference.ts";
 
 export interface RegistryClientOptions {
@@ -63,7 +63,7 @@ export interface SendOptions {
   ok: number[];
   /** What the request is for, in error messages. */
   what: string;
-  /** Follow redirects (blob GETs land on a CDN). Authorization is dropped on another host. */
+  /** Follow redirects (blob GETs land on a CDN). Authorization goes only to the registry's own origin. */
   follow?: boolean;
 }
 
@@ -94,6 +94,8 @@ async function errorText(body: ResponseBody): Promise<string> {
 export class RegistryClient {
   readonly registry: string;
   readonly baseUrl: string;
+  /** scheme://host:port of the registry: the only origin that gets its credentials and tokens. */
+  private readonly origin: string;
   private readonly credential?: Credential;
   private readonly logger: Logger;
   private readonly retries: number;
@@ -111,6 +113,7 @@ export class RegistryClient {
     const host = apiHost(opts.registry);
     const plain = opts.insecure || isLoopback(opts.registry);
     this.baseUrl = `${plain ? "http" : "https"}://${host}`;
+    this.origin = new URL(this.baseUrl).origin;
     this.credential = opts.credential;
     this.logger = opts.logger ?? silentLogger;
     this.retries = opts.retries ?? 6;
@@ -135,6 +138,15 @@ export class RegistryClient {
 
   private absolute(url: string): string {
     return /^https?:\/\//.test(url) ? url : `${this.baseUrl}${url}`;
+  }
+
+  /**
+   * True for a URL on the registry's own origin (scheme, host and port). Upload Locations and
+   * redirects may point elsewhere (blob storage behind signed URLs: S3, GCS, Azure, a CDN); those
+   * carry their own signature and get no Authorization, as in go-containerregistry's transports.
+   */
+  private ours(url: string): boolean {
+    return new URL(url).origin === this.origin;
   }
 
   private basicHeader(): string | undefined {
@@ -211,19 +223,16 @@ export class RegistryClient {
       if (attempt > 0) await sleep(this.backoff(attempt, lastErr));
       let url = this.absolute(opts.url);
       const headers: Record<string, string> = { "user-agent": "layerfold", ...(opts.headers ?? {}) };
-      const auth = await this.authorization();
-      if (auth) headers.authorization = auth;
+      delete headers.authorization;
+      const auth = this.ours(url) ? await this.authorization() : undefined;
+      const withAuth = (u: string) => (auth && this.ours(u) ? { ...headers, authorization: auth } : headers);
       let res: HttpResponse;
       try {
-        res = await this.pool.request(url, { method: opts.method, headers, body: opts.body?.() });
+        res = await this.pool.request(url, { method: opts.method, headers: withAuth(url), body: opts.body?.() });
         for (let hop = 0; opts.follow && [301, 302, 303, 307, 308].includes(res.statusCode) && hop < 5; hop++) {
           res.body.resume();
-          const next = new URL(String(res.headers.location), url).toString();
-          const sameHost = new URL(next).host === new URL(url).host;
-          url = next;
-          const h = { ...headers };
-          if (!sameHost) delete h.authorization;
-          res = await this.pool.request(url, { method: opts.method, headers: h });
+          url = new URL(String(res.headers.location), url).toString();
+          res = await this.pool.request(url, { method: opts.method, headers: withAuth(url) });
         }
       } catch (err) {
         lastErr = err;
@@ -235,6 +244,12 @@ export class RegistryClient {
         continue;
       }
       this.logger.debug(redact(`${opts.method} ${url} -> ${res.statusCode}`));
+      if ((res.statusCode === 401 || res.statusCode === 403) && !this.ours(url)) {
+        // Another origin's challenge is never answered: its realm could be anyone's.
+        res.body.resume();
+        const where = new URL(url).origin;
+        throw Object.assign(new RegistryError(`${opts.what}: ${where}, where ${this.registry} sent this request, answered ${res.statusCode}; layerfold sends ${this.registry}'s credentials only to ${this.origin}, so blob storage elsewhere must accept the URL's own signature (check the registry's storage redirect settings)`), { httpStatus: res.statusCode });
+      }
       if (res.statusCode === 401 && !authRetried) {
         const ch = parseChallenge(res.headers["www-authenticate"]);
         res.body.resume();

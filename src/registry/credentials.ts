@@ -12,7 +12,7 @@ import { readFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { ConfigError, RegistryError } from "../errors.ts";
-import { addSecret } from "./redact.ts";
+import { addSecret } from "../util/redact.ts";
 import { DOCKER_HUB } from "./reference.ts";
 
 export type Credential =

@@ -1,4 +1,7 @@
 // Output: plain lines unless a TTY; --json mode sends human lines to stderr.
+// Every line goes through redact(), so a registered secret never reaches the terminal.
+
+import { redact } from "./redact.ts";
 
 export interface Logger {
   info(msg: string): void;
@@ -14,12 +17,12 @@ export function createLogger(opts: { json?: boolean; debug?: boolean; quiet?: bo
   let live = false;
   const clear = () => { if (live) { out.write("\r\x1b[K"); live = false; } };
   return {
-    info: (m) => { if (!opts.quiet) { clear(); out.write(m + "\n"); } },
-    warn: (m) => { clear(); process.stderr.write(`warning: ${m}\n`); },
-    debug: (m) => { if (opts.debug) { clear(); process.stderr.write(`debug: ${m}\n`); } },
+    info: (m) => { if (!opts.quiet) { clear(); out.write(redact(m) + "\n"); } },
+    warn: (m) => { clear(); process.stderr.write(`warning: ${redact(m)}\n`); },
+    debug: (m) => { if (opts.debug) { clear(); process.stderr.write(`debug: ${redact(m)}\n`); } },
     progress: (id, m) => {
       if (!tty || opts.quiet) return;
-      out.write(`\r\x1b[K${id}: ${m}`);
+      out.write(`\r\x1b[K${id}: ${redact(m)}`);
       live = true;
     },
   };

@@ -18,7 +18,7 @@ import { RegistryClient, parseChallenge } from "../../src/registry/client.ts";
 import { findCredentials } from "../../src/registry/credentials.ts";
 import { pushImages } from "../../src/registry/push.ts";
 import { pullImage } from "../../src/registry/pull.ts";
-import { redact } from "../../src/registry/redact.ts";
+import { redact } from "../../src/util/redact.ts";
 import type { Logger } from "../../src/util/log.ts";
 
 const skip = !hasCommand("docker-registry") || !hasCommand("htpasswd") || !hasCommand("openssl") ? "docker-registry, htpasswd or openssl missing" : false;

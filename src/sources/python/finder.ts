@@ -8,6 +8,7 @@
 import { readdir } from "node:fs/promises";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { deadHostReason, fetchBytes, fetchRange, fetchToStore, redactUrl } from "../../fetch/fetch.ts";
+import { takeUrlCredentials } from "../../fetch/http-auth.ts";
 import { NetworkError } from "../../errors.ts";
 import type { Store } from "../../store/store.ts";
 import type { Logger } from "../../util/log.ts";
@@ -107,7 +108,12 @@ export class Finder {
   readonly unreachable = new Map<string, string>();
   private readonly metadata = new Map<string, Promise<CoreMetadata>>();
 
-  constructor(readonly opts: FinderOptions) {}
+  readonly opts: FinderOptions;
+
+  constructor(opts: FinderOptions) {
+    // Index URLs with user:password lose them here; they are sent as a header to that origin only.
+    this.opts = { ...opts, indexes: [...new Set(opts.indexes.map(takeUrlCredentials))], findLinks: [...new Set(opts.findLinks.map(takeUrlCredentials))] };
+  }
 
   private warnOnce(source: string, msg: string): void {
     if (this.warned.has(source)) return;
@@ -164,6 +170,8 @@ export class Finder {
       return parseProjectPage(body, url, index);
     } catch (err) {
       const msg = (err as Error).message;
+      // Missing or refused credentials are the user's to fix, not an index to skip quietly.
+      if ((err as { authFailed?: boolean }).authFailed) throw err;
       if (/answered 40[34]|not found/.test(msg)) return [];
       const reason = deadHostReason(base) ?? msg;
       this.unreachable.set(index, reason);
@@ -186,6 +194,7 @@ export class Finder {
             all.push(...parseProjectPage(body, loc, loc));
           }
         } catch (err) {
+          if ((err as { authFailed?: boolean }).authFailed) throw err;
           this.unreachable.set(loc, (err as Error).message);
           this.warnOnce(loc, `find-links location ${redactUrl(loc)} cannot be read (${(err as Error).message}); skipping it`);
         }

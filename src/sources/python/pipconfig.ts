@@ -11,6 +11,7 @@ import { existsSync, readFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
+import { takeUrlCredentials } from "../../fetch/http-auth.ts";
 
 export interface PipConfig {
   indexUrl: string;
@@ -71,9 +72,12 @@ export function pipConfigFiles(env: NodeJS.ProcessEnv = process.env): string[] {
 const splitList = (v: string | undefined): string[] => (v ? v.split(/\s+/).filter(Boolean) : []);
 const truthy = (v: string | undefined): boolean => v !== undefined && /^(1|yes|true|on)$/i.test(v.trim());
 
-/** Local paths in find-links and index URLs become file:// URLs; relative ones resolve against `base`. */
+/**
+ * Local paths in find-links and index URLs become file:// URLs; relative ones resolve against `base`.
+ * user:password in a URL is taken out and kept for authentication (fetch/http-auth.ts).
+ */
 function toUrl(v: string, base: string): string {
-  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(v)) return v;
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(v)) return takeUrlCredentials(v);
   return pathToFileURL(path.resolve(base, v)).href;
 }
 

@@ -59,7 +59,7 @@ export interface IndexServer {
 }
 
 /** Write wheels to dir/files and serve /simple/<name>/ as HTML or JSON (by Accept, or ?format=json under /json/). */
-export async function serveIndex(dir: string, wheels: WheelSpec[], opts: { ranges?: boolean } = {}): Promise<IndexServer> {
+export async function serveIndex(dir: string, wheels: WheelSpec[], opts: { ranges?: boolean; /** Every request must carry this Basic credential (else 401). */ basicAuth?: { user: string; password: string } } = {}): Promise<IndexServer> {
   await mkdir(path.join(dir, "files"), { recursive: true });
   const byProject = new Map<string, { file: string; sha: string; requiresPython?: string }[]>();
   for (const w of wheels) {
@@ -72,7 +72,11 @@ export async function serveIndex(dir: string, wheels: WheelSpec[], opts: { range
   const log: string[] = [];
   const server = http.createServer(async (req, res) => {
     const u = new URL(req.url!, "http://x");
-    log.push(`${req.method} ${u.pathname}${req.headers.range ? ` ${req.headers.range}` : ""}`);
+    log.push(`${req.method} ${u.pathname}${req.headers.range ? ` ${req.headers.range}` : ""}${req.headers.authorization ? ` auth=${req.headers.authorization}` : ""}`);
+    if (opts.basicAuth && req.headers.authorization !== `Basic ${Buffer.from(`${opts.basicAuth.user}:${opts.basicAuth.password}`).toString("base64")}`) {
+      res.writeHead(401, { "www-authenticate": 'Basic realm="index"' }).end("unauthorized");
+      return;
+    }
     const m = /^\/(simple|json)\/([^/]+)\/$/.exec(u.pathname);
     if (m) {
       const files = byProject.get(m[2]!);

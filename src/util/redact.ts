@@ -1,4 +1,4 @@
-// Every credential the registry code touches is registered here, and every
+// Every credential layerfold touches (registry, index URLs, .netrc) is registered here, and every
 // message that may leave the process (errors, --debug lines) goes through
 // redact(). A secret then cannot reach the terminal even if it sneaks into a
 // URL, a header dump or a registry's error text.
