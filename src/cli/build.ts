@@ -3,13 +3,14 @@ import { build, layerSummary, type BuildResult } from "../build/build.ts";
 import { LayerCache } from "../cache/layer-cache.ts";
 import { formatBytes } from "../util/log.ts";
 import { loadBuilt } from "./load.ts";
-import { collect, loggerFrom, parseOverrides, printJson, storeFrom, withConfigFlags, type CommonFlags } from "./common.ts";
+import { parseOutput } from "../build/export.ts";
+import { collect, flagValue, loggerFrom, oneOf, parseOverrides, platformFlag, positiveInt, printJson, storeFrom, withConfigFlags, type CommonFlags } from "./common.ts";
 
 export interface BuildFlags extends CommonFlags {
   output?: string;
   frozen?: boolean;
   override?: string[];
-  concurrency?: string;
+  concurrency: number;
   compression?: "zstd" | "gzip" | "none";
   load?: boolean;
   cache?: string;
@@ -30,19 +31,26 @@ export function buildSummary(r: BuildResult) {
   };
 }
 
+/** -o is checked before any work: a typo must not cost a whole build. */
+export const outputSpec = flagValue((v) => {
+  if (v !== "none") parseOutput(v);
+  return v;
+});
+
 export function buildCommand(): Command {
   return withConfigFlags(new Command("build"))
     .description("build the image of a layerfold.config.ts")
-    .option("-o, --output <spec>", "oci:DIR (default ./out/NAME next to the config), oci-archive:FILE, docker-archive:FILE, or none")
+    .option("-o, --output <spec>", "oci:DIR (default ./out/NAME next to the config), oci-archive:FILE, docker-archive:FILE, or none", outputSpec)
     .option("--frozen", "use layerfold.lock as it is; fail if it is missing or out of date")
     .option("--override <name=dir>", "use a local directory instead of a source (repeatable)", collect)
-    .option("--concurrency <n>", "packages installed at once", "2")
-    .option("--compression <kind>", "layer compression: zstd, gzip or none (overrides the config)")
+    .option("--concurrency <n>", "packages installed at once", positiveInt, 2)
+    .option("--compression <kind>", "layer compression: zstd, gzip or none (overrides the config)", oneOf("zstd", "gzip", "none"))
     .option("--cache <ref>", "shared layer cache in an OCI repository, e.g. ghcr.io/owner/app-cache: reuse layers other runners built, store the ones built here")
-    .option("--platform <os/arch>", "build for this platform (e.g. linux/arm64); overrides the config")
+    .option("--platform <os/arch>", "build for this platform (e.g. linux/arm64); overrides the config", platformFlag)
     .option("--load", "then load the image into Docker (Engine API on DOCKER_HOST or the docker socket, else docker load)")
     .action(async (flags: BuildFlags) => {
       const log = loggerFrom(flags);
+      const overrides = parseOverrides(flags.override);
       const store = storeFrom(flags);
       const cache = flags.cache ? await LayerCache.open(flags.cache, { store, log }) : undefined;
       const r = await build({
@@ -53,8 +61,8 @@ export function buildCommand(): Command {
         platform: flags.platform,
         output: flags.output,
         frozen: flags.frozen,
-        overrides: parseOverrides(flags.override),
-        concurrency: Number(flags.concurrency ?? 2),
+        overrides,
+        concurrency: flags.concurrency,
         compression: flags.compression,
         log,
       });

@@ -1,8 +1,9 @@
 import { Command } from "commander";
 import { checkImage, type CheckReport } from "../runtime/check.ts";
 import { openImage } from "../runtime/image.ts";
+import { CheckFailedError } from "../errors.ts";
 import { formatBytes } from "../util/log.ts";
-import { collect, printJson, storeFrom, withConfigFlags, type CommonFlags } from "./common.ts";
+import { collect, positiveInt, printJson, storeFrom, withConfigFlags, type CommonFlags } from "./common.ts";
 
 interface CheckFlags extends CommonFlags {
   layout?: string;
@@ -10,7 +11,7 @@ interface CheckFlags extends CommonFlags {
   libs?: boolean;
   dups?: boolean;
   skipImport?: string[];
-  importTimeout?: string;
+  importTimeout: number;
   strictLibs?: boolean;
   allowMissing?: string[];
 }
@@ -26,7 +27,7 @@ export function checkCommand(): Command {
     .option("--skip-import <module>", "do not import this top-level module (repeatable)", collect)
     .option("--allow-missing <glob>", "a library name that may be missing, e.g. 'libfoo.so.*' (repeatable)", collect)
     .option("--strict-libs", "also fail on NVIDIA driver libraries and optional HPC transports (allowed by default)")
-    .option("--import-timeout <seconds>", "give up on the imports after this long", "900")
+    .option("--import-timeout <seconds>", "give up on the imports after this long", positiveInt, 900)
     .action(async (image: string | undefined, flags: CheckFlags) => {
       const store = storeFrom(flags);
       const img = await openImage(store, { dir: flags.dir, config: flags.config, layout: flags.layout, image });
@@ -35,14 +36,24 @@ export function checkCommand(): Command {
         libraries: flags.libs,
         duplicates: flags.dups,
         skipImports: flags.skipImport,
-        importTimeoutSec: Number(flags.importTimeout ?? 900),
+        importTimeoutSec: flags.importTimeout,
         strictLibraries: flags.strictLibs,
         allowMissing: flags.allowMissing,
       });
       if (flags.json) printJson(report);
       else printReport(report);
-      if (!report.ok) process.exitCode = 1;
+      if (!report.ok) throw new CheckFailedError(`check of ${report.image} failed: ${failures(report).join(", ")} (${flags.json ? "the JSON report" : "the report above"} lists them)`);
     });
+}
+
+/** What failed, counted, for the error line. */
+function failures(r: CheckReport): string[] {
+  const out: string[] = [];
+  if (r.duplicates?.duplicates.length) out.push(`${r.duplicates.duplicates.length} paths in more than one layer`);
+  if (r.libraries?.problems.length) out.push(`${r.libraries.problems.length} unresolved libraries`);
+  if (r.imports && "skipped" in r.imports) out.push(`imports not checked (${r.imports.skipped})`);
+  else if (r.imports?.failures.length) out.push(`${r.imports.failures.length} modules failed to import`);
+  return out.length ? out : ["see the report"];
 }
 
 function printReport(r: CheckReport): void {

@@ -1,7 +1,11 @@
 // Flags and helpers every command shares.
 
-import type { Command } from "commander";
-import { LayerfoldError } from "../errors.ts";
+import { statfsSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { InvalidArgumentError, type Command } from "commander";
+import { PLATFORM_PATTERN } from "../config/schema.ts";
+import { DiskFullError, LayerfoldError, UsageError } from "../errors.ts";
 import { defaultStoreDir, Store } from "../store/store.ts";
 import { registerStoreUser } from "../store/gc.ts";
 import { createLogger, type Logger } from "../util/log.ts";
@@ -16,22 +20,66 @@ export interface CommonFlags {
   quiet?: boolean;
 }
 
-export function withConfigFlags(cmd: Command): Command {
-  return cmd
+/** The flags of commands that read the config and the store; `json: false` for commands whose output is not theirs (run, shell). */
+export function withConfigFlags(cmd: Command, opts: { json?: boolean } = {}): Command {
+  cmd
     .option("-C, --dir <dir>", "directory holding layerfold.config.ts")
     .option("-c, --config <file>", "config file")
-    .option("--store <dir>", "store directory (default $LAYERFOLD_STORE or $XDG_CACHE_HOME/layerfold)")
-    .option("--json", "machine-readable output on stdout")
-    .option("--debug", "show debug output and stack traces")
-    .option("-q, --quiet", "only errors");
+    .option("--store <dir>", "store directory (default $LAYERFOLD_STORE or $XDG_CACHE_HOME/layerfold)");
+  if (opts.json !== false) cmd.option("--json", "machine-readable output on stdout");
+  return cmd.option("--debug", "show debug output and stack traces").option("-q, --quiet", "only errors");
 }
 
 /** The store a command uses, registered as in use so that `layerfold gc` leaves it alone meanwhile. */
 export function storeFrom(flags: CommonFlags): Store {
   const store = new Store(flags.store ?? defaultStoreDir());
+  storeInUse = store.root;
   registerStoreUser(store);
   return store;
 }
+
+/** The store this run writes to: named when a disk fills up. */
+let storeInUse: string | undefined;
+
+/**
+ * A commander option parser from a check that throws on a bad value: commander then
+ * reports `option '--x <v>' argument 'bad' is invalid. <why>` before any work (exit 2).
+ */
+export function flagValue<T>(check: (value: string) => T): (value: string) => T {
+  return (value) => {
+    try {
+      return check(value);
+    } catch (err) {
+      throw new InvalidArgumentError((err as Error).message);
+    }
+  };
+}
+
+/** --concurrency and other counts: a whole number, 1 or more. */
+export const positiveInt = flagValue((v) => {
+  if (!/^\d+$/.test(v.trim()) || Number(v) < 1 || !Number.isSafeInteger(Number(v))) throw new Error("give a whole number, 1 or more");
+  return Number(v);
+});
+
+/** A number of seconds or MiB: 0 or more. */
+export const nonNegativeNumber = flagValue((v) => {
+  const n = Number(v);
+  if (v.trim() === "" || !Number.isFinite(n) || n < 0) throw new Error("give a number, 0 or more");
+  return n;
+});
+
+/** One of a fixed set of words. */
+export const oneOf = <T extends string>(...words: T[]) =>
+  flagValue((v): T => {
+    if (!(words as string[]).includes(v)) throw new Error(`use ${words.slice(0, -1).join(", ")} or ${words.at(-1)}`);
+    return v as T;
+  });
+
+/** --platform os/arch. */
+export const platformFlag = flagValue((v) => {
+  if (!PLATFORM_PATTERN.test(v)) throw new Error("give os/arch, e.g. linux/amd64 or linux/arm64");
+  return v;
+});
 
 export const loggerFrom = (flags: CommonFlags): Logger => createLogger({ json: flags.json, debug: flags.debug, quiet: flags.quiet });
 
@@ -44,7 +92,7 @@ export function parseOverrides(values: string[] | undefined): Record<string, str
   const out: Record<string, string> = {};
   for (const v of values ?? []) {
     const i = v.indexOf("=");
-    if (i <= 0) throw new LayerfoldError("E_USAGE", `--override ${JSON.stringify(v)} must look like NAME=DIR`, { exitCode: 2 });
+    if (i <= 0) throw new UsageError(`--override ${JSON.stringify(v)} must look like NAME=DIR`);
     out[v.slice(0, i)] = v.slice(i + 1);
   }
   return out;
@@ -55,6 +103,7 @@ export const collect = (v: string, prev: string[] = []) => [...prev, v];
 /** Print an error the way the CLI promises: message and code, stack only with --debug. */
 export function reportError(err: unknown, debug: boolean): number {
   // redact(): a registered secret (registry password, index URL credentials) is never printed.
+  if ((err as NodeJS.ErrnoException)?.code === "ENOSPC") err = diskFull(err as NodeJS.ErrnoException);
   if (err instanceof LayerfoldError) {
     process.stderr.write(`error[${err.code}]: ${redact(err.message)}\n`);
     if (debug && err.stack) process.stderr.write(redact(err.stack) + "\n");
@@ -65,4 +114,32 @@ export function reportError(err: unknown, debug: boolean): number {
   if (debug && e?.stack) process.stderr.write(redact(e.stack) + "\n");
   else process.stderr.write("(run with --debug for details)\n");
   return 1;
+}
+
+/**
+ * ENOSPC names no path when it comes from a write on an open file, so the paths this run
+ * writes to (the file the error names, the store, the temp dir, the working directory) are
+ * looked at, and the ones whose filesystem is (nearly) full are named.
+ */
+function diskFull(err: NodeJS.ErrnoException): DiskFullError {
+  const candidates = [err.path, (err as { dest?: string }).dest, storeInUse ?? defaultStoreDir(), os.tmpdir(), process.cwd()].filter((p): p is string => Boolean(p));
+  const full: string[] = [];
+  for (const p of new Set(candidates.map((c) => path.resolve(c)))) {
+    for (let dir = p; ; dir = path.dirname(dir)) {
+      let free: number | undefined;
+      try {
+        const st = statfsSync(dir);
+        free = st.bavail * st.bsize;
+      } catch {
+        if (dir !== path.dirname(dir)) continue; // not there (yet): its parent's filesystem
+      }
+      if (free !== undefined && free < 64 * 1024 * 1024) full.push(`${p} (${free < 1024 * 1024 ? `${free} bytes` : `${(free / 1048576).toFixed(1)} MiB`} free)`);
+      break;
+    }
+  }
+  const where = full.length ? full.join(", ") : (err.path ?? storeInUse ?? defaultStoreDir());
+  return new DiskFullError(
+    `no space left on device writing to ${where}; free some space there (\`layerfold gc\` trims the store ${storeInUse ?? defaultStoreDir()}), or use a bigger disk with --store DIR (and -o for outputs, TMPDIR for temp files), then run again`,
+    { cause: err },
+  );
 }

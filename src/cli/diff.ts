@@ -3,7 +3,7 @@
 import { Command } from "commander";
 import { diffImages, loadSide, type LayerDiff } from "../report/diff.ts";
 import { formatBytes } from "../util/log.ts";
-import { printJson, storeFrom, type CommonFlags } from "./common.ts";
+import { platformFlag, printJson, storeFrom, type CommonFlags } from "./common.ts";
 import { credentialOptions, withRegistryFlags, type RegistryFlags } from "./push.ts";
 
 interface DiffFlags extends CommonFlags, RegistryFlags {
@@ -18,7 +18,7 @@ export function diffCommand(): Command {
     .argument("<a>", "the old image: OCI layout dir (or oci:DIR[:TAG]), a build in the store (NAME:TAG or manifest digest), or a registry ref")
     .argument("<b>", "the new image, same forms")
     .option("--store <dir>", "store directory (default $LAYERFOLD_STORE or $XDG_CACHE_HOME/layerfold)")
-    .option("--platform <os/arch>", "platform to pick from a multi-platform image", "linux/amd64")
+    .option("--platform <os/arch>", "platform to pick from a multi-platform image", platformFlag, "linux/amd64")
     .option("--json", "machine-readable output on stdout")
     .option("--debug", "show stack traces")
     .action(async (a: string, b: string, flags: DiffFlags) => {

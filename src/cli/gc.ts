@@ -1,13 +1,12 @@
 import { Command } from "commander";
-import { LayerfoldError } from "../errors.ts";
 import { collectGarbage } from "../store/gc.ts";
 import { defaultStoreDir, Store } from "../store/store.ts";
 import { formatBytes } from "../util/log.ts";
-import { printJson, type CommonFlags } from "./common.ts";
+import { flagValue, positiveInt, printJson, type CommonFlags } from "./common.ts";
 
 interface GcFlags extends CommonFlags {
-  keep: string;
-  olderThan?: string;
+  keep: number;
+  olderThan?: number;
   indexes?: boolean;
   artifacts?: boolean;
   dryRun?: boolean;
@@ -16,21 +15,18 @@ interface GcFlags extends CommonFlags {
 export function gcCommand(): Command {
   return new Command("gc")
     .description("remove from the store what the newest builds of each image do not need (old trees, layer blobs, artifacts, records, temp files of killed runs)")
-    .option("--keep <n>", "builds kept per image name:tag (and platform), newest first", "1")
+    .option("--keep <n>", "builds kept per image name:tag (and platform), newest first", positiveInt, 1)
     .option("--indexes", "also drop the index caches (Debian Packages, Python metadata, git mirrors); `layerfold lock` downloads them again")
-    .option("--older-than <age>", "also drop builds made longer ago than this (e.g. 30d, 12h, 45m), even the newest of their image")
+    .option("--older-than <age>", "also drop builds made longer ago than this (e.g. 30d, 12h, 45m), even the newest of their image", parseAge)
     .option("--artifacts", "also drop the downloaded wheels, .debs and archives of kept packages (their trees stay installed; reinstalling one downloads it again)")
     .option("-n, --dry-run", "say what would be removed, remove nothing")
     .option("--store <dir>", "store directory (default $LAYERFOLD_STORE or $XDG_CACHE_HOME/layerfold)")
     .option("--json", "machine-readable output on stdout")
     .option("--debug", "show stack traces")
     .action(async (flags: GcFlags) => {
-      const keep = Number(flags.keep);
-      if (!Number.isInteger(keep) || keep < 1) throw new LayerfoldError("E_USAGE", `--keep ${JSON.stringify(flags.keep)}: give a whole number of builds, 1 or more`, { exitCode: 2 });
-      const olderThanMs = flags.olderThan === undefined ? undefined : parseAge(flags.olderThan);
       // Not storeFrom: gc holds the store's lock instead of registering as a user, and registering would
       // create a mistyped store's directory.
-      const r = await collectGarbage(new Store(flags.store ?? defaultStoreDir()), { keep, olderThanMs, indexes: flags.indexes, artifacts: flags.artifacts, dryRun: flags.dryRun });
+      const r = await collectGarbage(new Store(flags.store ?? defaultStoreDir()), { keep: flags.keep, olderThanMs: flags.olderThan, indexes: flags.indexes, artifacts: flags.artifacts, dryRun: flags.dryRun });
       if (flags.json) return printJson(r);
       const out = (s: string) => process.stdout.write(`${s}\n`);
       const verb = r.dryRun ? "would remove" : "removed";
@@ -45,8 +41,8 @@ export function gcCommand(): Command {
 const AGE_UNITS: Record<string, number> = { m: 60_000, h: 3_600_000, d: 86_400_000, w: 7 * 86_400_000 };
 
 /** "30d", "12h", "45m", "2w" in milliseconds. */
-function parseAge(text: string): number {
+const parseAge = flagValue((text) => {
   const m = /^(\d+(?:\.\d+)?)([mhdw])$/.exec(text.trim());
-  if (!m) throw new LayerfoldError("E_USAGE", `--older-than ${JSON.stringify(text)}: give a number and a unit, m, h, d or w (e.g. 30d)`, { exitCode: 2 });
+  if (!m) throw new Error("give a number and a unit, m, h, d or w (e.g. 30d)");
   return Number(m[1]) * AGE_UNITS[m[2]!]!;
-}
+});

@@ -3,7 +3,7 @@ import path from "node:path";
 import { Command } from "commander";
 import { buildRecordKey, layerSummary, type BuildRecord } from "../build/build.ts";
 import { loadConfig } from "../config/load.ts";
-import { LayerfoldError } from "../errors.ts";
+import { NotFoundError } from "../errors.ts";
 import { sourceKinds } from "../sources/registry.ts";
 import type { Store } from "../store/store.ts";
 import { formatBytes } from "../util/log.ts";
@@ -18,9 +18,11 @@ export async function findBuildRecord(store: Store, flags: { dir?: string; confi
   let key: string;
   let what: string;
   if (flags.layout) {
-    const index = JSON.parse(await readFile(path.join(flags.layout, "index.json"), "utf8")) as { manifests: Array<{ digest: string }> };
+    const text = await readFile(path.join(flags.layout, "index.json"), "utf8").catch(() => undefined);
+    if (text === undefined) throw new NotFoundError(`${flags.layout} is not an OCI layout (no readable index.json); give the directory a build wrote with -o oci:DIR, or \`layerfold pull\` one`);
+    const index = JSON.parse(text) as { manifests: Array<{ digest: string }> };
     const digest = index.manifests[0]?.digest;
-    if (!digest) throw new LayerfoldError("E_NOT_FOUND", `${flags.layout}: the OCI layout has no manifest`);
+    if (!digest) throw new NotFoundError(`${flags.layout}: the OCI layout has no manifest`);
     key = digest.replace(/^sha256:/, "");
     what = `the image in ${flags.layout}`;
   } else {
@@ -29,7 +31,7 @@ export async function findBuildRecord(store: Store, flags: { dir?: string; confi
     what = `${cfg.image.name}:${cfg.image.tag}`;
   }
   const rec = await store.getRecord<BuildRecord>("builds", key);
-  if (!rec) throw new LayerfoldError("E_NOT_FOUND", `no build of ${what} in the store ${store.root}; run \`layerfold build\` first (or pass --store)`);
+  if (!rec) throw new NotFoundError(`no build of ${what} in the store ${store.root}; run \`layerfold build\` first (or pass --store)`);
   return rec;
 }
 

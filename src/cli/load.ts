@@ -4,10 +4,10 @@
 import path from "node:path";
 import { Command } from "commander";
 import { loadImage, type LoadResult } from "../docker/load.ts";
-import { ConfigError } from "../errors.ts";
+import { UsageError } from "../errors.ts";
 import type { BuiltImage } from "../oci/types.ts";
 import type { Logger } from "../util/log.ts";
-import { loggerFrom, printJson, storeFrom, withConfigFlags } from "./common.ts";
+import { loggerFrom, oneOf, printJson, storeFrom, withConfigFlags } from "./common.ts";
 import { localImages, type LocalImageFlags } from "./push.ts";
 
 interface LoadFlags extends LocalImageFlags {
@@ -28,12 +28,11 @@ export function loadCommand(): Command {
     .option("--from-tag <tag>", "with --from: the tag (ref.name) to load")
     .option("-t, --tag <name[:tag]>", "name the loaded image (default: the build's name:tag, or the layout directory's name)")
     .option("--docker-host <url>", "engine socket, e.g. unix:///run/podman/podman.sock (default $DOCKER_HOST)")
-    .option("--via <how>", "auto, api (Engine API only) or cli (pipe to docker load)", "auto")
+    .option("--via <how>", "auto, api (Engine API only) or cli (pipe to docker load)", oneOf("auto", "api", "cli"), "auto")
     .action(async (flags: LoadFlags) => {
       const log = loggerFrom(flags);
-      if (flags.via && !["auto", "api", "cli"].includes(flags.via)) throw new ConfigError(`--via ${flags.via}: use auto, api or cli`);
       const images = await localImages(flags, storeFrom(flags));
-      if (images.length !== 1) throw new ConfigError(`${flags.from}: holds ${images.length} images; pick one with --from-tag (docker loads one platform)`);
+      if (images.length !== 1) throw new UsageError(`${flags.from}: holds ${images.length} images; pick one with --from-tag (docker loads one platform)`);
       let image = images[0]!;
       if (flags.tag || !image.name) {
         const want = flags.tag ?? `layerfold/${path.basename(path.resolve(flags.from ?? ".")).toLowerCase().replace(/[^a-z0-9._-]+/g, "-")}`;

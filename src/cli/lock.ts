@@ -20,12 +20,13 @@ export function lockCommand(): Command {
     .option("--override <name=dir>", "use a local directory instead of a source (repeatable)", collect)
     .action(async (flags: LockFlags) => {
       const log = loggerFrom(flags);
+      const overrides = parseOverrides(flags.override);
       const cfg = await loadConfig({ dir: flags.dir, file: flags.config }, sourceKinds);
       const res = await resolveImage(cfg, sourceKinds, {
         store: storeFrom(flags),
         log,
         update: flags.update,
-        overrides: parseOverrides(flags.override),
+        overrides,
         writeLock: !flags.check,
       });
       if (!flags.check) {
@@ -37,7 +38,7 @@ export function lockCommand(): Command {
       const counts = { ok: 0, missing: 0, stale: 0 };
       for (const r of rows) counts[r.status]++;
       if (flags.json) printJson({ lockFile: res.lockFile, counts, entries: rows });
-      else {
+      else if (!flags.quiet) {
         for (const r of rows) process.stdout.write(`${r.status.padEnd(8)}${r.id} ${r.version}${r.file ? ` ${r.file}` : ""}${r.detail ? `  (${r.detail})` : ""}\n`);
         process.stdout.write(`${counts.ok} ok, ${counts.missing} missing, ${counts.stale} stale\n`);
       }

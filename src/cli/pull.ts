@@ -5,12 +5,12 @@ import { RegistryClient } from "../registry/client.ts";
 import { findCredentials } from "../registry/credentials.ts";
 import { pullImage } from "../registry/pull.ts";
 import { parseReference } from "../registry/reference.ts";
-import { loggerFrom, printJson, storeFrom, type CommonFlags } from "./common.ts";
+import { loggerFrom, platformFlag, positiveInt, printJson, storeFrom, type CommonFlags } from "./common.ts";
 import { credentialOptions, withRegistryFlags, type RegistryFlags } from "./push.ts";
 
 interface PullFlags extends CommonFlags, RegistryFlags {
   platform?: string;
-  concurrency?: string;
+  concurrency: number;
 }
 
 export function pullCommand(): Command {
@@ -18,8 +18,8 @@ export function pullCommand(): Command {
     .description("pull an image from a registry into an OCI layout directory (digests verified)")
     .argument("<ref>", "registry/repository[:tag][@sha256:...]")
     .argument("<dir>", "OCI layout directory to write (replaced when complete)")
-    .option("--platform <os/arch>", "platform to pick from a multi-platform image", "linux/amd64")
-    .option("--concurrency <n>", "blobs downloaded at once", "4")
+    .option("--platform <os/arch>", "platform to pick from a multi-platform image", platformFlag, "linux/amd64")
+    .option("--concurrency <n>", "blobs downloaded at once", positiveInt, 4)
     .option("--store <dir>", "keep pulled blobs in this store (default $LAYERFOLD_STORE or $XDG_CACHE_HOME/layerfold): a failed pull keeps its completed layers")
     .option("--json", "machine-readable output on stdout")
     .option("--debug", "show debug output and stack traces")
@@ -31,7 +31,7 @@ export function pullCommand(): Command {
       log.debug(`credentials for ${r.registry}: ${found.source}`);
       const client = new RegistryClient({ registry: r.registry, credential: found.credential, insecure: flags.insecure?.includes(r.registry), logger: log });
       try {
-        const res = await pullImage(ref, dir, { client, platform: flags.platform, concurrency: Number(flags.concurrency ?? 4), logger: log, store: storeFrom(flags) });
+        const res = await pullImage(ref, dir, { client, platform: flags.platform, concurrency: flags.concurrency, logger: log, store: storeFrom(flags) });
         if (flags.json) printJson({ ...res, dir });
       } finally {
         await client.close();

@@ -4,7 +4,7 @@
 import { Command } from "commander";
 import { storeBlobs, type BuildRecord } from "../build/build.ts";
 import { loadConfig } from "../config/load.ts";
-import { ConfigError } from "../errors.ts";
+import { UsageError } from "../errors.ts";
 import type { BlobSource, BuiltImage, ImageConfigFile, ImageManifest, LayerDescriptor } from "../oci/types.ts";
 import { loadBaseImage } from "../registry/base.ts";
 import { RegistryClient } from "../registry/client.ts";
@@ -14,7 +14,7 @@ import { pushImages, DEFAULT_CHUNK_SIZE } from "../registry/push.ts";
 import { parseReference, formatReference } from "../registry/reference.ts";
 import { sourceKinds } from "../sources/registry.ts";
 import type { Store } from "../store/store.ts";
-import { collect, loggerFrom, printJson, storeFrom, withConfigFlags, type CommonFlags } from "./common.ts";
+import { collect, loggerFrom, nonNegativeNumber, positiveInt, printJson, storeFrom, withConfigFlags, type CommonFlags } from "./common.ts";
 import { findBuildRecord } from "./inspect.ts";
 
 export interface RegistryFlags {
@@ -45,7 +45,7 @@ async function readStdin(): Promise<string> {
 
 export async function credentialOptions(flags: RegistryFlags): Promise<CredentialOptions> {
   const password = flags.passwordStdin ? await readStdin() : undefined;
-  if (flags.passwordStdin && !flags.username) throw new ConfigError("--password-stdin needs --username");
+  if (flags.passwordStdin && !flags.username) throw new UsageError("--password-stdin needs --username");
   return { username: flags.username, password, ghcr: flags.ghcr };
 }
 
@@ -81,15 +81,15 @@ export async function localImages(flags: LocalImageFlags, store: Store): Promise
 }
 
 interface PushFlags extends LocalImageFlags, RegistryFlags {
-  concurrency?: string;
-  chunkSize?: string;
+  concurrency: number;
+  chunkSize: number;
   monolithic?: boolean;
 }
 
 /** ghcr.io/<owner>/<name>:<tag> from GITHUB_REPOSITORY_OWNER, like the seed's push-ghcr. */
 export function ghcrReference(name: string, tag: string, env: NodeJS.ProcessEnv = process.env): string {
   const owner = env.GITHUB_REPOSITORY_OWNER;
-  if (!owner) throw new ConfigError("--ghcr: GITHUB_REPOSITORY_OWNER is not set (GitHub Actions sets it); or give the reference: layerfold push ghcr.io/OWNER/NAME:TAG");
+  if (!owner) throw new UsageError("--ghcr: GITHUB_REPOSITORY_OWNER is not set (GitHub Actions sets it); or give the reference: layerfold push ghcr.io/OWNER/NAME:TAG");
   const base = name.includes("/") ? name.slice(name.lastIndexOf("/") + 1) : name;
   return `ghcr.io/${owner.toLowerCase()}/${base}:${tag}`;
 }
@@ -101,23 +101,20 @@ export function pushCommand(): Command {
     .option("--from <dir>", "push the image(s) in this OCI layout instead of the last build")
     .option("--from-tag <tag>", "with --from: the tag (ref.name) to push; default all of index.json")
     .option("--ghcr", "push to GitHub's registry with GITHUB_TOKEN and GITHUB_REPOSITORY_OWNER")
-    .option("--concurrency <n>", "blobs uploaded at once (blobs up to 1 MiB have a pool of this size of their own)", "4")
-    .option("--chunk-size <MiB>", "upload in chunks of this many MiB (default 0: one streamed PATCH per blob; ghcr.io takes at most 4)", String(DEFAULT_CHUNK_SIZE / 1048576))
+    .option("--concurrency <n>", "blobs uploaded at once (blobs up to 1 MiB have a pool of this size of their own)", positiveInt, 4)
+    .option("--chunk-size <MiB>", "upload in chunks of this many MiB (default 0: one streamed PATCH per blob; ghcr.io takes at most 4)", nonNegativeNumber, DEFAULT_CHUNK_SIZE / 1048576)
     .option("--monolithic", "upload each blob with a single PUT (for registries that want it)")
     .action(async (ref: string | undefined, flags: PushFlags) => {
       const log = loggerFrom(flags);
+      // The target is checked before the image is read.
+      if (!ref && !flags.ghcr) throw new UsageError("push: give a reference (e.g. registry.example/team/app:tag), or --ghcr");
+      if (ref && parseReference(ref, "push target").digest) throw new UsageError(`push target ${ref}: give a tag, not a digest`);
       const store = storeFrom(flags);
       const images = await localImages(flags, store);
       const first = images[0]!;
-      const target = ref ?? (flags.ghcr ? ghcrReference(first.name, first.tag) : undefined);
-      if (!target) throw new ConfigError("push: give a reference (e.g. registry.example/team/app:tag), or --ghcr");
+      const target = ref ?? ghcrReference(first.name, first.tag);
       const r = parseReference(target, "push target");
       const tag = r.tag ?? first.tag;
-      if (r.digest) throw new ConfigError(`push target ${target}: give a tag, not a digest`);
-      const concurrency = Number(flags.concurrency ?? 4);
-      if (!Number.isInteger(concurrency) || concurrency < 1) throw new ConfigError("--concurrency must be a positive integer");
-      const chunkMiB = Number(flags.chunkSize ?? 0);
-      if (!Number.isFinite(chunkMiB) || chunkMiB < 0) throw new ConfigError("--chunk-size must be a number of MiB (0 or more)");
       const found = await findCredentials(r.registry, await credentialOptions(flags));
       log.debug(`credentials for ${r.registry}: ${found.source}`);
       const client = new RegistryClient({ registry: r.registry, credential: found.credential, insecure: flags.insecure?.includes(r.registry), logger: log });
@@ -127,8 +124,8 @@ export function pushCommand(): Command {
           client,
           repository: r.repository,
           tag,
-          concurrency,
-          chunkSize: Math.round(chunkMiB * 1048576),
+          concurrency: flags.concurrency,
+          chunkSize: Math.round(flags.chunkSize * 1048576),
           monolithic: flags.monolithic,
           logger: log,
           store,

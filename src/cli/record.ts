@@ -3,7 +3,7 @@
 // config's image or --layout, as `inspect` does.
 
 import type { BuildRecord } from "../build/build.ts";
-import { LayerfoldError } from "../errors.ts";
+import { NotFoundError } from "../errors.ts";
 import { recordByImage } from "../report/model.ts";
 import type { Store } from "../store/store.ts";
 import { findBuildRecord } from "./inspect.ts";
@@ -18,7 +18,7 @@ export interface RecordFlags {
 export async function buildRecordFor(store: Store, flags: RecordFlags): Promise<BuildRecord> {
   if (!flags.image) return findBuildRecord(store, flags);
   const rec = await recordByImage(store, flags.image);
-  if (!rec) throw new LayerfoldError("E_NOT_FOUND", `no build of ${flags.image} in the store ${store.root}; run \`layerfold build\` first (or pass --store)`);
+  if (!rec) throw new NotFoundError(`no build of ${flags.image} in the store ${store.root}; run \`layerfold build\` first (or pass --store)`);
   return rec;
 }
 

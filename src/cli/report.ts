@@ -6,7 +6,7 @@ import { renderReport } from "../report/html.ts";
 import { loadImageModel } from "../report/model.ts";
 import { writeFileAtomic } from "../util/fs.ts";
 import { formatBytes } from "../util/log.ts";
-import { printJson, storeFrom, withConfigFlags, type CommonFlags } from "./common.ts";
+import { loggerFrom, printJson, storeFrom, withConfigFlags, type CommonFlags } from "./common.ts";
 import { buildRecordFor, IMAGE_FLAG, type RecordFlags } from "./record.ts";
 
 export function reportCommand(): Command {
@@ -22,6 +22,6 @@ export function reportCommand(): Command {
       const file = path.resolve(flags.output);
       await writeFileAtomic(file, html);
       if (flags.json) return printJson({ image: model.image, manifestDigest: model.manifestDigest, file, bytes: Buffer.byteLength(html) });
-      process.stdout.write(`wrote ${file} (${formatBytes(Buffer.byteLength(html))}): ${model.layers.length} layers, ${model.packages.length} packages\n`);
+      loggerFrom(flags).info(`wrote ${file} (${formatBytes(Buffer.byteLength(html))}): ${model.layers.length} layers, ${model.packages.length} packages`);
     });
 }

@@ -1,13 +1,13 @@
 import { Command } from "commander";
 import { openImage } from "../runtime/image.ts";
 import { parseVolume, runImage } from "../runtime/run.ts";
-import { namespaceProblem, noNamespacesError } from "../runtime/sandbox.ts";
-import { collect, loggerFrom, storeFrom, withConfigFlags, type CommonFlags } from "./common.ts";
+import { namespaceProblem, noNamespacesError, type Mount } from "../runtime/sandbox.ts";
+import { flagValue, loggerFrom, storeFrom, withConfigFlags, type CommonFlags } from "./common.ts";
 
 export interface RunFlags extends CommonFlags {
   layout?: string;
   env?: string[];
-  volume?: string[];
+  volume?: Mount[];
   entrypoint?: string;
   workdir?: string;
   user?: string;
@@ -16,6 +16,18 @@ export interface RunFlags extends CommonFlags {
 
 /** Upstream's CI smoke test: the entrypoint with these CLI_ARGS must exit 0. */
 export const SMOKE_ARGS = "--quick-test-for-ci --cpu";
+
+/** -v HOST:CONTAINER[:ro], checked as the command line is read, collected. */
+export const volumeFlag = (v: string, prev: Mount[] = []): Mount[] => [...prev, flagValue(parseVolume)(v)];
+
+/** -e NAME=VALUE or NAME, checked as the command line is read, collected. */
+export const envFlag = (v: string, prev: string[] = []): string[] => [
+  ...prev,
+  flagValue((kv) => {
+    if (kv === "" || kv.startsWith("=")) throw new Error("give NAME=VALUE, or NAME to pass the host's value");
+    return kv;
+  })(v),
+];
 
 /** Split `[IMAGE] -- CMD…` from the raw argv: commander drops the "--" itself. */
 export function splitCommand(raw: string[], operands: string[]): { image?: string; cmd: string[] } {
@@ -26,13 +38,13 @@ export function splitCommand(raw: string[], operands: string[]): { image?: strin
 }
 
 export function runCommand(): Command {
-  return withConfigFlags(new Command("run"))
+  return withConfigFlags(new Command("run"), { json: false })
     .description("run a command in the image without a daemon (private mount/PID namespaces, overlay over the cached rootfs)")
     .usage("[options] [IMAGE] [-- CMD…]")
     .argument("[args...]", "IMAGE (an OCI layout dir or NAME:TAG built here; default: the config's image), then -- CMD…")
     .option("--layout <dir>", "run the image in this OCI layout (e.g. from layerfold pull)")
-    .option("-e, --env <NAME=VALUE>", "set an environment variable (repeatable; NAME alone passes the host's value)", collect)
-    .option("-v, --volume <HOST:CONTAINER[:ro]>", "bind-mount a host path (repeatable)", collect)
+    .option("-e, --env <NAME=VALUE>", "set an environment variable (repeatable; NAME alone passes the host's value)", envFlag)
+    .option("-v, --volume <HOST:CONTAINER[:ro]>", "bind-mount a host path (repeatable)", volumeFlag)
     .option("--entrypoint <cmd>", "replace the image's entrypoint (\"\" for none)")
     .option("-w, --workdir <dir>", "working directory inside the image")
     .option("-u, --user <user[:group]>", "user name or uid (resolved with the image's /etc/passwd)")
@@ -50,7 +62,7 @@ export function runCommand(): Command {
         cmd,
         entrypoint: flags.entrypoint,
         env,
-        mounts: (flags.volume ?? []).map(parseVolume),
+        mounts: flags.volume,
         workdir: flags.workdir,
         user: flags.user,
       });

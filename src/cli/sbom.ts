@@ -3,7 +3,6 @@
 
 import path from "node:path";
 import { Command } from "commander";
-import { ConfigError } from "../errors.ts";
 import type { ImageConfigFile } from "../oci/types.ts";
 import { RegistryClient } from "../registry/client.ts";
 import { findCredentials } from "../registry/credentials.ts";
@@ -12,12 +11,12 @@ import { attachArtifact, subjectDescriptor } from "../report/attach.ts";
 import { loadImageModel } from "../report/model.ts";
 import { MEDIA_CYCLONEDX, MEDIA_SPDX, renderSbom, sbomPackages, type SbomFormat } from "../report/sbom.ts";
 import { writeFileAtomic } from "../util/fs.ts";
-import { loggerFrom, printJson, storeFrom, withConfigFlags, type CommonFlags } from "./common.ts";
+import { loggerFrom, oneOf, printJson, storeFrom, withConfigFlags, type CommonFlags } from "./common.ts";
 import { buildRecordFor, IMAGE_FLAG, type RecordFlags } from "./record.ts";
 import { credentialOptions, withRegistryFlags, type RegistryFlags } from "./push.ts";
 
 interface SbomFlags extends CommonFlags, RegistryFlags, RecordFlags {
-  format: string;
+  format: SbomFormat;
   output?: string;
   layout?: string;
   attach?: string;
@@ -26,14 +25,13 @@ interface SbomFlags extends CommonFlags, RegistryFlags, RecordFlags {
 export function sbomCommand(): Command {
   return withRegistryFlags(withConfigFlags(new Command("sbom")))
     .description("write a CycloneDX 1.6 or SPDX 2.3 JSON SBOM of the last build (purls and sha256 of every fetched package)")
-    .option("-f, --format <format>", "cyclonedx or spdx", "cyclonedx")
+    .option("-f, --format <format>", "cyclonedx or spdx", oneOf("cyclonedx", "spdx"), "cyclonedx")
     .option("-o, --output <file>", "write the SBOM here (default: stdout, unless --attach)")
     .option(...IMAGE_FLAG)
     .option("--layout <dir>", "the image in this OCI layout (its build record must be in the store)")
     .option("--attach <ref>", "attach the SBOM to the image pushed to this registry repository (registry/repo[:tag]) as an OCI artifact")
     .action(async (flags: SbomFlags) => {
-      const format = flags.format as SbomFormat;
-      if (format !== "cyclonedx" && format !== "spdx") throw new ConfigError(`--format ${JSON.stringify(flags.format)}: use cyclonedx or spdx`);
+      const format = flags.format;
       const log = loggerFrom(flags);
       const store = storeFrom(flags);
       const rec = await buildRecordFor(store, flags);
@@ -42,8 +40,10 @@ export function sbomCommand(): Command {
       const text = renderSbom(model, format, created);
       const count = sbomPackages(model).length;
       if (flags.output) {
-        await writeFileAtomic(path.resolve(flags.output), text);
-        log.info(`wrote ${flags.output}: ${format}, ${count} packages`);
+        const file = path.resolve(flags.output);
+        await writeFileAtomic(file, text);
+        if (flags.json && !flags.attach) printJson({ file, format, packages: count, image: model.image, manifestDigest: rec.manifestDigest });
+        else log.info(`wrote ${flags.output}: ${format}, ${count} packages`);
       } else if (!flags.attach) {
         process.stdout.write(text);
       }

@@ -1,19 +1,19 @@
 import { Command } from "commander";
-import { RuntimeError } from "../errors.ts";
+import { CommandNotFoundError } from "../errors.ts";
 import { openImage } from "../runtime/image.ts";
-import { parseVolume, runImage } from "../runtime/run.ts";
+import { runImage } from "../runtime/run.ts";
 import { namespaceProblem, noNamespacesError } from "../runtime/sandbox.ts";
 import { lookup, composeView } from "../runtime/view.ts";
-import { collect, storeFrom, withConfigFlags } from "./common.ts";
-import { forwardSignals, type RunFlags } from "./run.ts";
+import { storeFrom, withConfigFlags } from "./common.ts";
+import { envFlag, forwardSignals, volumeFlag, type RunFlags } from "./run.ts";
 
 export function shellCommand(): Command {
-  return withConfigFlags(new Command("shell"))
+  return withConfigFlags(new Command("shell"), { json: false })
     .description("open an interactive shell in the image (like the seed's nix develop), without a daemon")
     .argument("[image]", "an OCI layout dir or NAME:TAG built here (default: the config's image)")
     .option("--layout <dir>", "the image in this OCI layout")
-    .option("-e, --env <NAME=VALUE>", "set an environment variable (repeatable)", collect)
-    .option("-v, --volume <HOST:CONTAINER[:ro]>", "bind-mount a host path (repeatable)", collect)
+    .option("-e, --env <NAME=VALUE>", "set an environment variable (repeatable)", envFlag)
+    .option("-v, --volume <HOST:CONTAINER[:ro]>", "bind-mount a host path (repeatable)", volumeFlag)
     .option("-w, --workdir <dir>", "working directory inside the image")
     .option("-u, --user <user[:group]>", "user name or uid")
     .action(async (image: string | undefined, flags: RunFlags) => {
@@ -23,12 +23,12 @@ export function shellCommand(): Command {
       const img = await openImage(store, { dir: flags.dir, config: flags.config, layout: flags.layout, image });
       const view = composeView(img);
       const shell = ["/bin/bash", "/bin/sh", "/usr/bin/bash", "/usr/bin/sh"].find((p) => lookup(view, p)?.type === "file");
-      if (!shell) throw new RuntimeError(`${img.ref} has no /bin/bash or /bin/sh; run a program of the image with layerfold run -- CMD`);
+      if (!shell) throw new CommandNotFoundError(`${img.ref} has no /bin/bash or /bin/sh; run a program of the image with layerfold run -- CMD`);
       const started = await runImage(store, img, {
         entrypoint: shell,
         cmd: [],
         env: ["PS1=[layerfold] \\w# ", ...(flags.env ?? [])],
-        mounts: (flags.volume ?? []).map(parseVolume),
+        mounts: flags.volume,
         workdir: flags.workdir,
         user: flags.user,
       });

@@ -4,6 +4,9 @@
 
 import { z } from "zod";
 
+/** os/arch[/variant] of a platform layerfold builds for. */
+export const PLATFORM_PATTERN = /^linux\/(amd64|arm64|arm|ppc64le|s390x|riscv64|386)(\/v\d)?$/;
+
 export const imageRuntimeConfigSchema = z
   .object({
     env: z.union([z.record(z.string()), z.array(z.string().regex(/^[^=]+=/, "must look like NAME=value"))]).optional(),
@@ -30,7 +33,7 @@ export const imageDefinitionSchema = z
   .object({
     name: z.string().regex(/^[a-z0-9]+([._/-][a-z0-9]+)*$/, "must be a lowercase OCI repository name"),
     tag: z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/, "must be a valid OCI tag").default("latest"),
-    platform: z.string().regex(/^linux\/(amd64|arm64|arm|ppc64le|s390x|riscv64|386)(\/v\d)?$/, "must look like linux/amd64").default("linux/amd64"),
+    platform: z.string().regex(PLATFORM_PATTERN, "must look like linux/amd64").default("linux/amd64"),
     layers: z.array(layerDefinitionSchema).min(1, "an image needs at least one layer"),
     config: imageRuntimeConfigSchema.default({}),
     compression: z.enum(["zstd", "gzip", "none"]).default("zstd"),

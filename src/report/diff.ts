@@ -11,7 +11,7 @@ import { stat } from "node:fs/promises";
 import path from "node:path";
 import * as pep440 from "@renovatebot/pep440";
 import { buildRecordKey, type BuildRecord } from "../build/build.ts";
-import { ConfigError, LayerfoldError } from "../errors.ts";
+import { ConfigError, LayerfoldError, NotFoundError } from "../errors.ts";
 import type { BuiltImage, ImageManifest } from "../oci/types.ts";
 import { readLayoutImages } from "../registry/layout-source.ts";
 import { DOCKER_HUB, parseReference } from "../registry/reference.ts";
@@ -141,7 +141,7 @@ export async function loadSide(spec: string, opts: LoadSideOptions): Promise<Dif
   const hex = HEX.exec(spec)?.[1];
   if (hex) {
     const rec = await store.getRecord<BuildRecord>("builds", hex);
-    if (!rec) throw new ConfigError(`no build with manifest digest sha256:${hex} in the store ${store.root}; pass --store, or give an OCI layout or a registry reference`);
+    if (!rec) throw new NotFoundError(`no build with manifest digest sha256:${hex} in the store ${store.root}; pass --store, or give an OCI layout or a registry reference`);
     return sideFromRecord(spec, "store", rec);
   }
   if (!spec.startsWith("docker://")) {
@@ -150,7 +150,7 @@ export async function loadSide(spec: string, opts: LoadSideOptions): Promise<Dif
     const [n, t] = colon > name.lastIndexOf("/") ? [name.slice(0, colon), name.slice(colon + 1)] : [name, "latest"];
     const rec = await store.getRecord<BuildRecord>("builds", buildRecordKey(n, t));
     if (rec) return sideFromRecord(spec, "store", rec);
-    if (spec.startsWith("store:")) throw new ConfigError(`no build of ${n}:${t} in the store ${store.root}; run \`layerfold build\` or pass --store`);
+    if (spec.startsWith("store:")) throw new NotFoundError(`no build of ${n}:${t} in the store ${store.root}; run \`layerfold build\` or pass --store`);
   }
   const ref = spec.replace(/^docker:\/\//, "");
   const parsed = parseReference(ref, "diff side");

@@ -3,7 +3,7 @@
 // package that first reached it while its layer's closure was computed), so
 // it is exactly the path that decided the package's layer.
 
-import { LayerfoldError } from "../errors.ts";
+import { NotFoundError } from "../errors.ts";
 import type { ImageModel, ModelPackage } from "./model.ts";
 
 export interface WhyMatch {
@@ -67,8 +67,7 @@ export function why(model: ImageModel, query: string): WhyMatch[] {
   const found = findPackages(model, query);
   if (found.length === 0) {
     const close = closeNames(query, model.packages.map((p) => p.id));
-    throw new LayerfoldError(
-      "E_NOT_FOUND",
+    throw new NotFoundError(
       `no package ${JSON.stringify(query)} in ${model.image} (${model.packages.length} packages)` +
         (close.length ? `; did you mean ${close.join(", ")}?` : "; add it to a layer in the config, or check the spelling with `layerfold inspect`"),
     );
@@ -133,8 +132,7 @@ export async function whyPath(
   }
   if (found.length === 0) {
     const close = [...new Set(similar)].sort().slice(0, 8);
-    throw new LayerfoldError(
-      "E_NOT_FOUND",
+    throw new NotFoundError(
       `no package in ${model.image} ships ${query}` +
         (close.length ? `; files with a similar name: ${close.join(", ")}` : "; add the package that provides it to a layer (for Debian, `apt-file search` or packages.debian.org tell which one)"),
     );

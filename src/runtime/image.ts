@@ -11,7 +11,7 @@ import { open } from "node:fs/promises";
 import { compressionFromMagic, decompressor } from "../archive/decompress.ts";
 import { extractTar } from "../archive/tar.ts";
 import { loadConfig } from "../config/load.ts";
-import { CorruptStoreError, LayerfoldError, RuntimeError } from "../errors.ts";
+import { CorruptStoreError, NotFoundError, RuntimeError } from "../errors.ts";
 import { hexOf, type ImageConfigFile } from "../oci/types.ts";
 import { readLayoutImages } from "../registry/layout-source.ts";
 import { sourceKinds } from "../sources/registry.ts";
@@ -75,7 +75,7 @@ export async function openImage(store: Store, sel: ImageSelector): Promise<Runti
     conflicts = cfg.image.conflicts ?? {};
   }
   const rec = await store.getRecord<BuildRecord & { conflicts?: Record<string, string> }>("builds", recordKey);
-  if (!rec) throw new LayerfoldError("E_NOT_FOUND", `no build of ${what!} in the store ${store.root}; run \`layerfold build\` first (or pass --store)`);
+  if (!rec) throw new NotFoundError(`no build of ${what!} in the store ${store.root}; run \`layerfold build\` first (or pass --store)`);
   return fromRecord(store, rec, rec.conflicts ?? conflicts);
 }
 

@@ -15,7 +15,7 @@ import { chmod, readdir, rename, rm } from "node:fs/promises";
 import path from "node:path";
 import type { BuildRecord } from "../build/build.ts";
 import type { LayerRecord } from "../layer/layer.ts";
-import { LayerfoldError } from "../errors.ts";
+import { NotFoundError, StoreBusyError } from "../errors.ts";
 import { hexOf } from "../oci/types.ts";
 import { writeSmallFileAtomicSync } from "../util/fs.ts";
 import type { Store } from "./store.ts";
@@ -84,7 +84,7 @@ export function registerStoreUser(store: Store, opts: { waitMs?: number } = {}):
   for (;;) {
     const owner = readOwner(gcLockPath(store));
     if (owner === undefined || !alive(owner)) return;
-    if (Date.now() > deadline) throw new LayerfoldError("E_STORE_BUSY", `store ${store.root}: layerfold gc (pid ${owner.split(" ")[0]}) is still cleaning it; run again once it ends`, { exitCode: 10 });
+    if (Date.now() > deadline) throw new StoreBusyError(`store ${store.root}: layerfold gc (pid ${owner.split(" ")[0]}) is still cleaning it; run again once it ends`);
     if (!said) process.stderr.write(`waiting for layerfold gc (pid ${owner.split(" ")[0]}) to finish with ${store.root}\n`);
     said = true;
     sleepSync(200);
@@ -107,7 +107,7 @@ function lockForGc(store: Store): () => void {
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== "EEXIST" || attempt > 2) throw err;
         const owner = readOwner(lock);
-        if (owner !== undefined && alive(owner)) throw new LayerfoldError("E_STORE_BUSY", `store ${store.root}: another layerfold gc (pid ${owner.split(" ")[0]}) is running`, { exitCode: 10 });
+        if (owner !== undefined && alive(owner)) throw new StoreBusyError(`store ${store.root}: another layerfold gc (pid ${owner.split(" ")[0]}) is running`);
         // Left by a gc that was killed. Moved aside first and checked: if another gc took the
         // lock in between, what was moved is its lock, and it goes back.
         const stale = `${lock}.stale-${process.pid}`;
@@ -119,7 +119,7 @@ function lockForGc(store: Store): () => void {
         if (readOwner(stale) !== owner) {
           try { linkSync(stale, lock); } catch { /* taken again meanwhile */ }
           rmSync(stale, { force: true });
-          throw new LayerfoldError("E_STORE_BUSY", `store ${store.root}: another layerfold gc is running`, { exitCode: 10 });
+          throw new StoreBusyError(`store ${store.root}: another layerfold gc is running`);
         }
         rmSync(stale, { force: true });
       }
@@ -141,7 +141,7 @@ function lockForGc(store: Store): () => void {
   }
   if (busy.length) {
     release();
-    throw new LayerfoldError("E_STORE_BUSY", `store ${store.root} is in use by layerfold process${busy.length > 1 ? "es" : ""} ${busy.join(", ")}; run gc once ${busy.length > 1 ? "they end" : "it ends"} (nothing was removed)`, { exitCode: 10 });
+    throw new StoreBusyError(`store ${store.root} is in use by layerfold process${busy.length > 1 ? "es" : ""} ${busy.join(", ")}; run gc once ${busy.length > 1 ? "they end" : "it ends"} (nothing was removed)`);
   }
   return release;
 }
@@ -306,7 +306,7 @@ export async function collectGarbage(store: Store, opts: GcOptions = {}): Promis
   const t0 = performance.now();
   const keep = Math.max(1, Math.floor(opts.keep ?? 1));
   if (!statSync(store.root, { throwIfNoEntry: false })?.isDirectory()) {
-    throw new LayerfoldError("E_NOT_FOUND", `no store at ${store.root}; pass --store DIR or set LAYERFOLD_STORE`, { exitCode: 2 });
+    throw new NotFoundError(`no store at ${store.root}; pass --store DIR or set LAYERFOLD_STORE`);
   }
   const release = lockForGc(store);
   try {

@@ -161,7 +161,7 @@ test("layerfold sbom on a real build: both formats, the vendored archive with it
   assert.ok(!s.stdout.includes(tmp.dir), "no host path in the SBOM");
   const bad = await runCli(["sbom", "--store", store, "--image", IMAGE, "--format", "xml"]);
   assert.equal(bad.code, 2);
-  assert.match(bad.stderr, /--format "xml": use cyclonedx or spdx/);
+  assert.match(bad.stderr, /--format <format>' argument 'xml' is invalid\. use cyclonedx or spdx/);
 });
 
 test("layerfold sbom --attach: artifact with subject in a real registry, found through the fallback tag", { skip: !hasCommand("docker-registry") && "docker-registry not installed" }, async () => {

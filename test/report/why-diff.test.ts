@@ -115,10 +115,10 @@ test("layerfold why on a real build: layer, root, and a clear error with suggest
   const fj = JSON.parse(file.stdout) as { matches: Array<{ id: string; path: string; layer: string }> };
   assert.deepEqual(fj.matches.map((m) => [m.id, m.path, m.layer]), [["file:hello", "usr/bin/hello", "bin"]]);
   const nofile = await runCli(["why", "--store", store, "--image", IMAGE, "/opt/hello/share/message"]);
-  assert.equal(nofile.code, 1);
+  assert.equal(nofile.code, 14, "E_NOT_FOUND");
   assert.match(nofile.stderr, /no package in .* ships \/opt\/hello\/share\/message; files with a similar name: \/opt\/hello\/share\/message\.txt \(file:\/opt\/hello\)/);
   const miss = await runCli(["why", "--store", store, "--image", IMAGE, "helo"]);
-  assert.equal(miss.code, 1);
+  assert.equal(miss.code, 14, "E_NOT_FOUND");
   assert.match(miss.stderr, /error\[E_NOT_FOUND\]: no package "helo".*did you mean file:hello/);
 });
 
@@ -148,7 +148,7 @@ test("layerfold diff: two layouts with build records, one changed layer, bytes t
   assert.match(text.stdout, /~ app\s+changed/);
   assert.match(text.stdout, /to push: \d+ B in 1 layer/);
   const bad = await runCli(["diff", "--store", store, "sha256:" + "0".repeat(64), `${tmp.dir}/b`]);
-  assert.equal(bad.code, 2);
+  assert.equal(bad.code, 14, "E_NOT_FOUND");
   assert.match(bad.stderr, /no build with manifest digest sha256:0{64} in the store/);
 });
 

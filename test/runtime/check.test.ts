@@ -54,13 +54,14 @@ test("library check fails naming the file, its package and the missing library",
   const dir = await libImage(path.join(tmp.dir, "bad"), false);
   await build(dir);
   const r = await runCli(["check", "-C", dir, "--store", store, "--no-imports"]);
-  assert.equal(r.code, 1, r.stdout + r.stderr);
+  assert.equal(r.code, 15, r.stdout + r.stderr);
   assert.match(r.stdout, /FAIL  libraries: 1 unresolved in 1 of 3 ELF files/);
+  assert.match(r.stderr, /error\[E_CHECK_FAILED\]: check of .* failed: 1 unresolved libraries/);
   assert.match(r.stdout, /\/usr\/bin\/greet \(file:greet\) needs libgreet\.so: not found/);
   assert.match(r.stdout, /^ok    duplication/m);
   assert.match(r.stdout, /^FAILED in/m);
   const j = await runCli(["check", "-C", dir, "--store", store, "--no-imports", "--json"]);
-  assert.equal(j.code, 1);
+  assert.equal(j.code, 15, "check failed: E_CHECK_FAILED");
   const report = JSON.parse(j.stdout);
   assert.deepEqual(report.libraries.problems.map((p: { file: string; missing: string }) => [p.file, p.missing]), [["/usr/bin/greet", "libgreet.so"]]);
   // Allowed on request.
@@ -115,7 +116,7 @@ async function dupLayout(dir: string): Promise<string> {
 test("duplication audit fails on a path shipped in two layers; run --layout applies whiteouts", async () => {
   const layout = await dupLayout(path.join(tmp.dir, "dup"));
   const r = await runCli(["check", "--layout", layout, "--store", store, "--no-imports"]);
-  assert.equal(r.code, 1, r.stdout + r.stderr);
+  assert.equal(r.code, 15, r.stdout + r.stderr);
   assert.match(r.stdout, /FAIL  duplication: 1 paths are in more than one layer \(6 B shipped twice\)/);
   assert.match(r.stdout, /\/etc\/dup\.txt  in layers layer 1 [0-9a-f]{12}, layer 2 [0-9a-f]{12}/);
   assert.match(r.stdout, /^ok    libraries: 1 ELF files/m);
@@ -142,7 +143,7 @@ test("import check: every distribution's top-level modules, each failure with it
   const dir = await pythonImage(path.join(tmp.dir, "py"));
   await build(dir, shared);
   const r = await runCli(["check", "-C", dir, "--store", shared, "--json"]);
-  assert.equal(r.code, 1, r.stdout + r.stderr);
+  assert.equal(r.code, 15, r.stdout + r.stderr);
   const report = JSON.parse(r.stdout);
   assert.equal(report.imports.distributions, 2);
   assert.equal(report.imports.imported, 1);
