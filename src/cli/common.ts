@@ -102,8 +102,8 @@ export const collect = (v: string, prev: string[] = []) => [...prev, v];
 
 /** Print an error the way the CLI promises: message and code, stack only with --debug. */
 export function reportError(err: unknown, debug: boolean): number {
-  // redact(): a registered secret (registry password, index URL credentials) is never printed.
   if ((err as NodeJS.ErrnoException)?.code === "ENOSPC") err = diskFull(err as NodeJS.ErrnoException);
+  // redact(): a registered secret (registry password, index URL credentials) is never printed.
   if (err instanceof LayerfoldError) {
     process.stderr.write(`error[${err.code}]: ${redact(err.message)}\n`);
     if (debug && err.stack) process.stderr.write(redact(err.stack) + "\n");
