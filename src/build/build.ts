@@ -8,7 +8,7 @@ import { fold, type FoldResult } from "../fold/fold.ts";
 import { LayerPlanner, splitLayer, type PlannedLayer } from "../fold/plan.ts";
 import { buildLayer, LAYER_FORMAT, layerKey, reusableLayer, type LayerInput, type LayerRecord } from "../layer/layer.ts";
 import { withParents } from "../layer/tar-writer.ts";
-import { compressorId, layerMediaType, prepareCompressor, type LayerCompression } from "../layer/compress.ts";
+import { compressorId, LAYER_COMPRESSIONS, layerMediaType, prepareCompressor, type LayerCompression } from "../layer/compress.ts";
 import { buildConfig, buildManifest, descriptorOf, toBytes } from "../oci/image.ts";
 import { MEDIA, type BlobSource, type BuiltImage, type Descriptor, type LayerDescriptor } from "../oci/types.ts";
 import { loadBaseImage } from "../registry/base.ts";
@@ -277,7 +277,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     image.platform = opts.platform;
   }
   if (opts.compression) {
-    if (!["zstd", "gzip", "none"].includes(opts.compression)) throw new ConfigError(`compression ${JSON.stringify(opts.compression)} is not one of zstd, gzip, none`);
+    if (!LAYER_COMPRESSIONS.includes(opts.compression)) throw new ConfigError(`compression ${JSON.stringify(opts.compression)} is not one of ${LAYER_COMPRESSIONS.join(", ")}`);
     image.compression = opts.compression;
   }
   timings.config = now() - t;
@@ -470,6 +470,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     uncompressedSize: l.uncompressedSize,
     name: l.name,
     comment: `${l.packages.length} packages`,
+    ...(l.annotations ? { annotations: l.annotations } : {}),
   }));
   const configFile = buildConfig({ image, layers: layerDescs, base: base?.config, epoch });
   const configBytes = toBytes(configFile);

@@ -11,7 +11,7 @@ export interface BuildFlags extends CommonFlags {
   frozen?: boolean;
   override?: string[];
   concurrency: number;
-  compression?: "zstd" | "gzip" | "none";
+  compression?: "zstd" | "zstd:chunked" | "gzip" | "none";
   load?: boolean;
   cache?: string;
   platform?: string;
@@ -44,7 +44,7 @@ export function buildCommand(): Command {
     .option("--frozen", "use layerfold.lock as it is; fail if it is missing or out of date")
     .option("--override <name=dir>", "use a local directory instead of a source (repeatable)", collect)
     .option("--concurrency <n>", "packages installed at once", positiveInt, 2)
-    .option("--compression <kind>", "layer compression: zstd, gzip or none (overrides the config)", oneOf("zstd", "gzip", "none"))
+    .option("--compression <kind>", "layer compression: zstd, zstd:chunked (partial pulls: podman, CRI-O), gzip or none (overrides the config)", oneOf("zstd", "zstd:chunked", "gzip", "none"))
     .option("--cache <ref>", "shared layer cache in an OCI repository, e.g. ghcr.io/owner/app-cache: reuse layers other runners built, store the ones built here")
     .option("--platform <os/arch>", "build for this platform (e.g. linux/arm64); overrides the config", platformFlag)
     .option("--load", "then load the image into Docker (Engine API on DOCKER_HOST or the docker socket, else docker load)")

@@ -36,7 +36,7 @@ export const imageDefinitionSchema = z
     platform: z.string().regex(PLATFORM_PATTERN, "must look like linux/amd64").default("linux/amd64"),
     layers: z.array(layerDefinitionSchema).min(1, "an image needs at least one layer"),
     config: imageRuntimeConfigSchema.default({}),
-    compression: z.enum(["zstd", "gzip", "none"]).default("zstd"),
+    compression: z.enum(["zstd", "zstd:chunked", "gzip", "none"]).default("zstd"),
     compressionLevel: z.number().int().min(1).max(19).optional(),
     /** Layers over this many uncompressed bytes are split (GHCR allows 10 GB per layer). */
     layerSizeLimit: z.number().int().positive().default(10_000_000_000),

@@ -11,7 +11,11 @@ import { createGzip } from "node:zlib";
 import { MEDIA } from "../oci/types.ts";
 import { writeFileAtomic } from "../util/fs.ts";
 
-export type LayerCompression = "zstd" | "gzip" | "none";
+/** "zstd:chunked": zstd in containers/storage's chunked format (see chunked.ts), for partial pulls. */
+export type LayerCompression = "zstd" | "zstd:chunked" | "gzip" | "none";
+export const LAYER_COMPRESSIONS: readonly LayerCompression[] = ["zstd", "zstd:chunked", "gzip", "none"];
+/** Compressions that run the zstd program. */
+export const usesZstd = (kind: LayerCompression): boolean => kind === "zstd" || kind === "zstd:chunked";
 
 export const zstdMissing = () => new Error("zstd compression needs the zstd program; install it (apt-get install -y zstd) or set compression: \"gzip\"");
 const parseZstdVersion = (out: string) => /v(\d+\.\d+\.\d+)/.exec(out)?.[1] ?? out.trim();
@@ -50,7 +54,7 @@ function zstdVersionString(): string {
  * inode, size, mtime, ctime): an upgraded or replaced zstd is asked again.
  */
 export async function prepareCompressor(kind: LayerCompression, cacheFile?: string): Promise<void> {
-  if (kind !== "zstd" || zstdVersion) return;
+  if (!usesZstd(kind) || zstdVersion) return;
   const program = zstdPath();
   const st = path.isAbsolute(program) ? statSync(program, { throwIfNoEntry: false }) : undefined;
   const identity = st && `${program}\0${st.ino}\0${st.size}\0${st.mtimeMs}\0${st.ctimeMs}`;
@@ -67,19 +71,20 @@ export async function prepareCompressor(kind: LayerCompression, cacheFile?: stri
   if (identity && cacheFile) await writeFileAtomic(cacheFile, JSON.stringify({ identity, version: zstdVersion }), { fsync: false }).catch(() => {});
 }
 
-export const DEFAULT_LEVEL: Record<LayerCompression, number> = { zstd: 3, gzip: 6, none: 0 };
+export const DEFAULT_LEVEL: Record<LayerCompression, number> = { zstd: 3, "zstd:chunked": 3, gzip: 6, none: 0 };
 
 /** "zstd 1.5.4 -3": what produced a compressed digest. Part of every layer key. */
 export function compressorId(kind: LayerCompression, level = DEFAULT_LEVEL[kind]): string {
   switch (kind) {
     case "zstd": return `zstd ${zstdVersionString()} -${level}`;
+    case "zstd:chunked": return `zstd ${zstdVersionString()} -${level} chunked`;
     case "gzip": return `zlib ${process.versions.zlib} -${level}`;
     case "none": return "none";
   }
 }
 
 export function layerMediaType(kind: LayerCompression): string {
-  return kind === "zstd" ? MEDIA.layerZstd : kind === "gzip" ? MEDIA.layerGzip : MEDIA.layerTar;
+  return usesZstd(kind) ? MEDIA.layerZstd : kind === "gzip" ? MEDIA.layerGzip : MEDIA.layerTar;
 }
 
 /**

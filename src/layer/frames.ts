@@ -153,7 +153,7 @@ export class ZstdFrameCutter {
 }
 
 /** Bytes [offset, offset + length) of `file` (or to its end, with `toEnd`), through `buf`, to `each`. */
-function readRange(file: string, offset: number, length: number, buf: Buffer, each: (chunk: Buffer) => void, toEnd = false): void {
+export function readRange(file: string, offset: number, length: number, buf: Buffer, each: (chunk: Buffer) => void, toEnd = false): void {
   const fd = openSync(file, "r");
   try {
     for (let at = 0; at < length;) {
@@ -261,7 +261,7 @@ function startBatch(base: string, index: number, count: number, level: number): 
  * The write end of a FIFO, written through the event loop. The open waits (on a libuv worker) until
  * zstd opens the FIFO to read it: a writer that came and went before that would take its bytes with it.
  */
-async function fifoWriter(file: string): Promise<Socket> {
+export async function fifoWriter(file: string): Promise<Socket> {
   // A raw fd, not a FileHandle: the socket owns and closes it.
   const fd = await new Promise<number>((resolve, reject) => openFd(file, constants.O_WRONLY, (err, fd) => (err ? reject(err) : resolve(fd))));
   const s = new Socket({ fd, readable: false, writable: true });
@@ -270,7 +270,7 @@ async function fifoWriter(file: string): Promise<Socket> {
 }
 
 /** Let a writer's open that waits for a reader go (zstd died): open the FIFO to read, and close it. */
-function releaseFifo(file: string): void {
+export function releaseFifo(file: string): void {
   try { closeSync(openSync(file, constants.O_RDONLY | constants.O_NONBLOCK)); } catch { /* gone already */ }
 }
 

@@ -11,6 +11,7 @@ import { sha256Hex } from "../util/hash.ts";
 import { stableJson } from "../util/json.ts";
 import { compressToFile, compressorId, DEFAULT_LEVEL, layerMediaType, type LayerCompression } from "./compress.ts";
 import { readGrowingFile, recordFrames, writeFramedZstd, type FramedBlob } from "./frames.ts";
+import { recordSegments, writeChunkedZstd } from "./chunked.ts";
 import { giveBackChunk, takeChunk, writeLayerTar, type ChunkSink, type LayerEntry } from "./tar-writer.ts";
 
 /** Bump when the tar format or zstd framing changes, so old records are not reused. */
@@ -28,9 +29,13 @@ export interface LayerRecord {
   compressor: string;
   packages: string[];
   fileCount: number;
-  /** zstd: frames in the blob, and how many were copied from earlier blobs when it was built. */
+  /** zstd: frames in the blob, and how many were copied from earlier blobs when it was built (zstd:chunked: segments). */
   frames?: number;
   framesReused?: number;
+  /** zstd:chunked: the descriptor annotations that locate the TOC and tar-split. */
+  annotations?: Record<string, string>;
+  /** zstd:chunked: frames of file content, each fetchable alone. */
+  contentFrames?: number;
 }
 
 export interface LayerInput {
@@ -63,13 +68,19 @@ export async function buildLayer(store: Store, input: LayerInput, key: string, o
   mkdirSync(store.tmpDir, { recursive: true });
   const tmp = path.join(store.tmpDir, `layer-${key.slice(0, 12)}-${process.pid}-${Math.random().toString(36).slice(2)}`);
   try {
-    const built: Omit<FramedBlob, "frames" | "reused"> & Partial<Pick<FramedBlob, "frames" | "reused">> = input.compression === "zstd"
-      ? await writeFramedZstd(store, input.entries, input.mtime, input.level ?? DEFAULT_LEVEL.zstd, `${compressorId("zstd", input.level)} layer ${LAYER_FORMAT}`, tmp, { verified: store.writtenHere, onProgress })
-      : await writeCompressed(store, { ...input, compression: input.compression }, tmp, onProgress);
+    const level = input.level ?? DEFAULT_LEVEL[input.compression];
+    const context = `${compressorId(input.compression, input.level)} layer ${LAYER_FORMAT}`;
+    const chunked = input.compression === "zstd:chunked" ? await writeChunkedZstd(store, input.entries, input.mtime, level, context, tmp, { verified: store.writtenHere, onProgress }) : undefined;
+    const built: Omit<FramedBlob, "frames" | "reused"> & Partial<Pick<FramedBlob, "frames" | "reused">> = chunked
+      ? { ...chunked, frames: undefined }
+      : input.compression === "zstd"
+        ? await writeFramedZstd(store, input.entries, input.mtime, level, context, tmp, { verified: store.writtenHere, onProgress })
+        : await writeCompressed(store, { ...input, compression: input.compression as "gzip" | "none" }, tmp, onProgress);
     const dest = store.blobPath(built.blobHex);
     mkdirSync(path.dirname(dest), { recursive: true });
     renameSync(tmp, dest);
     if (built.frames) await recordFrames(store, built.blobHex, built.frames);
+    if (chunked) await recordSegments(store, built.blobHex, chunked.segments);
     const record: LayerRecord = {
       key,
       name: input.name,
@@ -82,6 +93,7 @@ export async function buildLayer(store: Store, input: LayerInput, key: string, o
       packages: input.packages,
       fileCount: input.entries.length,
       ...(built.frames ? { frames: built.frames.length, framesReused: built.reused } : {}),
+      ...(chunked ? { frames: chunked.segments.length, framesReused: chunked.reused, annotations: chunked.annotations, contentFrames: chunked.contentFrames } : {}),
     };
     await store.putRecord("layers", key, record);
     return record;

@@ -83,7 +83,8 @@ export function buildManifest(configDesc: Descriptor, layers: Array<LayerDescrip
       mediaType: l.mediaType,
       digest: l.digest,
       size: l.size,
-      ...(l.name ? { annotations: { "dev.layerfold.layer": l.name } } : l.annotations ? { annotations: l.annotations } : {}),
+      // A zstd:chunked layer's annotations locate its TOC: they travel with the descriptor.
+      ...(l.name || l.annotations ? { annotations: { ...(l.name ? { "dev.layerfold.layer": l.name } : {}), ...l.annotations } } : {}),
     })),
     ...(Object.keys(annotations).length ? { annotations } : {}),
   };
