@@ -8,6 +8,7 @@ import { fold, type FoldResult } from "../fold/fold.ts";
 import { LayerPlanner, splitLayer, type PlannedLayer } from "../fold/plan.ts";
 import { buildLayer, LAYER_FORMAT, layerKey, reusableLayer, type LayerInput, type LayerRecord } from "../layer/layer.ts";
 import { withParents } from "../layer/tar-writer.ts";
+import { chunkedSummary } from "../layer/chunked.ts";
 import { compressorId, LAYER_COMPRESSIONS, layerMediaType, prepareCompressor, type LayerCompression } from "../layer/compress.ts";
 import { buildConfig, buildManifest, descriptorOf, toBytes } from "../oci/image.ts";
 import { MEDIA, type BlobSource, type BuiltImage, type Descriptor, type LayerDescriptor } from "../oci/types.ts";
@@ -503,7 +504,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
 }
 
 /** One layer as build --json, inspect --json and the report show it. */
-export function layerSummary(l: Pick<BuiltLayer, "name" | "digest" | "diffId" | "size" | "uncompressedSize" | "mediaType" | "reused" | "cached" | "packages">) {
+export function layerSummary(l: Pick<BuiltLayer, "name" | "digest" | "diffId" | "size" | "uncompressedSize" | "mediaType" | "reused" | "cached" | "packages" | "annotations" | "contentFrames">) {
   return {
     name: l.name,
     digest: l.digest,
@@ -511,6 +512,7 @@ export function layerSummary(l: Pick<BuiltLayer, "name" | "digest" | "diffId" | 
     size: l.size,
     uncompressedSize: l.uncompressedSize,
     mediaType: l.mediaType,
+    ...chunkedSummary(l),
     reused: l.reused,
     ...(l.cached ? { cached: l.cached } : {}),
     packages: l.packages,

@@ -9,6 +9,7 @@
 import { Readable } from "node:stream";
 import { LayerfoldError } from "../errors.ts";
 import type { LayerRecord } from "../layer/layer.ts";
+import { chunkedAnnotationsOf } from "../layer/chunked.ts";
 import type { BuildCache } from "../build/build.ts";
 import type { BlobSource, Descriptor } from "../oci/types.ts";
 import { RegistryClient } from "../registry/client.ts";
@@ -84,6 +85,9 @@ export class LayerCache implements BuildCache {
     const head = await this.client.hasBlob(this.repository, layer.digest).catch(() => ({ exists: false, size: undefined }));
     if (!head.exists) return { miss: `the cached blob ${layer.digest.slice(7, 19)} is missing from ${this.location}` };
     if (head.size !== undefined && head.size !== layer.size) return { miss: `the cached blob is ${head.size} bytes, the record says ${layer.size}` };
+    // A zstd:chunked layer is only whole with the annotations that locate its TOC.
+    const chunked = chunkedAnnotationsOf(layer.annotations);
+    if (/ chunked$/.test(expect.compressor) && !chunked) return { miss: "the cached zstd:chunked layer has no TOC annotations" };
     await this.rememberLocation(layer.digest);
     const parts = Number(a[`${A}parts`] ?? 1);
     return {
@@ -99,13 +103,14 @@ export class LayerCache implements BuildCache {
         compressor: expect.compressor,
         packages: JSON.parse(a[`${A}packages`] ?? "[]") as string[],
         fileCount: Number(a[`${A}fileCount`] ?? 0),
+        ...(chunked ? { annotations: chunked } : {}),
       },
     };
   }
 
   /** Upload a built layer (if the cache lacks it) and its record. */
   async put(record: LayerRecord, key: string, parts = 1): Promise<void> {
-    const desc: Descriptor = { mediaType: record.mediaType, digest: record.digest, size: record.size };
+    const desc: Descriptor = { mediaType: record.mediaType, digest: record.digest, size: record.size, ...(record.annotations ? { annotations: record.annotations } : {}) };
     const local: BlobSource = { open: async () => this.store.openBlob(record.digest.slice(7)) };
     if (!(await this.client.hasBlob(this.repository, desc.digest)).exists) await uploadBlob(this.client, this.repository, desc, local);
     if (!(await this.client.hasBlob(this.repository, EMPTY_DESC.digest)).exists) {
@@ -116,6 +121,7 @@ export class LayerCache implements BuildCache {
       mediaType: "application/vnd.oci.image.manifest.v1+json",
       artifactType: CACHE_ARTIFACT_TYPE,
       config: EMPTY_DESC,
+      // A zstd:chunked layer's descriptor keeps its TOC annotations.
       layers: [desc],
       annotations: {
         [`${A}key`]: key,

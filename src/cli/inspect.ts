@@ -47,7 +47,7 @@ export function inspectCommand(): Command {
       process.stdout.write(`${"#".padEnd(4)}${"layer".padEnd(22)}${"pkgs".padStart(6)}${"compressed".padStart(13)}${"uncompressed".padStart(14)}  ${"digest".padEnd(14)}state\n`);
       layers.forEach((l, i) => {
         process.stdout.write(
-          `${String(i + 1).padEnd(4)}${l.name.padEnd(22)}${String(l.packages.length).padStart(6)}${formatBytes(l.size).padStart(13)}${formatBytes(l.uncompressedSize).padStart(14)}  ${l.digest.slice(7, 19).padEnd(14)}${l.reused ? "reused" : "built"}\n`,
+          `${String(i + 1).padEnd(4)}${l.name.padEnd(22)}${String(l.packages.length).padStart(6)}${formatBytes(l.size).padStart(13)}${formatBytes(l.uncompressedSize).padStart(14)}  ${l.digest.slice(7, 19).padEnd(14)}${l.reused ? "reused" : "built"}${l.chunked ? `, zstd:chunked (TOC ${formatBytes(l.chunked.tocBytes)}${l.chunked.contentFrames !== undefined ? `, ${l.chunked.contentFrames} file frames` : ""})` : ""}\n`,
         );
         for (const p of l.packages) process.stdout.write(`      ${p}\n`);
       });

@@ -50,6 +50,28 @@ export const CHUNKED_ANNOTATIONS = {
   legacyTocPosition: "io.containers.zstd-chunked.manifest-position",
 } as const;
 
+/** The zstd:chunked annotations of a descriptor (both key sets, well formed), or undefined. */
+export function chunkedAnnotationsOf(annotations: Record<string, string> | undefined): Record<string, string> | undefined {
+  if (!annotations) return undefined;
+  const out: Record<string, string> = {};
+  for (const k of Object.values(CHUNKED_ANNOTATIONS)) {
+    const v = annotations[k];
+    if (typeof v !== "string") return undefined;
+    out[k] = v;
+  }
+  const pos = /^\d+:\d+:\d+:1$/;
+  const ok = /^sha256:[0-9a-f]{64}$/.test(out[CHUNKED_ANNOTATIONS.tocChecksum]!) && pos.test(out[CHUNKED_ANNOTATIONS.tocPosition]!) && /^\d+:\d+:\d+$/.test(out[CHUNKED_ANNOTATIONS.tarSplitPosition]!)
+    && out[CHUNKED_ANNOTATIONS.legacyTocChecksum] === out[CHUNKED_ANNOTATIONS.tocChecksum] && out[CHUNKED_ANNOTATIONS.legacyTocPosition] === out[CHUNKED_ANNOTATIONS.tocPosition];
+  return ok ? out : undefined;
+}
+
+/** What inspect and the report say of a zstd:chunked layer: its TOC and how many file frames a partial pull can fetch. */
+export function chunkedSummary(l: { annotations?: Record<string, string>; contentFrames?: number }): { chunked?: { toc: string; tocBytes: number; contentFrames?: number } } {
+  const a = chunkedAnnotationsOf(l.annotations);
+  if (!a) return {};
+  return { chunked: { toc: a[CHUNKED_ANNOTATIONS.tocChecksum]!, tocBytes: Number(a[CHUNKED_ANNOTATIONS.tocPosition]!.split(":")[1]), ...(l.contentFrames !== undefined ? { contentFrames: l.contentFrames } : {}) } };
+}
+
 const SKIPPABLE_MAGIC = 0x184d2a50;
 /** The footer's magic since the 64-byte footer (the 40-byte one had "GnUlInUx"). */
 const FOOTER_MAGIC = Buffer.from("GNUlInUx", "latin1");

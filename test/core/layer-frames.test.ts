@@ -14,6 +14,7 @@ import { withParents, type LayerEntry } from "../../src/layer/tar-writer.ts";
 import { Store } from "../../src/store/store.ts";
 import { helloExample, runCli, tempDir } from "../helpers/cli.ts";
 import { havePodman, podman } from "../helpers/engine.ts";
+import { randomish } from "../helpers/bytes.ts";
 
 /** A package tree with one file of `bytes` bytes (half random, so zstd has work to do). */
 async function pkgTree(store: Store, name: string, bytes: number) {
@@ -26,16 +27,6 @@ async function pkgTree(store: Store, name: string, bytes: number) {
   return tree.manifest.entries.map((entry): LayerEntry => ({ entry, rootDir: tree.rootDir, packageId: `test:${name}`, treeKey: tree.key }));
 }
 
-/** Deterministic bytes that do not compress. */
-function randomish(seed: string, n: number): Buffer {
-  const out = Buffer.alloc(n);
-  let block = createHash("sha256").update(seed).digest();
-  for (let at = 0; at < n; at += block.length) {
-    block.copy(out, at);
-    block = createHash("sha256").update(block).digest();
-  }
-  return out;
-}
 
 async function layerOf(store: Store, pkgs: Array<[string, number]>): Promise<LayerInput> {
   const entries: LayerEntry[] = [];

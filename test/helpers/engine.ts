@@ -22,14 +22,32 @@ export interface Podman {
 
 export const havePodman = () => hasCommand("podman") && hasCommand("runc");
 
-export async function podman(): Promise<Podman> {
+/**
+ * `partialPulls`: overlay storage with containers/storage's partial pulls on (zstd:chunked
+ * layers are then fetched file by file with HTTP ranges); the default is vfs, which
+ * has no partial pulls.
+ */
+export async function podman(opts: { partialPulls?: boolean } = {}): Promise<Podman> {
   // Lowercase on purpose: podman refuses oci:PATH references with capitals.
   const root = path.join(os.tmpdir(), `layerfold-podman-${process.pid}-${Math.random().toString(36).slice(2, 10)}`);
   await mkdir(root, { recursive: true });
   const conf = path.join(root, "containers.conf");
   await writeFile(conf, "[containers]\ndefault_ulimits = []\n");
-  const env = { ...process.env, CONTAINERS_CONF: conf };
-  const flags = ["--root", path.join(root, "storage"), "--runroot", path.join(root, "run"), "--storage-driver", "vfs", "--runtime", "runc", "--cgroup-manager", "cgroupfs", "--events-backend", "file", "--tmpdir", path.join(root, "tmp")];
+  const env: NodeJS.ProcessEnv = { ...process.env, CONTAINERS_CONF: conf };
+  if (opts.partialPulls) {
+    const storageConf = path.join(root, "storage.conf");
+    await writeFile(storageConf, [
+      "[storage]",
+      'driver = "overlay"',
+      `graphroot = "${path.join(root, "storage")}"`,
+      `runroot = "${path.join(root, "run")}"`,
+      "[storage.options]",
+      'pull_options = {enable_partial_images = "true", use_hard_links = "false", ostree_repos = ""}',
+      "",
+    ].join("\n"));
+    env.CONTAINERS_STORAGE_CONF = storageConf;
+  }
+  const flags = ["--root", path.join(root, "storage"), "--runroot", path.join(root, "run"), "--storage-driver", opts.partialPulls ? "overlay" : "vfs", "--runtime", "runc", "--cgroup-manager", "cgroupfs", "--events-backend", "file", "--tmpdir", path.join(root, "tmp")];
   return {
     root,
     env,
