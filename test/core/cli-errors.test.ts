@@ -62,7 +62,7 @@ const BAD = (at: string[]): Array<[string[], number, RegExp]> => [
   [["build", "--concurrency", "0"], 2, /argument '0' is invalid/],
   [["build", "-o", "oci"], 2, /error\[E_USAGE\]: option '-o, --output <spec>' argument 'oci' is invalid\. output "oci" is not understood; use oci:DIR/],
   [["build", "-o", "bogus:out-bogus", ...at], 2, /argument 'bogus:out-bogus' is invalid/],
-  [["build", "--compression", "lz4"], 2, /argument 'lz4' is invalid\. use zstd, gzip or none/],
+  [["build", "--compression", "lz4"], 2, /argument 'lz4' is invalid\. use zstd, zstd:chunked, gzip or none/],
   [["build", "--platform", "amd64"], 2, /argument 'amd64' is invalid\. give os\/arch/],
   [["lock", "--override", "nodir", ...at], 2, /error\[E_USAGE\]: --override "nodir" must look like NAME=DIR/],
   [["inspect", "--layout", "/nonexistent", ...at], 14, /error\[E_NOT_FOUND\]: \/nonexistent is not an OCI layout/],
