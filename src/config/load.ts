@@ -11,6 +11,7 @@ import type { z } from "zod";
 import { ConfigError } from "../errors.ts";
 import { writeFileAtomic } from "../util/fs.ts";
 import { sha256Hex } from "../util/hash.ts";
+import { nearest } from "../util/names.ts";
 import { imageDefinitionSchema, type ImageDefinition } from "./schema.ts";
 import type { SourceKind } from "../sources/types.ts";
 
@@ -45,16 +46,26 @@ function formatIssues(file: string, issues: z.ZodIssue[], prefix: (string | numb
   return `${file}: invalid image definition\n${lines.join("\n")}`;
 }
 
+const didYouMean = (key: string, known: Iterable<string>): string => {
+  const near = nearest(key, known);
+  return near ? ` (did you mean "${near}"?)` : "";
+};
+
 /** Validate the core fields, then each source kind's layer keys and image options. */
 export function validateImage(raw: unknown, file: string, sources: SourceKind[]): ImageDefinition {
   const base = imageDefinitionSchema.safeParse(raw);
   if (!base.success) throw new ConfigError(formatIssues(file, base.error.issues));
   const image = base.data;
+  // The schema lets source kinds' keys through (debian, python, ...); anything else is a typo.
+  const knownTop = [...Object.keys(imageDefinitionSchema.shape), ...sources.map((s) => s.layerKey)];
+  for (const key of Object.keys(raw as object)) {
+    if (!knownTop.includes(key)) throw new ConfigError(`${file}: unknown key "${key}"${didYouMean(key, knownTop)}; the image's keys are ${knownTop.join(", ")}`);
+  }
   const known = new Set(["name", "description", ...sources.map((s) => s.layerKey)]);
   image.layers.forEach((layer, i) => {
     for (const key of Object.keys(layer)) {
       if (!known.has(key)) {
-        throw new ConfigError(`${file}: layers[${i}] (${layer.name}) has an unknown key "${key}"; known keys: ${[...known].join(", ")}`);
+        throw new ConfigError(`${file}: layers[${i}] (${layer.name}) has an unknown key "${key}"${didYouMean(key, known)}; known keys: ${[...known].join(", ")}`);
       }
     }
     for (const src of sources) {

@@ -4,6 +4,7 @@
 // it is exactly the path that decided the package's layer.
 
 import { NotFoundError } from "../errors.ts";
+import { editDistance } from "../util/names.ts";
 import type { ImageModel, ModelPackage } from "./model.ts";
 
 export interface WhyMatch {
@@ -21,20 +22,6 @@ export interface WhyMatch {
 
 /** Names compare case-insensitively with runs of -, _ and . as one separator (PEP 503 style). */
 export const normalizeName = (s: string): string => s.toLowerCase().replace(/[-_.]+/g, "-");
-
-function editDistance(a: string, b: string): number {
-  const prev = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    let diag = prev[0]!;
-    prev[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const up = prev[j]!;
-      prev[j] = Math.min(up + 1, prev[j - 1]! + 1, diag + (a[i - 1] === b[j - 1] ? 0 : 1));
-      diag = up;
-    }
-  }
-  return prev[b.length]!;
-}
 
 /** Up to `limit` package ids whose names are close to the query (edit distance or substring). */
 export function closeNames(query: string, ids: string[], limit = 5): string[] {

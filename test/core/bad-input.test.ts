@@ -46,6 +46,19 @@ test("wrong config types name the file and the field", async () => {
   assert.match(r3.stderr, /unknown key "debain"/);
 });
 
+test("a typo in a top-level key is refused, naming the key and the nearest valid one", async () => {
+  const layers = `[{ name: "a", inline: [{ path: "/x", text: "y" }] }]`;
+  const confg = await buildWith(layers, {}, `confg: { entrypoint: ["/x"] },`);
+  assert.equal(confg.code, 2, confg.stderr);
+  assert.match(confg.stderr, /error\[E_CONFIG\]: .*layerfold\.config\.ts: unknown key "confg" \(did you mean "config"\?\); the image's keys are name, tag/);
+  assert.equal(confg.outExists, false);
+  const compresion = await buildWith(layers, {}, `compresion: "gzip",`);
+  assert.equal(compresion.code, 2, compresion.stderr);
+  assert.match(compresion.stderr, /unknown key "compresion" \(did you mean "compression"\?\)/);
+  const layer = await buildWith(`[{ name: "a", inlin: [{ path: "/x", text: "y" }] }]`);
+  assert.match(layer.stderr, /layers\[0\] \(a\) has an unknown key "inlin" \(did you mean "inline"\?\)/);
+});
+
 test("a missing file is named", async () => {
   const r = await buildWith(`[{ name: "a", files: [{ src: "./nope", dest: "/opt/x" }] }]`);
   assert.equal(r.code, 2);
