@@ -8,7 +8,7 @@ import { PLATFORM_PATTERN } from "../config/schema.ts";
 import { DiskFullError, LayerfoldError, UsageError } from "../errors.ts";
 import { defaultStoreDir, Store } from "../store/store.ts";
 import { registerStoreUser } from "../store/gc.ts";
-import { createLogger, type Logger } from "../util/log.ts";
+import { createLogger, formatBytes, type Logger } from "../util/log.ts";
 import { redact } from "../util/redact.ts";
 
 export interface CommonFlags {
@@ -117,29 +117,34 @@ export function reportError(err: unknown, debug: boolean): number {
 }
 
 /**
- * ENOSPC names no path when it comes from a write on an open file, so the paths this run
- * writes to (the file the error names, the store, the temp dir, the working directory) are
- * looked at, and the ones whose filesystem is (nearly) full are named.
+ * ENOSPC names no path when it comes from a write on an open file, so the places this run
+ * writes to (the store, the temp dir, the working directory) are looked at, and the ones whose
+ * filesystem is (nearly) full are named.
  */
 function diskFull(err: NodeJS.ErrnoException): DiskFullError {
-  const candidates = [err.path, (err as { dest?: string }).dest, storeInUse ?? defaultStoreDir(), os.tmpdir(), process.cwd()].filter((p): p is string => Boolean(p));
+  const store = storeInUse ?? defaultStoreDir();
+  const places: Array<[string, string]> = [["the store", store], ["the temp dir", os.tmpdir()], ["the working directory", process.cwd()]];
   const full: string[] = [];
-  for (const p of new Set(candidates.map((c) => path.resolve(c)))) {
-    for (let dir = p; ; dir = path.dirname(dir)) {
-      let free: number | undefined;
-      try {
-        const st = statfsSync(dir);
-        free = st.bavail * st.bsize;
-      } catch {
-        if (dir !== path.dirname(dir)) continue; // not there (yet): its parent's filesystem
-      }
-      if (free !== undefined && free < 64 * 1024 * 1024) full.push(`${p} (${free < 1024 * 1024 ? `${free} bytes` : `${(free / 1048576).toFixed(1)} MiB`} free)`);
-      break;
-    }
+  for (const [label, p] of places) {
+    const free = freeBytes(p);
+    if (free !== undefined && free < 64 * 1024 * 1024) full.push(`${label} ${p} (${formatBytes(free)} free)`);
   }
-  const where = full.length ? full.join(", ") : (err.path ?? storeInUse ?? defaultStoreDir());
+  // copyFile names its source as path and what it was writing as dest.
+  const where = (err as { dest?: string }).dest ?? err.path;
   return new DiskFullError(
-    `no space left on device writing to ${where}; free some space there (\`layerfold gc\` trims the store ${storeInUse ?? defaultStoreDir()}), or use a bigger disk with --store DIR (and -o for outputs, TMPDIR for temp files), then run again`,
+    `no space left on device${where ? ` writing ${where}` : ""}${full.length ? `; nearly full: ${full.join(", ")}` : ""}; free some space (\`layerfold gc\` trims the store), or use a bigger disk: --store DIR for the store, -o for outputs, TMPDIR for temp files; then run again`,
     { cause: err },
   );
+}
+
+/** Free bytes on the filesystem holding p (or its nearest existing parent). */
+function freeBytes(p: string): number | undefined {
+  for (let dir = path.resolve(p); ; dir = path.dirname(dir)) {
+    try {
+      const st = statfsSync(dir);
+      return st.bavail * st.bsize;
+    } catch {
+      if (dir === path.dirname(dir)) return undefined;
+    }
+  }
 }

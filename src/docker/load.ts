@@ -14,6 +14,7 @@ import { dockerArchiveStream } from "../oci/archive.ts";
 import type { BuiltImage } from "../oci/types.ts";
 import { loadUndici } from "../fetch/undici.ts";
 import { formatBytes, silentLogger, type Logger } from "../util/log.ts";
+import { findOnPath } from "../util/fs.ts";
 import { tap } from "../util/stream.ts";
 
 export interface EngineEndpoint {
@@ -67,12 +68,7 @@ export async function findEngine(opts: LoadOptions = {}): Promise<EngineEndpoint
   return undefined;
 }
 
-async function hasDockerCli(env: NodeJS.ProcessEnv): Promise<boolean> {
-  for (const dir of (env.PATH ?? "").split(":").filter(Boolean)) {
-    if ((await stat(path.join(dir, "docker")).catch(() => undefined))?.isFile()) return true;
-  }
-  return false;
-}
+
 
 /** Read the engine's JSON-lines answer; an errorDetail anywhere is a failure. */
 async function engineMessages(body: Dispatcher.ResponseData["body"], endpoint: string): Promise<string[]> {
@@ -138,7 +134,7 @@ export async function loadDockerArchive(open: () => Readable | Promise<Readable>
   }
 
   if (via === "api") throw new NetworkError("no docker engine socket found (DOCKER_HOST unset, no /var/run/docker.sock or podman socket)");
-  if (!(await hasDockerCli(env))) {
+  if (!findOnPath("docker", env.PATH)) {
     throw new NetworkError("no docker engine found: set DOCKER_HOST (unix:///path/to/docker.sock), start docker or `podman system service`, or install the docker CLI");
   }
   // Fallback: pipe into `docker load`, which knows contexts and TLS setups we do not.
@@ -154,16 +150,27 @@ export async function loadDockerArchive(open: () => Readable | Promise<Readable>
   try {
     await pipeline(await open(), counter, child.stdin);
   } catch (e) {
-    child.kill();
-    await exit.catch(() => {});
-    if ((e as NodeJS.ErrnoException).code === "EPIPE") throw new RuntimeError(`docker load stopped reading: ${err.trim() || out.trim()}`);
-    throw e;
+    // docker stopped reading (its stdin closed under the pipeline): what it said is the error, not
+    // "Premature close". Anything else failed on our side: docker is stopped.
+    const stopped = ["EPIPE", "ERR_STREAM_PREMATURE_CLOSE", "ERR_STREAM_DESTROYED"].includes((e as NodeJS.ErrnoException).code ?? "") || child.exitCode !== null;
+    if (!stopped) child.kill();
+    const code = await exit.catch(() => null);
+    if (!stopped) throw e;
+    throw dockerLoadFailed(code, err.trim() || out.trim() || `it stopped reading the image (${(e as Error).message})`);
   }
   const code = await exit;
-  if (code !== 0) throw new RuntimeError(`docker load failed (exit ${code}): ${err.trim() || out.trim()}`);
+  if (code !== 0) throw dockerLoadFailed(code, err.trim() || out.trim());
   const messages = out.split("\n").map((l) => l.trim()).filter(Boolean);
   for (const m of messages) log.info(m);
   return { via: "cli", endpoint: "docker load", messages, bytes, seconds: (Date.now() - started) / 1000 };
+}
+
+/** docker load's own words: no daemon is a network error (what to start or set), the rest the engine's refusal. */
+function dockerLoadFailed(code: number | null, said: string): Error {
+  if (/Cannot connect to the Docker daemon|Is the docker daemon running|error during connect/i.test(said)) {
+    return new NetworkError(`docker load: ${said}\nStart the docker daemon (or \`podman system service\`), or point DOCKER_HOST (or --docker-host) at a running engine's socket.`);
+  }
+  return new RuntimeError(`docker load failed (exit ${code ?? "killed"}): ${said}`);
 }
 
 /** Load a built image (docker-archive streamed from the store). */

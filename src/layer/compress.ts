@@ -9,7 +9,7 @@ import type { Writable } from "node:stream";
 import { finished, pipeline } from "node:stream/promises";
 import { createGzip } from "node:zlib";
 import { MEDIA } from "../oci/types.ts";
-import { writeFileAtomic } from "../util/fs.ts";
+import { findOnPath, writeFileAtomic } from "../util/fs.ts";
 
 /** "zstd:chunked": zstd in containers/storage's chunked format (see chunked.ts), for partial pulls. */
 export type LayerCompression = "zstd" | "zstd:chunked" | "gzip" | "none";
@@ -23,15 +23,7 @@ const parseZstdVersion = (out: string) => /v(\d+\.\d+\.\d+)/.exec(out)?.[1] ?? o
 /** The zstd program as exec finds it on PATH (its absolute path, run for -V and for compression alike), or "zstd". */
 let zstdProgram: string | undefined;
 export function zstdPath(): string {
-  if (zstdProgram === undefined) {
-    zstdProgram = "zstd";
-    for (const dir of (process.env.PATH ?? "").split(path.delimiter)) {
-      if (!path.isAbsolute(dir)) continue;
-      const p = path.join(dir, "zstd");
-      const st = statSync(p, { throwIfNoEntry: false });
-      if (st?.isFile() && st.mode & 0o111) { zstdProgram = p; break; }
-    }
-  }
+  zstdProgram ??= findOnPath("zstd") ?? "zstd";
   return zstdProgram;
 }
 

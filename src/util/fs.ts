@@ -1,4 +1,4 @@
-import { mkdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { mkdir, open, rename, rm, writeFile } from "node:fs/promises";
 import { randomBytes } from "node:crypto";
 import path from "node:path";
@@ -50,4 +50,23 @@ export async function exists(p: string): Promise<boolean> {
   } catch {
     return false;
   }
+}
+
+/**
+ * The first executable file called `name` in PATH's directories, as exec would find it. Entries
+ * that are relative, missing or unreadable are skipped: `su` without `-` keeps root's PATH, whose
+ * directories under /root another user cannot even stat (EACCES).
+ */
+export function findOnPath(name: string, pathVar: string = process.env.PATH ?? ""): string | undefined {
+  for (const dir of pathVar.split(path.delimiter)) {
+    if (!path.isAbsolute(dir)) continue;
+    const p = path.join(dir, name);
+    try {
+      const st = statSync(p, { throwIfNoEntry: false });
+      if (st?.isFile() && st.mode & 0o111) return p;
+    } catch {
+      // EACCES, ENOTDIR, ELOOP: exec would go on to the next entry too.
+    }
+  }
+  return undefined;
 }

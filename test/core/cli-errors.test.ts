@@ -3,12 +3,14 @@
 // early by its reader (`| head`): no EPIPE crash.
 
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
-import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { chmod, mkdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { after, before, test } from "node:test";
 import { EXIT_CODES } from "../../src/errors.ts";
+import { findOnPath } from "../../src/util/fs.ts";
 import { cliPath, repoRoot, runCli, tempDir, type CliResult } from "../helpers/cli.ts";
 
 let tmp: { dir: string; cleanup: () => Promise<void> };
@@ -151,6 +153,50 @@ test("-q: report and lock --check print nothing on success; sbom --json -o print
   assert.deepEqual([summary.file, summary.format, typeof summary.packages], [path.join(tmp.dir, "s2.json"), "cyclonedx", "number"]);
   assert.match(summary.manifestDigest, /^sha256:[0-9a-f]{64}$/);
   assert.equal(JSON.parse(await readFile(summary.file, "utf8")).bomFormat, "CycloneDX");
+});
+
+test("load with a docker CLI but no daemon: docker's own words, exit 7", { skip: !findOnPath("docker") && "no docker CLI" }, async () => {
+  const r = await runCli(["load", "-C", dir, "--store", store, "--via", "cli"], { env: { DOCKER_HOST: "unix:///nonexistent/docker.sock" } });
+  assert.equal(r.code, 7, r.stderr);
+  assert.match(r.stderr, /error\[E_NETWORK\]: docker load: Cannot connect to the Docker daemon at unix:\/\/\/nonexistent\/docker\.sock/);
+  assert.match(r.stderr, /point DOCKER_HOST \(or --docker-host\) at a running engine's socket/);
+  assert.doesNotMatch(r.stderr, /Premature close/);
+  noStack(r, "load");
+});
+
+test("a full disk: E_NO_SPACE naming the full filesystem's path, exit 16", { skip: spawnSync("unshare", ["-rm", "true"]).status !== 0 && "no user namespaces" }, async () => {
+  // A 1 MiB tmpfs in a private mount namespace holds the store; the image needs 4 MiB.
+  const big = path.join(tmp.dir, "big");
+  const small = path.join(tmp.dir, "small-disk");
+  await mkdir(small, { recursive: true });
+  await mkdir(big, { recursive: true });
+  await writeFile(path.join(big, "data.bin"), randomBytes(4 << 20));
+  await writeFile(path.join(big, "layerfold.config.ts"), `import { defineImage } from ${JSON.stringify(path.join(repoRoot, "src", "index.ts"))};\nexport default defineImage({ name: "t/big", layers: [{ name: "a", files: [{ src: "./data.bin", dest: "/data.bin" }] }] });\n`);
+  const script = `mount -t tmpfs -o size=1m none "$1" && exec "$2" "$3" build -C "$4" --store "$1/store" -o none`;
+  const r = spawnSync("unshare", ["-rm", "sh", "-c", script, "sh", small, process.execPath, cliPath, big], { encoding: "utf8" });
+  assert.equal(r.status, 16, r.stderr);
+  assert.match(r.stderr, new RegExp(`error\\[E_NO_SPACE\\]: no space left on device writing ${small}/store/\\S+/data\\.bin; nearly full: the store ${small}/store \\([\\d.]+ KiB free\\); free some space`));
+  assert.match(r.stderr, /--store DIR/);
+  assert.doesNotMatch(r.stderr, /^\s+at /m);
+});
+
+test("a PATH entry the user cannot read is skipped when looking for tools (zstd)", { skip: (process.getuid?.() !== 0 || spawnSync("setpriv", ["--version"]).status !== 0) && "needs root and setpriv" }, async () => {
+  // As after `su` without `-`: root's PATH, with a directory under /root, for another user.
+  const top = path.join(tmp.dir, "path-case");
+  const secret = path.join(top, "secret");
+  await mkdir(path.join(top, "img"), { recursive: true });
+  await mkdir(secret, { recursive: true });
+  await chmod(tmp.dir, 0o755);
+  await chmod(top, 0o777);
+  await chmod(path.join(top, "img"), 0o777);
+  await chmod(secret, 0o700);
+  await writeFile(path.join(top, "img", "layerfold.config.ts"), `import { defineImage } from ${JSON.stringify(path.join(repoRoot, "src", "index.ts"))};\nexport default defineImage({ name: "t/path", layers: [{ name: "a", inline: [{ path: "/x", text: "y" }] }] });\n`);
+  const r = spawnSync("setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", process.execPath, cliPath, "build", "-C", path.join(top, "img"), "--store", path.join(top, "store"), "-o", "none"], {
+    encoding: "utf8",
+    env: { ...process.env, PATH: `${secret}:${process.env.PATH}`, HOME: top },
+  });
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /1 layers \(1 built, 0 reused\)/);
 });
 
 test("the README's exit code table is errors.ts's EXIT_CODES", async () => {
