@@ -1,5 +1,6 @@
-// Start-up for bin/layerfold.mjs. The TypeScript sources run without a build
-// step: the first run bundles them into one ES module with esbuild (~0.4 s) and
+// Start-up for bin/layerfold.mjs in a checkout (the package ships dist/ instead,
+// built by scripts/build.mjs with bundleOptions below). The TypeScript sources run
+// without a build step: the first run bundles them into one ES module with esbuild (~0.4 s) and
 // caches it under node_modules/.cache/layerfold-cli/, keyed by the path, size
 // and mtime of every file under src/, so an edit is picked up on the next run.
 // Loading that one file starts about a second sooner than loading each module
@@ -38,7 +39,7 @@ export function sourceKey(srcDir, extra = "") {
   return h.digest("hex").slice(0, 20);
 }
 
-/** Bundled into the CLI; every other package stays an import, found from the package's node_modules/. */
+/** Bundled into the CLI (so the package lists them as devDependencies: only its build needs them); every other package stays an import, found from the package's node_modules/. */
 const INLINE_PACKAGES = new Set(["commander", "zod", "@renovatebot/pep440"]);
 
 const packageName = (spec) => spec.split("/").slice(0, spec.startsWith("@") ? 2 : 1).join("/");
@@ -74,6 +75,29 @@ const keepImportMetaUrl = (srcDir) => ({
 });
 
 /**
+ * esbuild's options for one ES module holding the public API of src/index.ts plus the CLI's
+ * main: the checkout's cached bundle below, and the package's dist/layerfold.js
+ * (scripts/build.mjs), which keeps `import.meta.url` naming itself (`sourceUrls: false`).
+ */
+export function bundleOptions({ root = packageRoot, target = `node${process.versions.node.split(".")[0]}`, sourceUrls = true } = {}) {
+  return {
+    stdin: { contents: 'export * from "./src/index.ts";\nexport { main } from "./src/cli/main.ts";\n', resolveDir: root, loader: "ts", sourcefile: "layerfold-cli.ts" },
+    bundle: true,
+    write: false,
+    format: "esm",
+    platform: "node",
+    target,
+    // Other npm packages stay imports, found from the package's node_modules/ (the checkout's
+    // cache directory is under it).
+    plugins: [...(sourceUrls ? [keepImportMetaUrl(path.join(root, "src"))] : []), externalPackages],
+    // The bundled CommonJS packages require() Node's own modules.
+    banner: { js: 'import { createRequire as __layerfoldCreateRequire } from "node:module"; const require = __layerfoldCreateRequire(import.meta.url);' },
+    sourcemap: "linked",
+    logLevel: "silent",
+  };
+}
+
+/**
  * The path of a fresh bundle of src/ (the public API of src/index.ts plus the CLI's main),
  * written now if the cache has none for the current sources.
  */
@@ -87,22 +111,7 @@ export async function cliBundle({ root = packageRoot, cacheDir = path.join(root,
     return file;
   } catch { /* not cached yet */ }
   const { build } = await import("esbuild");
-  const out = await build({
-    stdin: { contents: 'export * from "./src/index.ts";\nexport { main } from "./src/cli/main.ts";\n', resolveDir: root, loader: "ts", sourcefile: "layerfold-cli.ts" },
-    bundle: true,
-    write: false,
-    format: "esm",
-    platform: "node",
-    target: `node${process.versions.node.split(".")[0]}`,
-    // Other npm packages stay imports: the bundle lives under the package's node_modules/ (cacheDir
-    // must too), which Node finds them from.
-    plugins: [keepImportMetaUrl(srcDir), externalPackages],
-    // The bundled CommonJS packages require() Node's own modules.
-    banner: { js: 'import { createRequire as __layerfoldCreateRequire } from "node:module"; const require = __layerfoldCreateRequire(import.meta.url);' },
-    outfile: file,
-    sourcemap: "linked",
-    logLevel: "silent",
-  });
+  const out = await build({ ...bundleOptions({ root }), outfile: file });
   mkdirSync(cacheDir, { recursive: true });
   // The map first, then the bundle by rename: a process that finds the bundle finds it whole.
   for (const f of [...out.outputFiles.filter((o) => o.path !== file), ...out.outputFiles.filter((o) => o.path === file)]) {
@@ -144,7 +153,19 @@ export async function loadCli() {
       }
     }
   }
-  const { register } = await import("tsx/esm/api");
-  register();
+  let tsx;
+  try {
+    tsx = await import("tsx/esm/api");
+  } catch (err) {
+    if (err?.code !== "ERR_MODULE_NOT_FOUND") throw err;
+    // A checkout before `npm ci`: neither esbuild nor tsx is there to run the sources.
+    process.stderr.write(
+      `layerfold: this checkout's npm dependencies are not installed (${path.join(packageRoot, "node_modules")}).\n` +
+        `Run \`npm ci\` in ${packageRoot} (or \`npm run setup\` on a fresh Debian machine, which also installs the system tools),\n` +
+        "or use the published package: npm i -g layerfold\n",
+    );
+    process.exit(1);
+  }
+  tsx.register();
   return import("../src/cli/main.ts");
 }

@@ -5,7 +5,7 @@
 //   python       python3 (3.11) with ssl and sqlite3
 //   build-tools  gcc, make, git
 // Signatures are checked against the host's debian-archive-keyring.
-import { defineImage } from "../../src/index.ts";
+import { defineImage } from "layerfold";
 
 export default defineImage({
   name: "layerfold-examples/debian-tools",

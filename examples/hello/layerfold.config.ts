@@ -1,7 +1,7 @@
 // A small image that builds on any machine: no network, five layers from
 // local files, inline text and a vendored archive. The `hello` binary is a
-// static program compiled by `npm run example:hello` (or the tests).
-import { defineImage } from "../../src/index.ts";
+// static program compiled by `npm run example` (or the tests).
+import { defineImage } from "layerfold";
 
 export default defineImage({
   name: "layerfold-examples/hello",

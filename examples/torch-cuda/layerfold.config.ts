@@ -9,7 +9,7 @@
 //   hf        transformers, safetensors (from a requirements file)
 // Python packages go into the venv /opt/venv; one global resolution covers
 // all three Python layers, so the image holds one consistent set.
-import { defineImage } from "../../src/index.ts";
+import { defineImage } from "layerfold";
 
 export default defineImage({
   name: "layerfold-examples/torch-cuda",

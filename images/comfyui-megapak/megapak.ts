@@ -2,7 +2,7 @@
 // port 8188 and upstream's volumes. Variants choose Debian suite, Python,
 // GCC and the torch set; see seed.config.ts and local.config.ts.
 
-import { defineImage } from "../../src/index.ts";
+import { defineImage } from "layerfold";
 import { layers, type Variant } from "./package-lists.ts";
 
 export function megapak(v: Variant) {

@@ -18,11 +18,12 @@ import { pushCommand } from "./push.ts";
 import { pullCommand } from "./pull.ts";
 import { loadCommand } from "./load.ts";
 import { gcCommand } from "./gc.ts";
+import { version } from "../version.ts";
 
 export function program(): Command {
   const p = new Command("layerfold")
     .description("build, check and publish reproducible OCI images for large Python/ML stacks")
-    .version("0.1.0");
+    .version(version);
   for (const cmd of [buildCommand(), lockCommand(), inspectCommand(), whyCommand(), diffCommand(), runCommand(), shellCommand(), checkCommand(), reportCommand(), sbomCommand()]) p.addCommand(cmd);
   for (const cmd of [pushCommand(), pullCommand(), loadCommand(), indexCommand(), gcCommand()]) p.addCommand(cmd);
   usageErrors(p);

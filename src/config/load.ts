@@ -9,7 +9,7 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 import type { Plugin } from "esbuild";
 import type { z } from "zod";
 import { ConfigError } from "../errors.ts";
-import { writeFileAtomic } from "../util/fs.ts";
+import { userCacheHome, writeFileAtomic } from "../util/fs.ts";
 import { sha256Hex } from "../util/hash.ts";
 import { nearest } from "../util/names.ts";
 import { imageDefinitionSchema, type ImageDefinition } from "./schema.ts";
@@ -91,27 +91,52 @@ export function validateImage(raw: unknown, file: string, sources: SourceKind[])
   return image;
 }
 
-/** layerfold's own modules are imported, not bundled: the running process has them loaded already. */
-const librarySrc = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
+/**
+ * layerfold's own modules are imported, not bundled: the running process has them loaded
+ * already, and a config then gets the same classes and schemas the CLI validates with.
+ * From the sources (tsx, or the checkout's bundle) this file is src/config/load.ts; from
+ * the built package it is inside dist/layerfold.js, which is the whole public API.
+ */
+const self = fileURLToPath(import.meta.url);
+const fromSources = self.endsWith(".ts");
+const librarySrc = path.dirname(path.dirname(self));
 
 /**
- * Set by bin/cli-bundle.mjs when the CLI runs from its cached bundle: no TypeScript loader is
- * registered then, so the public API (src/index.ts) comes from that bundle, and any other
- * library file a config imports is bundled into the config.
+ * Set by bin/cli-bundle.mjs when the CLI runs from the checkout's cached bundle: no TypeScript
+ * loader is registered then, so the public API (src/index.ts) comes from that bundle, and any
+ * other library file a config imports is bundled into the config.
  */
 const cliBundleUrl = (): string | undefined => (globalThis as Record<symbol, string | undefined>)[Symbol.for("layerfold.cliBundleUrl")];
+
+/** The running copy's public API, which a config's `import ... from "layerfold"` gets wherever it is (no node_modules needed). */
+const publicApiUrl = (): string => cliBundleUrl() ?? (fromSources ? pathToFileURL(path.join(librarySrc, "index.ts")).href : import.meta.url);
+
+/**
+ * Each file's own `import.meta.url` (and `.dirname`, `.filename`), not the bundle's: a config
+ * finds files beside it, and so does a bundled package. A binding declared in each file that
+ * uses them, so a string or comment that names the expression stays as it is.
+ */
+const META = "__layerfold_import_meta";
+const META_DEFINE = Object.fromEntries(["url", "dirname", "filename"].map((k) => [`import.meta.${k}`, `${META}.${k}`]));
+const withMeta = (text: string, file: string): string => {
+  if (!text.includes("import.meta")) return text;
+  const decl = `const ${META} = ${JSON.stringify({ url: pathToFileURL(file).href, dirname: path.dirname(file), filename: file })};`;
+  // On the first line, so line numbers in errors stay right; after a shebang, which must stay first.
+  if (!text.startsWith("#!")) return decl + text;
+  const nl = text.indexOf("\n");
+  return nl < 0 ? `${text}\n${decl}` : `${text.slice(0, nl + 1)}${decl}${text.slice(nl + 1)}`;
+};
+
 const configBundling: Plugin = {
   name: "layerfold-config",
   setup(b) {
-    // import.meta.url keeps naming each source file, not the bundle (a config finds files beside it).
-    b.onLoad({ filter: /\.[cm]?[jt]s$/ }, async (args) => {
-      if (args.path.includes(`${path.sep}node_modules${path.sep}`)) return undefined;
-      const text = await readFile(args.path, "utf8");
-      const loader = /\.[cm]?ts$/.test(args.path) ? "ts" : "js";
-      return { contents: text.replaceAll("import.meta.url", JSON.stringify(pathToFileURL(args.path).href)), loader };
-    });
+    b.onLoad({ filter: /\.[cm]?[jt]s$/ }, async (args) => ({
+      contents: withMeta(await readFile(args.path, "utf8"), args.path),
+      loader: /\.[cm]?ts$/.test(args.path) ? "ts" : "js",
+    }));
+    b.onResolve({ filter: /^layerfold$/ }, () => ({ path: publicApiUrl(), external: true }));
     b.onResolve({ filter: /\.ts$/ }, (args) => {
-      if (!args.path.startsWith(".") && !path.isAbsolute(args.path)) return undefined;
+      if (!fromSources || (!args.path.startsWith(".") && !path.isAbsolute(args.path))) return undefined;
       const abs = path.resolve(args.resolveDir, args.path);
       if (!abs.startsWith(librarySrc + path.sep)) return undefined;
       const bundle = cliBundleUrl();
@@ -126,9 +151,10 @@ const configBundling: Plugin = {
  * without starting esbuild (~0.3 s of a command's start on a loaded 2-core machine).
  * Inputs: every file esbuild read (by content) and the directories holding them (by
  * mtime, which changes when a file is added, removed or renamed there: that can change
- * what an import resolves to). Beside the CLI's own bundle cache.
+ * what an import resolves to). In the user's cache directory, never inside the package
+ * (a global install is not writable by its users).
  */
-export const configCacheDir = path.join(path.dirname(librarySrc), "node_modules", ".cache", "layerfold-config");
+export const configCacheDir = path.join(userCacheHome(), "layerfold-config");
 
 interface CachedConfig { config: string; files: Array<[file: string, sha256: string]>; dirs: Array<[dir: string, mtimeMs: number]>; bundle: string }
 
@@ -191,7 +217,7 @@ async function cacheConfigBundle(config: string, key: string, js: Uint8Array, in
  */
 let configLoads = 0;
 async function importConfigModule(file: string): Promise<unknown> {
-  const key = sha256Hex(`${file}\0${cliBundleUrl() ?? "tsx"}\0${process.versions.node.split(".")[0]}`).slice(0, 24);
+  const key = sha256Hex(`${file}\0${publicApiUrl()}\0${process.versions.node.split(".")[0]}`).slice(0, 24);
   const cached = await readFile(path.join(configCacheDir, `${key}.json`), "utf8").then((t) => JSON.parse(t) as CachedConfig, () => undefined);
   if (cached?.files && cached.dirs && inputsUnchanged(cached) && existsSync(path.join(configCacheDir, cached.bundle))) {
     // A fresh module each load, as a new temp file was: a config that reads files as it runs reads them again.
@@ -210,6 +236,7 @@ async function importConfigModule(file: string): Promise<unknown> {
     // Node's own modules stay imports; npm packages are bundled too, so a config copied
     // outside any package (no node_modules beside it) still loads.
     external: ["node:*"],
+    define: META_DEFINE,
     plugins: [configBundling],
   }).catch((err: { errors?: Array<{ text: string; location?: { file: string; line: number } | null }> }) => {
     const first = err.errors?.[0];

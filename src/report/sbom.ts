@@ -9,8 +9,9 @@
 import { sha256Hex } from "../util/hash.ts";
 import { stableJson } from "../util/json.ts";
 import type { ImageModel, ModelPackage } from "./model.ts";
+import { version } from "../version.ts";
 
-export const TOOL = { name: "layerfold", version: "0.1.0" };
+export const TOOL = { name: "layerfold", version };
 export const MEDIA_CYCLONEDX = "application/vnd.cyclonedx+json";
 export const MEDIA_SPDX = "application/spdx+json";
 

@@ -9,14 +9,13 @@
 import { closeSync, createReadStream, createWriteStream, existsSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
 import { createHash } from "node:crypto";
 import { mkdir, rename, rm, mkdtemp } from "node:fs/promises";
-import os from "node:os";
 import path from "node:path";
 import { Transform, type Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { CorruptStoreError, HashMismatchError } from "../errors.ts";
 import { HashingStream, sha256Hex } from "../util/hash.ts";
 import { stableJson } from "../util/json.ts";
-import { writeFileAtomic, writeSmallFileAtomicSync } from "../util/fs.ts";
+import { userCacheHome, writeFileAtomic, writeSmallFileAtomicSync } from "../util/fs.ts";
 import { devNull } from "../util/stream.ts";
 import { TreeWriter, type TreeManifest, type TreeWriterOptions } from "./tree.ts";
 
@@ -77,8 +76,7 @@ function readTreeManifest(bytes: Buffer): TreeManifest | undefined {
 
 export function defaultStoreDir(env: NodeJS.ProcessEnv = process.env): string {
   if (env.LAYERFOLD_STORE) return path.resolve(env.LAYERFOLD_STORE);
-  const cache = env.XDG_CACHE_HOME || path.join(os.homedir(), ".cache");
-  return path.join(cache, "layerfold");
+  return path.join(userCacheHome(env), "layerfold");
 }
 
 const HEX64 = /^[0-9a-f]{64}$/;

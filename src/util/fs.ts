@@ -1,7 +1,12 @@
 import { mkdirSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { mkdir, open, rename, rm, writeFile } from "node:fs/promises";
 import { randomBytes } from "node:crypto";
+import os from "node:os";
 import path from "node:path";
+
+/** The user's cache directory: $XDG_CACHE_HOME (when absolute, as the XDG spec requires), else ~/.cache. */
+export const userCacheHome = (env: NodeJS.ProcessEnv = process.env): string =>
+  env.XDG_CACHE_HOME && path.isAbsolute(env.XDG_CACHE_HOME) ? env.XDG_CACHE_HOME : path.join(os.homedir(), ".cache");
 
 export const tempName = (target: string): string =>
   path.join(path.dirname(target), `.${path.basename(target)}.tmp-${process.pid}-${randomBytes(4).toString("hex")}`);

@@ -3,7 +3,7 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdir, mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from "node:fs/promises";
+import { cp, mkdir, mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { repoRoot, runCli, tempDir } from "../helpers/cli.ts";
 // @ts-expect-error plain JS module without types
@@ -137,6 +137,49 @@ test("a config load leaves the config cache's fresh temp files alone (another pr
   } finally {
     await rm(fresh, { force: true });
     await rm(old, { force: true });
+    await cleanup();
+  }
+});
+
+test('a config that imports "layerfold" loads in the repository and outside it, from the bundle and through tsx; import.meta names the config, a string naming it stays', async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    const outside = path.join(dir, "outside");
+    await mkdir(path.join(outside, "sub"), { recursive: true });
+    await writeFile(path.join(outside, "sub", "where.ts"), 'export const here = [import.meta.url, import.meta.dirname, import.meta.filename];\n');
+    await writeFile(
+      path.join(outside, "layerfold.config.ts"),
+      '#!/usr/bin/env node\nimport { defineImage, ConfigError } from "layerfold";\nimport { here } from "./sub/where.ts";\n' +
+        'const s = "import.meta.url"; // import.meta.url in a comment\n' +
+        'export default defineImage({ name: "t/outside", tag: "1", layers: [{ name: "a", inline: [{ path: "/a", text: JSON.stringify([s, import.meta.url, import.meta.dirname, ...here, typeof ConfigError]) }] }] });\n',
+    );
+    const { loadConfig } = await import("../../src/config/load.ts");
+    const { sourceKinds } = await import("../../src/sources/registry.ts");
+    const loaded = await loadConfig({ dir: outside }, sourceKinds);
+    const text = (loaded.image.layers[0] as unknown as { inline: Array<{ text: string }> }).inline[0]!.text;
+    const sub = path.join(outside, "sub");
+    assert.deepEqual(JSON.parse(text), ["import.meta.url", `file://${outside}/layerfold.config.ts`, outside, `file://${sub}/where.ts`, sub, path.join(sub, "where.ts"), "function"]);
+    // Through the CLI: the repository's own example (the package's name resolves to itself there) and the copy outside.
+    for (const [d, name] of [[path.join(repoRoot, "examples", "hello"), "layerfold-examples/hello:1.0"], [outside, "t/outside:1"]] as const) {
+      for (const tsx of [false, true]) {
+        const r = await runCli(["inspect", "-C", d, "--store", path.join(dir, "store")], { env: tsx ? { LAYERFOLD_TSX: "1" } : {} });
+        assert.match(r.stderr, new RegExp(`no build of ${name} in the store`), `${d}${tsx ? " (tsx)" : ""}: the config loaded\n${r.stderr}`);
+      }
+    }
+  } finally {
+    await cleanup();
+  }
+});
+
+test("a checkout whose npm dependencies are not installed says what to run, with no stack", async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    for (const p of ["bin", "src", "package.json"]) await cp(path.join(repoRoot, p), path.join(dir, p), { recursive: true });
+    const r = await runCli(["--version"], { cwd: dir, script: path.join(dir, "bin", "layerfold.mjs") });
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, new RegExp(`dependencies are not installed \\(${dir}/node_modules\\)[^]*Run \`npm ci\` in ${dir}`));
+    assert.doesNotMatch(r.stderr, /ERR_MODULE_NOT_FOUND|\n\s+at /);
+  } finally {
     await cleanup();
   }
 });

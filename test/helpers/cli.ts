@@ -1,7 +1,7 @@
 // Run the real `layerfold` command in a subprocess, and make throwaway dirs.
 
 import { spawn } from "node:child_process";
-import { cp, mkdtemp, rm } from "node:fs/promises";
+import { cp, mkdir, mkdtemp, rm } from "node:fs/promises";
 import { execFileSync } from "node:child_process";
 import os from "node:os";
 import path from "node:path";
@@ -16,9 +16,10 @@ export interface CliResult {
   stderr: string;
 }
 
-export function runCli(args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<CliResult> {
+/** Run a command, collecting its output. `env` is the child's whole environment; `uid`/`gid` run it as another user. */
+export function runCommand(cmd: string, args: string[], opts: { cwd: string; env: NodeJS.ProcessEnv; uid?: number; gid?: number }): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [cliPath, ...args], { cwd: opts.cwd ?? repoRoot, env: { ...process.env, ...opts.env } });
+    const child = spawn(cmd, args, opts);
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
@@ -26,6 +27,11 @@ export function runCli(args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: st
     child.on("error", reject);
     child.on("close", (code) => resolve({ code: code ?? -1, stdout, stderr }));
   });
+}
+
+/** `script`: another copy of bin/layerfold.mjs to run. */
+export function runCli(args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string; script?: string } = {}): Promise<CliResult> {
+  return runCommand(process.execPath, [opts.script ?? cliPath, ...args], { cwd: opts.cwd ?? repoRoot, env: { ...process.env, ...opts.env } });
 }
 
 export async function tempDir(prefix = "layerfold-test-"): Promise<{ dir: string; cleanup: () => Promise<void> }> {
@@ -40,10 +46,7 @@ export async function helloExample(into: string): Promise<string> {
     recursive: true,
     filter: (src) => !/\/(out|build)$/.test(src) && !src.endsWith("layerfold.lock"),
   });
-  // The config imports the library relative to the repo; point it at the real one.
-  const cfg = path.join(dir, "layerfold.config.ts");
-  const { readFile, writeFile, mkdir } = await import("node:fs/promises");
-  await writeFile(cfg, (await readFile(cfg, "utf8")).replace("../../src/index.ts", path.join(repoRoot, "src", "index.ts")));
+  // The config imports "layerfold", which the config loader maps to the running copy wherever the config is.
   await mkdir(path.join(dir, "build"), { recursive: true });
   execFileSync("gcc", ["-static", "-O2", "-o", path.join(dir, "build", "hello"), path.join(dir, "hello.c")]);
   return dir;
