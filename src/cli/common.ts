@@ -1,6 +1,6 @@
 // Flags and helpers every command shares.
 
-import { statfsSync } from "node:fs";
+import { existsSync, statfsSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { InvalidArgumentError, type Command } from "commander";
@@ -93,7 +93,9 @@ export function parseOverrides(values: string[] | undefined): Record<string, str
   for (const v of values ?? []) {
     const i = v.indexOf("=");
     if (i <= 0) throw new UsageError(`--override ${JSON.stringify(v)} must look like NAME=DIR`);
-    out[v.slice(0, i)] = v.slice(i + 1);
+    const dir = v.slice(i + 1);
+    if (!existsSync(dir)) throw new UsageError(`--override ${v}: ${path.resolve(dir)} does not exist; give the directory (or file) to use instead of ${v.slice(0, i)}`);
+    out[v.slice(0, i)] = dir;
   }
   return out;
 }

@@ -2,7 +2,7 @@
 // index: `layerfold index push REF IMAGE...`. Images in other repositories
 // of the same registry are mounted into REF's repository first.
 
-import { ConfigError, RegistryError } from "../errors.ts";
+import { ConfigError, RegistryError, UsageError } from "../errors.ts";
 import { MEDIA, type Descriptor, type ImageConfigFile, type ImageManifest } from "../oci/types.ts";
 import { buildIndex } from "../oci/image.ts";
 import { stableJson } from "../util/json.ts";
@@ -20,6 +20,8 @@ export async function mergeIndex(client: RegistryClient, target: string, images:
   if (!t.tag) throw new ConfigError(`index target ${target}: give a tag, e.g. ${target}:latest`);
   client.addScope(client.pushScope(t.repository));
   const manifests: Descriptor[] = [];
+  /** Which image given is for each platform. */
+  const refOf = new Map<string, string>();
   for (const ref of images) {
     const r = parseReference(ref, "index member");
     if (r.registry !== t.registry) throw new ConfigError(`${ref} is on ${r.registry}, the index goes to ${t.registry}; push every platform to one registry first`);
@@ -32,9 +34,9 @@ export async function mergeIndex(client: RegistryClient, target: string, images:
     const config = JSON.parse(await streamText(await client.getBlob(r.repository, manifest.config.digest))) as ImageConfigFile;
     const platform = { os: config.os, architecture: config.architecture, ...(config.variant ? { variant: config.variant } : {}) };
     const key = `${platform.os}/${platform.architecture}${platform.variant ? `/${platform.variant}` : ""}`;
-    if (manifests.some((d) => d.platform && `${d.platform.os}/${d.platform.architecture}${d.platform.variant ? `/${d.platform.variant}` : ""}` === key)) {
-      throw new ConfigError(`two images are for ${key}; an index holds one image per platform`);
-    }
+    const same = refOf.get(key);
+    if (same) throw new UsageError(`${same} and ${ref} are both ${key} images; an index holds one image per platform: name one of them, or build the other with --platform`);
+    refOf.set(key, ref);
     if (r.repository !== t.repository) {
       // Bring the member into the index's repository: mount its blobs, then put its manifest by digest.
       for (const d of [manifest.config, ...manifest.layers]) {

@@ -97,7 +97,12 @@ test("per-platform builds from two runners merge into one index that skopeo read
   for (const arch of ["amd64", "arm64"]) {
     const info = JSON.parse(execFileSync("skopeo", ["inspect", "--tls-verify=false", "--override-arch", arch, `docker://${reg.host}/multi:1.0`], { encoding: "utf8" }));
     assert.equal(info.Architecture, arch);
-  }
+  }  // Two images of one platform: both are named.
+  const again = await runCli(["push", "-C", example, "--store", path.join(tmp.dir, "runner-x"), `${reg.host}/multi:1.0-other`]);
+  assert.equal(again.code, 0, again.stderr);
+  const dup = await runCli(["index", "push", `${reg.host}/multi:dup`, `${reg.host}/multi:1.0-amd64`, `${reg.host}/multi:1.0-other`]);
+  assert.equal(dup.code, 2, dup.stderr);
+  assert.match(dup.stderr, new RegExp(`error\\[E_USAGE\\]: ${reg.host}/multi:1\\.0-amd64 and ${reg.host}/multi:1\\.0-other are both linux/amd64 images`));
 });
 
 test("an unreachable cache is said once and the build goes on without it", { skip }, async () => {

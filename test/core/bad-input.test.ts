@@ -59,6 +59,16 @@ test("a typo in a top-level key is refused, naming the key and the nearest valid
   assert.match(layer.stderr, /layers\[0\] \(a\) has an unknown key "inlin" \(did you mean "inline"\?\)/);
 });
 
+test("--override: a directory that does not exist is named before any work", async () => {
+  const dir = path.join(tmp.dir, "override");
+  await mkdir(dir, { recursive: true });
+  await writeFile(path.join(dir, "layerfold.config.ts"), `import { defineImage } from ${JSON.stringify(lib)};\nexport default defineImage({ name: "bad/override", layers: [{ name: "a", files: [{ src: "./x", dest: "/x", name: "x" }] }] });\n`);
+  const r = await runCli(["build", "-C", dir, "--store", path.join(tmp.dir, "store"), "--override", "x=/nonexistent"]);
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr, /error\[E_USAGE\]: --override x=\/nonexistent: \/nonexistent does not exist; give the directory \(or file\) to use instead of x/);
+  assert.doesNotMatch(r.stderr, /fix "src"/);
+});
+
 test("a missing file is named", async () => {
   const r = await buildWith(`[{ name: "a", files: [{ src: "./nope", dest: "/opt/x" }] }]`);
   assert.equal(r.code, 2);
