@@ -1,6 +1,8 @@
 import { Command } from "commander";
 import { openImage } from "../runtime/image.ts";
-import { parseVolume, runImage } from "../runtime/run.ts";
+import { checkCommand } from "../runtime/command.ts";
+import { materialise } from "../runtime/rootfs.ts";
+import { commandLine, environment, parseVolume, runImage } from "../runtime/run.ts";
 import { namespaceProblem, noNamespacesError, type Mount } from "../runtime/sandbox.ts";
 import { flagValue, loggerFrom, storeFrom, withConfigFlags, type CommonFlags } from "./common.ts";
 
@@ -58,6 +60,13 @@ export function runCommand(): Command {
       const log = loggerFrom(flags);
       const img = await openImage(store, { dir: flags.dir, config: flags.config, layout: flags.layout, image });
       const env = [...(flags.smoke ? [`CLI_ARGS=${SMOKE_ARGS}`] : []), ...(flags.env ?? [])];
+      // A program the image lacks is said plainly (127, 126), not by the sandbox's exec.
+      const cfg = img.config.config ?? {};
+      const argv0 = commandLine(cfg, { cmd, entrypoint: flags.entrypoint })[0];
+      if (argv0) {
+        const rootfs = await materialise(store, img);
+        await checkCommand(rootfs.dir, img.ref, argv0, { env: environment(cfg.Env, env), workdir: flags.workdir ?? (cfg.WorkingDir || "/"), mounts: flags.volume });
+      }
       const started = await runImage(store, img, {
         cmd,
         entrypoint: flags.entrypoint,

@@ -81,6 +81,17 @@ test("the command's exit code passes through; a missing command is 127", { skip 
   assert.equal((await cli(["--", "exit", "42"])).code, 42);
   const r = await run({ entrypoint: "/no/such/program" });
   assert.equal(r.code, 127, r.stderr);
+  // The CLI says so in its own words (not the sandbox's exec's), with docker run's codes.
+  const missing = await cli(["--entrypoint", "/no/such/program"]);
+  assert.equal(missing.code, 127, missing.stderr);
+  assert.match(missing.stderr, /^error\[E_COMMAND_NOT_FOUND\]: \/no\/such\/program: no such file in layerfold-tests\/probe:1; give a program the image has/);
+  assert.doesNotMatch(missing.stderr, /unshare|runc|execvp/);
+  const bare = await cli(["--entrypoint", "nosuchprogram"]);
+  assert.equal(bare.code, 127, bare.stderr);
+  assert.match(bare.stderr, /error\[E_COMMAND_NOT_FOUND\]: nosuchprogram: not found in layerfold-tests\/probe:1 \(searched PATH=/);
+  const dir = await cli(["--entrypoint", "/etc"]);
+  assert.equal(dir.code, 126, dir.stderr);
+  assert.match(dir.stderr, /error\[E_CANNOT_EXECUTE\]: \/etc: \/etc is a directory in layerfold-tests\/probe:1/);
 });
 
 test("/proc is the container's own: only its processes", { skip }, async () => {
