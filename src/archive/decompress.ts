@@ -2,7 +2,7 @@
 // system's xz and zstd programs (Node 20 has neither). All stream.
 
 import { spawn } from "node:child_process";
-import { Duplex, PassThrough, type Readable, type Writable } from "node:stream";
+import { Duplex, PassThrough, Writable, type Readable } from "node:stream";
 import { createGunzip } from "node:zlib";
 import { createReadStream } from "node:fs";
 import { open } from "node:fs/promises";
@@ -38,7 +38,19 @@ export function processStream(cmd: string, args: string[], what: string): Duplex
   let stderr = "";
   child.stderr.on("data", (d: Buffer) => { if (stderr.length < 4000) stderr += d.toString(); });
   const out = new PassThrough();
-  const duplex = Duplex.from({ writable: child.stdin, readable: out });
+  // A process that dies on bad input closes its stdin: the writes that follow fail with
+  // EPIPE, which says nothing. They are dropped, and the exit status reports the failure.
+  const stdin = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      if (child.stdin.destroyed) return cb();
+      child.stdin.write(chunk, (err) => cb(err && (err as NodeJS.ErrnoException).code !== "EPIPE" ? err : undefined));
+    },
+    final(cb) {
+      if (child.stdin.destroyed) return cb();
+      child.stdin.end(() => cb());
+    },
+  });
+  const duplex = Duplex.from({ writable: stdin, readable: out });
   child.stdout.pipe(out, { end: false });
   let exited: number | null | undefined;
   let stdoutEnded = false;

@@ -11,7 +11,7 @@ import { withParents } from "../layer/tar-writer.ts";
 import { chunkedSummary } from "../layer/chunked.ts";
 import { compressorId, LAYER_COMPRESSIONS, layerMediaType, prepareCompressor, type LayerCompression } from "../layer/compress.ts";
 import { buildConfig, buildManifest, descriptorOf, toBytes } from "../oci/image.ts";
-import { MEDIA, type BlobSource, type BuiltImage, type Descriptor, type LayerDescriptor } from "../oci/types.ts";
+import { hexOf, MEDIA, type BlobSource, type BuiltImage, type Descriptor, type LayerDescriptor } from "../oci/types.ts";
 import { loadBaseImage } from "../registry/base.ts";
 import { sourceKinds } from "../sources/registry.ts";
 import type { InstallContext, LockedPackage, SourceKind } from "../sources/types.ts";
@@ -21,7 +21,7 @@ import { stableJson } from "../util/json.ts";
 import { formatBytes, silentLogger, type Logger } from "../util/log.ts";
 import { mapPool } from "../util/pool.ts";
 import { resolveImage, sourceDateEpoch, type Resolution } from "./resolve.ts";
-import { exportImage } from "./export.ts";
+import { checkOutput, exportImage } from "./export.ts";
 
 /** Bump when install output changes for the same inputs. */
 /** ", 9 of 11 zstd frames reused" when a rebuilt layer took frames from an earlier blob. */
@@ -84,17 +84,25 @@ export interface BuildResult {
   installed: string[];
 }
 
-/** Store-backed blob source: layouts hardlink from it, pushes stream from it. */
+/**
+ * Store-backed blob source: layouts copy from it, pushes and archives stream from it. Every
+ * blob is checked before it is read (its stat signature, else a rehash) and hashed as it streams.
+ */
 export function storeBlobs(store: Store, extra?: BlobSource): BlobSource {
   return {
     async open(d: Descriptor) {
       const hex = d.digest.replace(/^sha256:/, "");
-      if (await store.hasBlob(hex)) return store.openBlob(hex);
+      const state = await store.checkBlob(hex);
+      if (state === "ok") return store.openVerified(hex, `blob ${d.digest}`);
       // A base-image or shared-cache layer: kept in the store as it streams, so it is read from the registry once.
       if (extra) return store.teeBlob(await extra.open(d), hex);
-      throw new CorruptStoreError(`store: blob ${d.digest} is missing from ${store.root}; run the build again`);
+      throw new CorruptStoreError(`store: blob ${d.digest} is ${state === "missing" ? "missing from" : "damaged (removed) in"} ${store.root}; run \`layerfold build\` again to rebuild it`);
     },
     localPath: (d: Descriptor) => store.localBlobPath(d.digest.replace(/^sha256:/, "")),
+    damaged: (d: Descriptor) => store.dropBlob(d.digest.replace(/^sha256:/, "")),
+    async verify(d: Descriptor) {
+      if (!(await store.verifyBlob(hexOf(d.digest)))) throw new CorruptStoreError(`store: blob ${d.digest} is damaged: its bytes no longer hash to its digest. It was removed from ${store.root}; run \`layerfold build\` again to rebuild it`);
+    },
     remoteRepository: extra?.remoteRepository?.bind(extra),
   };
 }
@@ -240,7 +248,7 @@ function buildAhead(
       chain = chain.then(async () => {
         try {
           for (const part of plan.partsOf(i)) {
-            if (await reusableLayer(store, part.key)) continue;
+            if (await reusableLayer(store, part.key, (m) => log.warn(m))) continue;
             const t0 = now();
             await buildLayer(store, part.input(), part.key);
             built.set(part.key, now() - t0);
@@ -281,6 +289,8 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     if (!LAYER_COMPRESSIONS.includes(opts.compression)) throw new ConfigError(`compression ${JSON.stringify(opts.compression)} is not one of ${LAYER_COMPRESSIONS.join(", ")}`);
     image.compression = opts.compression;
   }
+  const output = opts.output ?? `oci:${cfg.dir}/out/${image.name.replace(/\//g, "_")}`;
+  if (output !== "none") await checkOutput(output);
   timings.config = now() - t;
   // The compressor's version (every layer key holds it): remembered in the store, or asked while the lock is read.
   const compressorReady = prepareCompressor(image.compression as LayerCompression, store.recordPath("tools", "zstd"));
@@ -429,7 +439,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     for (const [pi, pl] of plannedByLayer[li]!.entries()) {
       const key = pl.key;
       const t0 = now();
-      const reused = await reusableLayer(store, key);
+      const reused = await reusableLayer(store, key, (m) => log.warn(m));
       const aheadSeconds = ahead.built.get(key);
       if (reused && aheadSeconds !== undefined) {
         parts.push({ ...reused, name: pl.name, packages: pl.packages, reused: false, seconds: aheadSeconds });
@@ -477,6 +487,11 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   const configBytes = toBytes(configFile);
   const configDescriptor = descriptorOf(MEDIA.config, configBytes);
   const allLayers: LayerDescriptor[] = [...(base?.layers ?? []), ...layerDescs];
+  // Base-image and cached layers the store keeps: a damaged copy is dropped here, and read from its registry again.
+  for (const d of allLayers) {
+    if (layers.some((l) => l.digest === d.digest && !l.cached)) continue;
+    if ((await store.checkBlob(hexOf(d.digest))) === "damaged") log.warn(`layer ${d.digest.slice(7, 19)}: the stored copy is damaged; it is fetched again`);
+  }
   const manifestBytes = toBytes(buildManifest(configDescriptor, allLayers, image.annotations));
   const manifestDescriptor = descriptorOf(MEDIA.manifest, manifestBytes);
   await store.putBlobBytes(configBytes);
@@ -496,7 +511,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
 
   t = now();
   if (opts.output !== "none") {
-    result.output = await exportImage(built, opts.output ?? `oci:${cfg.dir}/out/${image.name.replace(/\//g, "_")}`);
+    result.output = await exportImage(built, output);
     log.info(`wrote ${result.output}`);
   }
   timings.export = now() - t;

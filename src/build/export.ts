@@ -6,7 +6,7 @@
 import path from "node:path";
 import { ConfigError } from "../errors.ts";
 import { dockerArchiveStream, ociArchiveStream, writeArchiveFile } from "../oci/archive.ts";
-import { exportLayout } from "../oci/layout.ts";
+import { exportLayout, refuseForeignOutput } from "../oci/layout.ts";
 import type { BuiltImage } from "../oci/types.ts";
 
 export const OUTPUT_KINDS = ["oci", "oci-archive", "docker-archive"] as const;
@@ -18,6 +18,12 @@ export function parseOutput(spec: string): { kind: (typeof OUTPUT_KINDS)[number]
     throw new ConfigError(`output ${JSON.stringify(spec)} is not understood; use oci:DIR, oci-archive:FILE or docker-archive:FILE`);
   }
   return { kind: kind as (typeof OUTPUT_KINDS)[number], path: path.resolve(spec.slice(i + 1)) };
+}
+
+/** Refuse, before any work, an output that would replace something layerfold did not write. */
+export async function checkOutput(spec: string): Promise<void> {
+  const out = parseOutput(spec);
+  if (out.kind === "oci") await refuseForeignOutput(out.path);
 }
 
 export async function exportImage(image: BuiltImage, spec: string): Promise<string> {

@@ -5,7 +5,7 @@ import { Command } from "commander";
 import { storeBlobs, type BuildRecord } from "../build/build.ts";
 import { loadConfig } from "../config/load.ts";
 import { UsageError } from "../errors.ts";
-import type { BlobSource, BuiltImage, ImageConfigFile, ImageManifest, LayerDescriptor } from "../oci/types.ts";
+import { hexOf, type BlobSource, type BuiltImage, type ImageConfigFile, type ImageManifest, type LayerDescriptor } from "../oci/types.ts";
 import { loadBaseImage } from "../registry/base.ts";
 import { RegistryClient } from "../registry/client.ts";
 import { findCredentials, type CredentialOptions } from "../registry/credentials.ts";
@@ -13,7 +13,7 @@ import { readLayoutImages } from "../registry/layout-source.ts";
 import { pushImages, DEFAULT_CHUNK_SIZE } from "../registry/push.ts";
 import { parseReference, formatReference } from "../registry/reference.ts";
 import { sourceKinds } from "../sources/registry.ts";
-import type { Store } from "../store/store.ts";
+import { damagedLayerError, type Store } from "../store/store.ts";
 import { collect, loggerFrom, nonNegativeNumber, positiveInt, printJson, storeFrom, withConfigFlags, type CommonFlags } from "./common.ts";
 import { findBuildRecord } from "./inspect.ts";
 
@@ -63,6 +63,12 @@ export async function localImages(flags: LocalImageFlags, store: Store): Promise
   if (layers.some((l) => !ours.has(l.digest))) {
     const cfg = await loadConfig({ dir: flags.dir, file: flags.config }, sourceKinds);
     if (cfg.image.from) base = (await loadBaseImage(cfg.image.from)).blobs;
+  }
+  // Nothing damaged is published: each stored layer passes its stat-signature check (else a rehash) first.
+  for (const l of rec.layers) {
+    if ((await store.checkBlob(hexOf(l.digest))) === "damaged") {
+      throw damagedLayerError(l.name, l.digest, "try again");
+    }
   }
   const manifestBuf = Buffer.from(rec.manifest);
   const configBuf = Buffer.from(rec.config);

@@ -79,6 +79,7 @@ export async function buildLayer(store: Store, input: LayerInput, key: string, o
     const dest = store.blobPath(built.blobHex);
     mkdirSync(path.dirname(dest), { recursive: true });
     renameSync(tmp, dest);
+    store.recordBlob(built.blobHex);
     if (built.frames) await recordFrames(store, built.blobHex, built.frames);
     if (chunked) await recordSegments(store, built.blobHex, chunked.segments);
     const record: LayerRecord = {
@@ -137,14 +138,22 @@ async function writeCompressed(store: Store, input: LayerInput & { compression: 
   }
 }
 
-/** A stored record whose blob is still present with the recorded size, else undefined. */
-export async function reusableLayer(store: Store, key: string): Promise<LayerRecord | undefined> {
+/**
+ * A stored record whose blob is still intact (the recorded size, and the stat signature
+ * recorded when it was written, else a full rehash), else undefined. A damaged blob is
+ * removed with its record, and `onDamaged` told, so the layer is built again.
+ */
+export async function reusableLayer(store: Store, key: string, onDamaged?: (message: string) => void): Promise<LayerRecord | undefined> {
   const rec = await store.getRecord<LayerRecord>("layers", key);
-  if (!rec || rec.key !== key || typeof rec.digest !== "string") return undefined;
-  const size = await store.blobSize(rec.digest.replace(/^sha256:/, ""));
-  if (size !== rec.size) {
-    await store.dropRecord("layers", key);
-    return undefined;
+  if (!rec || rec.key !== key || typeof rec.digest !== "string" || !/^sha256:[0-9a-f]{64}$/.test(rec.digest)) return undefined;
+  const hex = rec.digest.slice(7);
+  const size = await store.blobSize(hex);
+  const state = size === undefined ? "missing" : size !== rec.size ? "damaged" : await store.checkBlob(hex);
+  if (state === "ok") return rec;
+  if (state === "damaged") {
+    await store.dropBlob(hex);
+    onDamaged?.(`layer ${rec.name}: the stored blob ${hex.slice(0, 12)} is damaged (its bytes changed since it was built); building it again`);
   }
-  return rec;
+  await store.dropRecord("layers", key);
+  return undefined;
 }

@@ -5,13 +5,13 @@
 import { createWriteStream } from "node:fs";
 import { mkdir, rename, rm } from "node:fs/promises";
 import path from "node:path";
-import { Readable } from "node:stream";
+import { PassThrough, Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { decompressor } from "../archive/decompress.ts";
 import { tempName } from "../util/fs.ts";
 import { buildIndex } from "./image.ts";
 import { archiveTar, type ArchiveMember } from "./tar-stream-writer.ts";
-import { hexOf, MEDIA, type BuiltImage } from "./types.ts";
+import { hexOf, MEDIA, type BuiltImage, type Descriptor } from "./types.ts";
 
 const bytesMember = (p: string, data: Buffer | string): ArchiveMember => {
   const buf = Buffer.from(data);
@@ -42,7 +42,7 @@ export function dockerArchiveMembers(image: BuiltImage): ArchiveMember[] {
       return {
         path: `${dir}/layer.tar`,
         size: l.uncompressedSize,
-        open: async () => (await image.blobs.open(l)).pipe(decompressor("zstd", `layer ${l.digest}`)),
+        open: () => decompressBlob(image.blobs, l),
       };
     }
     return { path: `${dir}/layer.tar`, size: l.size, open: () => image.blobs.open(l) };
@@ -51,6 +51,26 @@ export function dockerArchiveMembers(image: BuiltImage): ArchiveMember[] {
   const manifest = [{ Config: configName, RepoTags: [`${image.name}:${image.tag}`], Layers: layers.map((l) => l.path) }];
   const unique = [...new Map(layers.map((l) => [l.path, l])).values()];
   return [bytesMember(configName, image.config), ...unique, bytesMember("manifest.json", JSON.stringify(manifest))];
+}
+
+/**
+ * A zstd layer blob, decompressed. When zstd fails, the blob is hashed: a damaged blob
+ * is reported as such (and forgotten by its source), not as a zstd error.
+ */
+async function decompressBlob(blobs: BuiltImage["blobs"], l: Descriptor): Promise<Readable> {
+  const src = await blobs.open(l);
+  const dec = decompressor("zstd", `layer ${l.digest}`);
+  const out = new PassThrough();
+  src.on("error", (err) => {
+    dec.destroy();
+    out.destroy(err);
+  });
+  out.on("close", () => { src.destroy(); dec.destroy(); });
+  dec.on("error", (err) => {
+    src.destroy();
+    (blobs.verify?.(l) ?? Promise.resolve()).then(() => out.destroy(err), (bad: unknown) => out.destroy(bad as Error));
+  });
+  return src.pipe(dec).pipe(out);
 }
 
 export const dockerArchiveStream = (image: BuiltImage): Readable => Readable.from(archiveTar(dockerArchiveMembers(image)));

@@ -2,19 +2,51 @@
 // temp directory next to the destination and renamed into place on commit,
 // so a failed build never leaves a half-written layout.
 
-import { copyFile, link, mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { copyFile, lstat, mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { createWriteStream } from "node:fs";
 import path from "node:path";
 import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
+import { CorruptStoreError, UsageError } from "../errors.ts";
+import { hashFile } from "../util/hash.ts";
 import { tempName } from "../util/fs.ts";
 import { buildIndex } from "./image.ts";
 import { hexOf, type BlobSource, type BuiltImage, type Descriptor, type ImageIndex, type ImageTarget } from "./types.ts";
 
+/** What an OCI image layout holds at its top (layerfold, skopeo and umoci write no more). */
+const LAYOUT_ENTRIES = new Set(["oci-layout", "index.json", "blobs"]);
+
+/**
+ * The user's files are never deleted: a layout output may replace a missing path, an empty
+ * directory or an OCI layout, and nothing else. Called before the work starts and again
+ * right before the old directory is replaced.
+ */
+export async function refuseForeignOutput(dir: string): Promise<void> {
+  const where = path.resolve(dir);
+  let st;
+  try {
+    st = await lstat(where);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
+    throw err;
+  }
+  if (st.isSymbolicLink()) throw new UsageError(`${where} is a symlink; name the directory it points to, or a new one, as the OCI layout to write`);
+  if (!st.isDirectory()) throw new UsageError(`${where} exists and is not a directory; an OCI layout is written only to a new or empty directory or over an OCI layout. Pick another path`);
+  const names = await readdir(where);
+  if (names.length === 0 || (names.includes("oci-layout") && names.every((n) => LAYOUT_ENTRIES.has(n)))) return;
+  const foreign = names.filter((n) => !LAYOUT_ENTRIES.has(n)).sort();
+  const shown = foreign.length ? foreign.slice(0, 5).join(", ") + (foreign.length > 5 ? `, … (${foreign.length} entries)` : "") : "no oci-layout file";
+  throw new UsageError(
+    `${where} is not empty and is not an OCI layout (it holds ${shown}); layerfold replaces only an empty directory or an OCI layout, so nothing there was touched. ` +
+      `Write the image to a new or empty directory, e.g. ${path.join(where, "image")}`,
+  );
+}
+
 export class OciLayoutTarget implements ImageTarget {
   private readonly tmp: string;
   private readonly manifests: Descriptor[] = [];
-  constructor(readonly dir: string, private readonly localPath?: (d: Descriptor) => string | undefined) {
+  /** `local`: where blobs already are on this machine (a store), copied from there and hashed. */
+  constructor(readonly dir: string, private readonly local?: Pick<BlobSource, "localPath" | "damaged">) {
     this.tmp = tempName(path.resolve(dir));
   }
 
@@ -33,16 +65,16 @@ export class OciLayoutTarget implements ImageTarget {
   async putBlob(desc: Descriptor, open: () => Promise<Readable>): Promise<void> {
     const dest = this.blobFile(desc);
     await mkdir(path.dirname(dest), { recursive: true });
-    const local = this.localPath?.(desc);
+    const local = this.local?.localPath?.(desc);
     if (local) {
-      // Hardlink from the store (blobs are immutable); copy (reflink) across filesystems.
-      try {
-        await link(local, dest);
-        return;
-      } catch {
-        await copyFile(local, dest, 2 /* COPYFILE_FICLONE */);
-        return;
-      }
+      // A copy (a reflink where the filesystem has them), never a hard link: a write
+      // to the output must not reach the store. What was copied is hashed.
+      await copyFile(local, dest, 2 /* COPYFILE_FICLONE */);
+      const got = await hashFile(dest);
+      if (got === hexOf(desc.digest)) return;
+      await rm(dest, { force: true });
+      await this.local?.damaged?.(desc);
+      throw new CorruptStoreError(`${local}: blob ${desc.digest} is damaged (its bytes hash to sha256:${got}) and was not written to ${this.dir}${this.local?.damaged ? "; it was removed, run `layerfold build` again to rebuild it (or pull again)" : ""}`);
     }
     await pipeline(await open(), createWriteStream(dest));
   }
@@ -58,6 +90,7 @@ export class OciLayoutTarget implements ImageTarget {
     await writeFile(path.join(this.tmp, "oci-layout"), JSON.stringify({ imageLayoutVersion: "1.0.0" }));
     await writeFile(path.join(this.tmp, "index.json"), JSON.stringify(buildIndex(this.manifests)));
     const final = path.resolve(this.dir);
+    await refuseForeignOutput(final);
     await mkdir(path.dirname(final), { recursive: true });
     const trash = tempName(final) + ".old";
     let moved = false;
@@ -86,7 +119,8 @@ export async function writeImage(target: ImageTarget, image: BuiltImage, tag = i
 
 /** Export an image to an OCI layout directory; nothing is left behind on failure. */
 export async function exportLayout(image: BuiltImage, dir: string): Promise<void> {
-  const target = new OciLayoutTarget(dir, image.blobs.localPath?.bind(image.blobs));
+  await refuseForeignOutput(dir);
+  const target = new OciLayoutTarget(dir, image.blobs);
   try {
     await writeImage(target, image);
     await target.commit();

@@ -68,6 +68,10 @@ export interface BlobSource {
   remoteRepository?(desc: Descriptor): string | undefined;
   /** A local file holding the blob, when there is one (lets layouts hardlink instead of copy). */
   localPath?(desc: Descriptor): string | undefined;
+  /** The bytes at localPath did not hash to the digest: forget them (a store drops the blob). */
+  damaged?(desc: Descriptor): Promise<void>;
+  /** Hash the whole blob; a CorruptStoreError (the blob forgotten) when it does not match. */
+  verify?(desc: Descriptor): Promise<void>;
 }
 
 /** A layer as the build knows it. */

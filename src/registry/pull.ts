@@ -1,9 +1,10 @@
 // `layerfold pull REF DIR`: one platform of a remote image into an OCI layout
-// directory. Blobs are verified as they stream in; the layout is written in a
+// directory. Blobs are verified as they stream in (and those taken from the store are hashed as they are copied); the layout is written in a
 // temp dir and renamed into place, so a failed pull leaves nothing behind.
 
 import { Readable } from "node:stream";
-import { OciLayoutTarget } from "../oci/layout.ts";
+import { CorruptStoreError } from "../errors.ts";
+import { OciLayoutTarget, refuseForeignOutput } from "../oci/layout.ts";
 import { hexOf } from "../oci/types.ts";
 import type { Store } from "../store/store.ts";
 import { formatBytes, silentLogger } from "../util/log.ts";
@@ -25,10 +26,14 @@ export interface PullResult {
 export async function pullImage(ref: string, dir: string, opts: PullOptions = {}): Promise<PullResult> {
   const log = opts.logger ?? silentLogger;
   const started = Date.now();
+  await refuseForeignOutput(dir);
   const img = await openRemoteImage(ref, opts);
   const tag = img.reference.tag ?? "latest";
   const store = opts.store;
-  const target = new OciLayoutTarget(dir, store && ((d) => store.localBlobPath(hexOf(d.digest))));
+  const target = new OciLayoutTarget(dir, store && {
+    localPath: (d) => store.localBlobPath(hexOf(d.digest)),
+    damaged: (d) => store.dropBlob(hexOf(d.digest)),
+  });
   try {
     const queue = [...new Map(img.layers.map((l) => [l.digest, l])).values()];
     let bytes = 0;
@@ -37,9 +42,14 @@ export async function pullImage(ref: string, dir: string, opts: PullOptions = {}
         const layer = l;
         if (await target.hasBlob(layer)) continue;
         if (store?.localBlobPath(hexOf(layer.digest))) {
-          await target.putBlob(layer, () => img.blobs.open(layer)); // linked from the store
-          log.info(`  stored   ${layer.digest.slice(7, 19)}  ${formatBytes(layer.size).padStart(10)}`);
-          continue;
+          try {
+            await target.putBlob(layer, () => img.blobs.open(layer)); // copied from the store, hashed
+            log.info(`  stored   ${layer.digest.slice(7, 19)}  ${formatBytes(layer.size).padStart(10)}`);
+            continue;
+          } catch (err) {
+            if (!(err instanceof CorruptStoreError)) throw err;
+            log.warn(`  damaged  ${layer.digest.slice(7, 19)}: the store's copy does not match its digest; removed, pulling it again`);
+          }
         }
         await target.putBlob(layer, async () => (store ? store.teeBlob(await img.blobs.open(layer), hexOf(layer.digest)) : img.blobs.open(layer)));
         bytes += layer.size;

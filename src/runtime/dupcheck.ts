@@ -7,7 +7,7 @@ import { open } from "node:fs/promises";
 import { compressionFromMagic, decompressor } from "../archive/decompress.ts";
 import { readTar } from "../archive/tar.ts";
 import { hexOf } from "../oci/types.ts";
-import type { Store } from "../store/store.ts";
+import { damagedLayerError, type Store } from "../store/store.ts";
 import { mapPool } from "../util/pool.ts";
 import type { RuntimeImage } from "./image.ts";
 
@@ -47,7 +47,9 @@ export async function checkDuplicates(store: Store, image: RuntimeImage): Promis
   const layers: DupCheckResult["layers"] = [];
   const listings = await mapPool(image.layers, 2, async (l, i): Promise<Listing> => {
     const hex = hexOf(l.digest);
-    if (image.kind === "from-build" && (await store.hasBlob(hex))) {
+    const state = image.kind === "from-build" ? await store.checkBlob(hex) : "missing";
+    if (state === "damaged") throw damagedLayerError(l.name, l.digest, "check again");
+    if (state === "ok") {
       layers[i] = { name: l.name, entries: 0, source: "tar" };
       return listTar(store.blobPath(hex), `layer ${l.name} (${l.digest})`);
     }

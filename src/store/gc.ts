@@ -18,7 +18,7 @@ import type { LayerRecord } from "../layer/layer.ts";
 import { NotFoundError, StoreBusyError } from "../errors.ts";
 import { hexOf } from "../oci/types.ts";
 import { writeSmallFileAtomicSync } from "../util/fs.ts";
-import type { Store } from "./store.ts";
+import { BLOB_SIGNATURES, type Store } from "./store.ts";
 
 // ---- who uses the store -------------------------------------------------------
 
@@ -347,6 +347,7 @@ export async function collectGarbage(store: Store, opts: GcOptions = {}): Promis
     await sweepRecords("elf-scan", (key) => live.trees.has(key));
     await sweepRecords("debian-control", (key) => live.artifacts.has(key));
     await sweepRecords("registry-blobs", (key) => live.blobs.has(key));
+    await sweepRecords(BLOB_SIGNATURES, (key) => live.blobs.has(key));
     await sweepRecords<{ sha256?: string }>("py-build", (_key, rec) => !!rec?.sha256 && live.artifacts.has(rec.sha256));
     if (opts.indexes) {
       await sweepRecords("debian-index", () => false);

@@ -13,7 +13,7 @@ import path from "node:path";
 import { Transform, type Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { CorruptStoreError, HashMismatchError } from "../errors.ts";
-import { HashingStream, sha256Hex } from "../util/hash.ts";
+import { hashFile, HashingStream, sha256Hex } from "../util/hash.ts";
 import { stableJson } from "../util/json.ts";
 import { userCacheHome, writeFileAtomic, writeSmallFileAtomicSync } from "../util/fs.ts";
 import { devNull } from "../util/stream.ts";
@@ -74,12 +74,19 @@ function readTreeManifest(bytes: Buffer): TreeManifest | undefined {
   return manifest;
 }
 
+/** A layer blob found damaged (and removed) before it was read: what the user sees. */
+export const damagedLayerError = (name: string, digest: string, then: string): CorruptStoreError =>
+  new CorruptStoreError(`store: the blob of layer ${name} (${digest}) is damaged: its bytes changed since it was built. It was removed; run \`layerfold build\` to rebuild it, then ${then}`);
+
 export function defaultStoreDir(env: NodeJS.ProcessEnv = process.env): string {
   if (env.LAYERFOLD_STORE) return path.resolve(env.LAYERFOLD_STORE);
   return path.join(userCacheHome(env), "layerfold");
 }
 
 const HEX64 = /^[0-9a-f]{64}$/;
+/** Record kind of blob stat signatures. */
+export const BLOB_SIGNATURES = "blob-signatures";
+interface BlobSignature { size: string; ino: string; mtime: string; ctime: string }
 
 export class Store {
   constructor(readonly root: string) {}
@@ -111,15 +118,81 @@ export class Store {
 
   /** Re-hash a stored blob; a blob that fails is removed so it gets fetched or built again. */
   async verifyBlob(hex: string): Promise<boolean> {
-    const h = new HashingStream();
+    let got: string;
     try {
-      await pipeline(this.openBlob(hex), h, devNull());
+      got = await hashFile(this.blobPath(hex));
     } catch {
       return false;
     }
-    if (h.hex() === hex) return true;
-    await rm(this.blobPath(hex), { force: true });
+    if (got === hex) {
+      this.recordBlob(hex);
+      return true;
+    }
+    await this.dropBlob(hex);
     return false;
+  }
+
+  // ---- blob signatures: a cheap check before every reuse ---------------------
+  // As git's index does: the size, inode, mtime and ctime of a blob are recorded when
+  // it is written (or last hashed). A blob whose stat still matches is the blob that
+  // was hashed; any write to it (even one that restores its mtime) moves its ctime,
+  // and then it is hashed in full again.
+
+  private signature(hex: string): BlobSignature | undefined {
+    const st = statSync(this.blobPath(hex), { bigint: true, throwIfNoEntry: false });
+    return st && { size: String(st.size), ino: String(st.ino), mtime: String(st.mtimeNs), ctime: String(st.ctimeNs) };
+  }
+
+  /** Remember the stat signature of a blob just written or hashed. */
+  recordBlob(hex: string): void {
+    const sig = this.signature(hex);
+    if (sig) writeSmallFileAtomicSync(this.recordPath(BLOB_SIGNATURES, hex), stableJson(sig));
+  }
+
+  /** Remove a blob that failed its hash, and its signature. */
+  async dropBlob(hex: string): Promise<void> {
+    await rm(this.blobPath(hex), { force: true });
+    await rm(this.recordPath(BLOB_SIGNATURES, hex), { force: true });
+  }
+
+  /**
+   * Is the stored blob intact? Its stat signature is compared with the one recorded
+   * (no read); when they differ, or none was recorded, it is hashed in full. A blob that
+   * fails is removed (so it is rebuilt or fetched again) and "damaged" returned.
+   */
+  async checkBlob(hex: string): Promise<"ok" | "missing" | "damaged"> {
+    const sig = this.signature(hex);
+    if (!sig) return "missing";
+    const known = this.readRecord<BlobSignature>(BLOB_SIGNATURES, hex);
+    if (known && known.size === sig.size && known.ino === sig.ino && known.mtime === sig.mtime && known.ctime === sig.ctime) return "ok";
+    return (await this.verifyBlob(hex)) ? "ok" : "damaged";
+  }
+
+  /**
+   * A blob's bytes as they stream, hashed on the way: a stream whose bytes do not hash to
+   * `hex` fails at its end (before a reader sees it end) with a CorruptStoreError naming
+   * `what`, and the blob is removed from the store.
+   */
+  openVerified(hex: string, what: string): Readable {
+    const h = createHash("sha256");
+    const store = this;
+    const source = this.openBlob(hex);
+    const out = new Transform({
+      transform(chunk: Buffer, _enc, cb) {
+        h.update(chunk);
+        cb(null, chunk);
+      },
+      flush(cb) {
+        const got = h.digest("hex");
+        if (got === hex) return cb();
+        store.dropBlob(hex).then(
+          () => cb(new CorruptStoreError(`store: ${what} is damaged: its bytes hash to sha256:${got}. It was removed from ${store.root}; run \`layerfold build\` again to rebuild it (or fetch it again)`)),
+          cb,
+        );
+      },
+    });
+    source.on("error", (err) => out.destroy(err));
+    return source.pipe(out);
   }
 
   /**
@@ -142,6 +215,7 @@ export class Store {
       const dest = this.blobPath(hex);
       await mkdir(path.dirname(dest), { recursive: true });
       await rename(tmp, dest);
+      this.recordBlob(hex);
       return { hex, size: h.bytes };
     } finally {
       await rm(tmp, { force: true });
@@ -168,6 +242,7 @@ export class Store {
       if (keep && h.digest("hex") === hex) {
         mkdirSync(path.dirname(dest), { recursive: true });
         renameSync(tmp, dest);
+        this.recordBlob(hex);
       } else rmSync(tmp, { force: true });
     };
     const out = new Transform({
@@ -191,7 +266,10 @@ export class Store {
     const buf = Buffer.from(data);
     const hex = sha256Hex(buf);
     const dest = this.blobPath(hex);
-    if (!(await this.hasBlob(hex))) writeSmallFileAtomicSync(dest, buf);
+    if ((await this.checkBlob(hex)) !== "ok") {
+      writeSmallFileAtomicSync(dest, buf);
+      this.recordBlob(hex);
+    }
     return { hex, size: buf.length };
   }
 
