@@ -1,8 +1,8 @@
 import { Command } from "commander";
 import { openImage } from "../runtime/image.ts";
-import { checkCommand } from "../runtime/command.ts";
-import { materialise } from "../runtime/rootfs.ts";
-import { commandLine, environment, parseVolume, runImage } from "../runtime/run.ts";
+import { parseVolume, runImage } from "../runtime/run.ts";
+import type { RuntimeImage } from "../runtime/image.ts";
+import type { NetworkMode } from "../runtime/oci-spec.ts";
 import { namespaceProblem, noNamespacesError, type Mount } from "../runtime/sandbox.ts";
 import { flagValue, loggerFrom, storeFrom, withConfigFlags, type CommonFlags } from "./common.ts";
 
@@ -14,6 +14,20 @@ export interface RunFlags extends CommonFlags {
   workdir?: string;
   user?: string;
   smoke?: boolean;
+  network?: NetworkMode;
+  tty?: boolean;
+}
+
+/** --network none (the default: only the container's own loopback) or host, checked as the command line is read. */
+export const networkFlag = flagValue((v): NetworkMode => {
+  if (v === "none" || v === "host") return v;
+  throw new Error("give none (no network but the container's own loopback) or host (the host's network, its loopback services included)");
+});
+
+/** Say once why a published port is unreachable with the default network. */
+export function networkHint(img: RuntimeImage, network: NetworkMode, log: { warn(s: string): void }): void {
+  const ports = Object.keys(img.config.config?.ExposedPorts ?? {});
+  if (network === "none" && ports.length) log.warn(`${img.ref} exposes ${ports.join(", ")}; with --network none (the default) nothing outside the container reaches it: add --network host to open it from this machine`);
 }
 
 /** Upstream's CI smoke test: the entrypoint with these CLI_ARGS must exit 0. */
@@ -41,7 +55,7 @@ export function splitCommand(raw: string[], operands: string[]): { image?: strin
 
 export function runCommand(): Command {
   return withConfigFlags(new Command("run"), { json: false })
-    .description("run a command in the image without a daemon (private mount/PID namespaces, overlay over the cached rootfs)")
+    .description("run a command in the image in a container (OCI runtime, user namespace, seccomp; overlay over the cached rootfs, discarded at exit)")
     .usage("[options] [IMAGE] [-- CMD…]")
     .argument("[args...]", "IMAGE (an OCI layout dir or NAME:TAG built here; default: the config's image), then -- CMD…")
     .option("--layout <dir>", "run the image in this OCI layout (e.g. from layerfold pull)")
@@ -50,23 +64,20 @@ export function runCommand(): Command {
     .option("--entrypoint <cmd>", "replace the image's entrypoint (\"\" for none)")
     .option("-w, --workdir <dir>", "working directory inside the image")
     .option("-u, --user <user[:group]>", "user name or uid (resolved with the image's /etc/passwd)")
+    .option("--network <mode>", "none (default: only the container's own loopback) or host (the host's network: needed to open a server such as ComfyUI's port 8188 from this machine)", networkFlag)
+    .option("-t, --tty", "give the command a terminal of its own (the runtime relays yours to it)")
     .option("--smoke", `smoke test like upstream CI: entrypoint + cmd with CLI_ARGS="${SMOKE_ARGS}"`)
     .action(async function (this: Command, args: string[], flags: RunFlags) {
       const raw = (this.parent as (Command & { rawArgs?: string[] }) | null)?.rawArgs ?? process.argv;
       const { image, cmd } = splitCommand(raw.slice(raw.indexOf("run") + 1), args);
+      const network = flags.network ?? "none";
       const problem = namespaceProblem();
       if (problem) throw noNamespacesError(problem);
       const store = storeFrom(flags);
       const log = loggerFrom(flags);
       const img = await openImage(store, { dir: flags.dir, config: flags.config, layout: flags.layout, image });
       const env = [...(flags.smoke ? [`CLI_ARGS=${SMOKE_ARGS}`] : []), ...(flags.env ?? [])];
-      // A program the image lacks is said plainly (127, 126), not by the sandbox's exec.
-      const cfg = img.config.config ?? {};
-      const argv0 = commandLine(cfg, { cmd, entrypoint: flags.entrypoint })[0];
-      if (argv0) {
-        const rootfs = await materialise(store, img);
-        await checkCommand(rootfs.dir, img.ref, argv0, { env: environment(cfg.Env, env), workdir: flags.workdir ?? (cfg.WorkingDir || "/"), mounts: flags.volume });
-      }
+      if (!flags.smoke) networkHint(img, network, log);
       const started = await runImage(store, img, {
         cmd,
         entrypoint: flags.entrypoint,
@@ -74,27 +85,29 @@ export function runCommand(): Command {
         mounts: flags.volume,
         workdir: flags.workdir,
         user: flags.user,
+        network,
+        tty: flags.tty,
       });
       log.debug(`rootfs ${started.rootfs.dir} (${started.rootfs.cached ? "cached" : `materialised in ${started.rootfs.seconds.toFixed(2)}s`})`);
-      process.exitCode = await forwardSignals(started.child, started.done);
+      process.exitCode = await forwardSignals(started);
     });
 }
 
 /**
- * While the sandbox runs: Ctrl-C on a terminal already reaches the container
- * (same foreground process group; unshare blocks it in its waiting parent), so
- * it is only ignored here. Other termination signals stop the container: the
- * outer unshare is killed and --kill-child takes the namespace down with it.
+ * While the container runs: Ctrl-C on a terminal already reaches it (through
+ * the runtime, or as a key on its own pty), so it is only ignored here. Other
+ * termination signals stop the container: its init is killed, and the whole
+ * PID namespace with it.
  */
-export async function forwardSignals(child: import("node:child_process").ChildProcess, done: Promise<number>): Promise<number> {
+export async function forwardSignals(started: { kill(): void; done: Promise<number> }): Promise<number> {
   const sigs: NodeJS.Signals[] = ["SIGINT", "SIGTERM", "SIGHUP"];
   const handler = (s: NodeJS.Signals) => {
     if (s === "SIGINT" && process.stdin.isTTY) return;
-    child.kill("SIGKILL");
+    started.kill();
   };
   for (const s of sigs) process.on(s, handler);
   try {
-    return await done;
+    return await started.done;
   } finally {
     for (const s of sigs) process.off(s, handler);
   }

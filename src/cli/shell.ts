@@ -4,8 +4,9 @@ import { openImage } from "../runtime/image.ts";
 import { runImage } from "../runtime/run.ts";
 import { namespaceProblem, noNamespacesError } from "../runtime/sandbox.ts";
 import { lookup, composeView } from "../runtime/view.ts";
-import { storeFrom, withConfigFlags } from "./common.ts";
-import { envFlag, forwardSignals, volumeFlag, type RunFlags } from "./run.ts";
+import { isatty } from "node:tty";
+import { loggerFrom, storeFrom, withConfigFlags } from "./common.ts";
+import { envFlag, forwardSignals, networkFlag, networkHint, volumeFlag, type RunFlags } from "./run.ts";
 
 export function shellCommand(): Command {
   return withConfigFlags(new Command("shell"), { json: false })
@@ -16,11 +17,14 @@ export function shellCommand(): Command {
     .option("-v, --volume <HOST:CONTAINER[:ro]>", "bind-mount a host path (repeatable)", volumeFlag)
     .option("-w, --workdir <dir>", "working directory inside the image")
     .option("-u, --user <user[:group]>", "user name or uid")
+    .option("--network <mode>", "none (default) or host (the host's network)", networkFlag)
     .action(async (image: string | undefined, flags: RunFlags) => {
+      const network = flags.network ?? "none";
       const problem = namespaceProblem();
       if (problem) throw noNamespacesError(problem);
       const store = storeFrom(flags);
       const img = await openImage(store, { dir: flags.dir, config: flags.config, layout: flags.layout, image });
+      networkHint(img, network, loggerFrom(flags));
       const view = composeView(img);
       const shell = ["/bin/bash", "/bin/sh", "/usr/bin/bash", "/usr/bin/sh"].find((p) => lookup(view, p)?.type === "file");
       if (!shell) throw new CommandNotFoundError(`${img.ref} has no /bin/bash or /bin/sh; run a program of the image with layerfold run -- CMD`);
@@ -31,7 +35,10 @@ export function shellCommand(): Command {
         mounts: flags.volume,
         workdir: flags.workdir,
         user: flags.user,
+        network,
+        // A pty of the shell's own when we have a terminal; piped otherwise (a script on stdin).
+        tty: isatty(0),
       });
-      process.exitCode = await forwardSignals(started.child, started.done);
+      process.exitCode = await forwardSignals(started);
     });
 }

@@ -166,6 +166,8 @@ async function importAll(store: Store, image: RuntimeImage, python: string, modu
       workdir: "/",
       user: "0:0",
       stdio: "pipe",
+      // Import-time code of hundreds of packages: no network at all.
+      network: "none",
     });
     started.stdin!.end([...paths.map((p) => `P ${hex(p)}`), ...todo.map((m) => `M ${hex(m)}`)].join("\n") + "\n");
     let stderr = "";
@@ -188,7 +190,7 @@ async function importAll(store: Store, image: RuntimeImage, python: string, modu
       }
     });
     let timedOut = false;
-    const timer = setTimeout(() => { timedOut = true; started.child.kill("SIGKILL"); }, timeoutSec * 1000);
+    const timer = setTimeout(() => { timedOut = true; started.kill(); }, timeoutSec * 1000);
     let status: number;
     try {
       status = await started.done;

@@ -30,11 +30,29 @@ export interface Rootfs {
   stats?: { dirs: number; files: number; symlinks: number; linked: number; copied: number; xattrsSkipped: number };
 }
 
-export const rootfsDir = (store: Store, manifestDigest: string) => path.join(store.root, "rootfs", `${hexOf(manifestDigest)}-v${ROOTFS_FORMAT}`);
+/**
+ * Who owns the materialised files on the host, so that the container, whose
+ * ids stand for other host ids (idmap.ts), sees the image's owners.
+ */
+export interface RootfsOwnership {
+  /** Names the mapping in the cached directory's name: a rootfs is only reused with the same one. */
+  tag: string;
+  /** As root: the host ids for an image owner (shifted into the subordinate range). */
+  host?(uid: number, gid: number): { uid: number; gid: number };
+  /**
+   * Rootless: the current user is the container's root; other owners can only
+   * be set inside the user namespace. Such files are copied, not linked, so
+   * the store keeps files its user can read.
+   */
+  inNamespace?(entries: Array<{ file: string; uid: number; gid: number; mode: number; symlink: boolean }>): Promise<void>;
+}
 
-export async function materialise(store: Store, image: RuntimeImage, view?: ImageView): Promise<Rootfs> {
+export const rootfsDir = (store: Store, manifestDigest: string, tag?: string) =>
+  path.join(store.root, "rootfs", `${hexOf(manifestDigest)}-v${ROOTFS_FORMAT}${tag ? `-${tag}` : ""}`);
+
+export async function materialise(store: Store, image: RuntimeImage, view?: ImageView, owners?: RootfsOwnership): Promise<Rootfs> {
   const t0 = performance.now();
-  const final = rootfsDir(store, image.manifestDigest);
+  const final = rootfsDir(store, image.manifestDigest, owners?.tag);
   const ready = path.join(final, "ready");
   try {
     await stat(ready);
@@ -43,9 +61,18 @@ export async function materialise(store: Store, image: RuntimeImage, view?: Imag
   view ??= composeView(image);
   await mkdir(store.tmpDir, { recursive: true });
   await mkdir(path.dirname(final), { recursive: true });
+  // 0700 (mkdtemp's mode, kept by the rename): the tree holds the image's setuid files.
   const tmp = await mkdtemp(path.join(store.tmpDir, "rootfs-"));
   const root = path.join(tmp, "root");
   const stats = { dirs: 0, files: 0, symlinks: 0, linked: 0, copied: 0, xattrsSkipped: 0 };
+  const deferred: Array<{ file: string; uid: number; gid: number; mode: number; symlink: boolean }> = [];
+  const defer = (p: string, e: { uid: number; gid: number; mode: number }, symlink = false) =>
+    !!owners?.inNamespace && (e.uid !== 0 || e.gid !== 0) && deferred.push({ file: p, uid: e.uid, gid: e.gid, mode: e.mode, symlink }) > 0;
+  const own = async (p: string, uid: number, gid: number) => {
+    if (owners?.inNamespace) return; // rootless: the user's own files are the container root's
+    const o = owners?.host ? owners.host(uid, gid) : { uid, gid };
+    await lchown(p, o.uid, o.gid);
+  };
   try {
     await mkdir(root, { mode: 0o755 });
     const at = (p: string) => path.join(root, p);
@@ -62,34 +89,43 @@ export async function materialise(store: Store, image: RuntimeImage, view?: Imag
       const e = view!.entries.get(p)!;
       if (e.type === "symlink") {
         await symlink(e.target!, at(p));
-        await lchown(at(p), e.uid, e.gid);
+        if (!defer(at(p), e, true)) await own(at(p), e.uid, e.gid);
         stats.symlinks++;
         return;
       }
       stats.files++;
-      try {
-        await link(e.host!, at(p));
-        stats.linked++;
-      } catch (err) {
-        const code = (err as NodeJS.ErrnoException).code;
-        if (code !== "EXDEV" && code !== "EMLINK" && code !== "EPERM") {
-          throw new RuntimeError(`cannot link ${e.host} into the root filesystem of ${image.ref} (${code}); run \`layerfold build\` again if the store lost it`, { cause: err });
+      const later = defer(at(p), e);
+      let linked = false;
+      if (!later) {
+        try {
+          await link(e.host!, at(p));
+          linked = true;
+        } catch (err) {
+          const code = (err as NodeJS.ErrnoException).code;
+          if (code !== "EXDEV" && code !== "EMLINK" && code !== "EPERM") {
+            throw new RuntimeError(`cannot link ${e.host} into the root filesystem of ${image.ref} (${code}); run \`layerfold build\` again if the store lost it`, { cause: err });
+          }
         }
+      }
+      if (linked) stats.linked++;
+      else {
         await copyFile(e.host!, at(p), fsc.COPYFILE_FICLONE);
         stats.copied++;
       }
       // Owner and mode live in the inode the store shares: they are the tree's
-      // own metadata (same tree key, same entries), so setting them is stable.
-      await lchown(at(p), e.uid, e.gid);
+      // own metadata (same tree key, same entries) shifted by the store's one
+      // mapping, so setting them is stable.
+      if (!later) await own(at(p), e.uid, e.gid);
       await chmod(at(p), e.mode);
       if (e.xattrs) stats.xattrsSkipped++;
     });
     // Directory owners and modes last: a read-only directory must not stop its children.
     await mapPool(view.sorted.filter((p) => view!.entries.get(p)!.type === "dir"), 32, async (p) => {
       const e = view!.entries.get(p)!;
-      await lchown(at(p), e.uid, e.gid);
+      if (!defer(at(p), e)) await own(at(p), e.uid, e.gid);
       await chmod(at(p), e.mode);
     });
+    if (deferred.length) await owners!.inNamespace!(deferred);
     await writeFile(path.join(tmp, "ready"), `${image.manifestDigest}\n`);
     try {
       await rename(tmp, final);

@@ -3,10 +3,14 @@
 // User), then started on the materialised rootfs.
 
 import { RuntimeError } from "../errors.ts";
+import { checkCommand } from "./command.ts";
 import type { Store } from "../store/store.ts";
 import type { RuntimeImage } from "./image.ts";
-import { materialise, type Rootfs } from "./rootfs.ts";
+import { hostMapping, mapsTo, type IdMapping } from "./idmap.ts";
+import type { NetworkMode } from "./oci-spec.ts";
+import { materialise, type Rootfs, type RootfsOwnership } from "./rootfs.ts";
 import { namespaceProblem, noNamespacesError, readImageFile, startSandbox, type Mount, type SandboxRun } from "./sandbox.ts";
+import { chownInNamespace } from "./userns.ts";
 
 export interface RunOptions {
   /** Replaces the image's Cmd (docker: arguments after the image). */
@@ -19,6 +23,10 @@ export interface RunOptions {
   workdir?: string;
   user?: string;
   stdio?: "inherit" | "pipe";
+  /** Default "none": only loopback, the host's services unreachable. */
+  network?: NetworkMode;
+  /** A pseudo-terminal of the container's own (docker -t). */
+  tty?: boolean;
 }
 
 export const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -50,8 +58,8 @@ export function environment(imageEnv: string[] | undefined, flags: string[] | un
 }
 
 /** "user", "uid", "user:group", "uid:gid" resolved with the image's /etc/passwd and /etc/group. */
-export async function resolveUser(rootfs: string, spec: string | undefined): Promise<{ uid: number; gid: number; home?: string }> {
-  if (!spec) return { uid: 0, gid: 0, home: "/root" };
+export async function resolveUser(rootfs: string, spec: string | undefined): Promise<{ uid: number; gid: number; home?: string; groups?: number[] }> {
+  if (!spec) return { uid: 0, gid: 0, home: "/root", ...(await supplementary(rootfs, "root", 0)) };
   const [u, g] = spec.split(":", 2) as [string, string | undefined];
   const passwd = (await readImageFile(rootfs, "/etc/passwd")) ?? "";
   const rows = passwd.split("\n").map((l) => l.split(":")).filter((r) => r.length >= 7);
@@ -77,7 +85,31 @@ export async function resolveUser(rootfs: string, spec: string | undefined): Pro
       gid = Number(grow[2]);
     }
   }
-  return { uid, gid: gid ?? uid, home };
+  return { uid, gid: gid ?? uid, home, ...(row ? await supplementary(rootfs, row[0]!, gid ?? uid) : {}) };
+}
+
+/** The groups of /etc/group that list the user (docker gives them to the process too). */
+async function supplementary(rootfs: string, name: string, gid: number): Promise<{ groups?: number[] }> {
+  const groups = ((await readImageFile(rootfs, "/etc/group")) ?? "").split("\n").map((l) => l.split(":"));
+  const ids = groups.filter((r) => r.length >= 4 && r[3]!.split(",").includes(name)).map((r) => Number(r[2])).filter((g) => Number.isInteger(g) && g !== gid);
+  return ids.length ? { groups: [...new Set(ids)] } : {};
+}
+
+/** How the materialised files are owned for this mapping (see rootfs.ts). */
+export function ownershipFor(m: IdMapping): RootfsOwnership {
+  if (!m.rootless) {
+    const nobody = 65534;
+    return {
+      tag: `u${m.uids[0]!.hostID}g${m.gids[0]!.hostID}`,
+      host: (uid, gid) => ({ uid: mapsTo(m.uids, uid) ?? mapsTo(m.uids, nobody)!, gid: mapsTo(m.gids, gid) ?? mapsTo(m.gids, nobody)! }),
+    };
+  }
+  const ranged = m.uids.length > 1;
+  return {
+    tag: ranged ? `r${m.uids[1]!.hostID}g${m.gids[1]!.hostID}` : "r1",
+    // With only the user mapped, every file is the container root's.
+    inNamespace: async (entries) => { if (ranged) await chownInNamespace(m, entries.filter((e) => mapsTo(m.uids, e.uid) !== undefined && mapsTo(m.gids, e.gid) !== undefined)); },
+  };
 }
 
 export interface Started extends SandboxRun {
@@ -86,10 +118,11 @@ export interface Started extends SandboxRun {
 }
 
 export async function runImage(store: Store, image: RuntimeImage, opts: RunOptions = {}): Promise<Started> {
-  // Before materialising anything: without namespaces (or root) nothing below can work.
+  // Before materialising anything: without a runtime or user namespaces nothing below can work.
   const problem = namespaceProblem();
   if (problem) throw noNamespacesError(problem);
-  const rootfs = await materialise(store, image);
+  const mapping = hostMapping();
+  const rootfs = await materialise(store, image, undefined, ownershipFor(mapping));
   const cfg = image.config.config ?? {};
   const argv = commandLine(cfg, opts);
   if (argv.length === 0) {
@@ -98,17 +131,26 @@ export async function runImage(store: Store, image: RuntimeImage, opts: RunOptio
   const user = await resolveUser(rootfs.dir, opts.user ?? cfg.User);
   const env = environment(cfg.Env, opts.env);
   if (!env.some((kv) => kv.startsWith("HOME="))) env.push(`HOME=${user.home || "/"}`);
+  const cwd = opts.workdir ?? (cfg.WorkingDir || "/");
+  if (!cwd.startsWith("/")) throw new RuntimeError(`working directory ${JSON.stringify(cwd)}: give an absolute path in the image`);
+  // A program the image lacks is said plainly (127, 126), not by the runtime's exec.
+  await checkCommand(rootfs.dir, image.ref, argv[0]!, { env, workdir: cwd, mounts: opts.mounts });
   const run = await startSandbox(
     {
       rootfs: rootfs.dir,
       runDir: store.tmpDir,
       argv,
       env,
-      workdir: opts.workdir ?? (cfg.WorkingDir || "/"),
+      workdir: cwd,
       uid: user.uid,
       gid: user.gid,
+      additionalGids: user.groups,
       mounts: opts.mounts,
       hostname: "layerfold",
+      network: opts.network ?? "none",
+      tty: opts.tty,
+      mapping,
+      rootOwner: mapping.rootless ? { uid: process.getuid!(), gid: process.getgid!() } : { uid: mapping.uids[0]!.hostID, gid: mapping.gids[0]!.hostID },
     },
     opts.stdio ?? "inherit",
   );

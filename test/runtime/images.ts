@@ -116,3 +116,38 @@ export async function pythonImage(dir: string): Promise<string> {
     }),
   );
 }
+
+/**
+ * The attack image: the probe plus fixtures/attack.c (what hostile image code
+ * tries), /etc/motd "original", a user "app" (1000). Entrypoint /usr/bin/attack.
+ */
+export async function attackImage(dir: string): Promise<string> {
+  await compileProbe(dir);
+  execFileSync("gcc", ["-static", "-O1", "-o", path.join(dir, "build", "attack"), path.join(fixtures, "attack.c")]);
+  return config(
+    dir,
+    JSON.stringify({
+      name: "layerfold-tests/attack",
+      tag: "1",
+      layers: [
+        {
+          name: "base",
+          inline: [
+            { path: "/etc/passwd", text: "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n" },
+            { path: "/etc/group", text: "root:x:0:\napp:x:1000:\n" },
+            { path: "/etc/motd", text: "original\n" },
+            { path: "/home/app/.profile", text: "# app\n", uid: 1000, gid: 1000 },
+          ],
+        },
+        {
+          name: "bin",
+          files: [
+            { src: "./build/probe", dest: "/usr/bin/probe", mode: 0o755, name: "probe" },
+            { src: "./build/attack", dest: "/usr/bin/attack", mode: 0o755, name: "attack" },
+          ],
+        },
+      ],
+      config: { entrypoint: ["/usr/bin/attack"], cmd: ["status"] },
+    }),
+  );
+}

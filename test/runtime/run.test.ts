@@ -6,8 +6,7 @@ import { createHash } from "node:crypto";
 import { readFile, readdir } from "node:fs/promises";
 import path from "node:path";
 import { after, before, test } from "node:test";
-import { spawnSync } from "node:child_process";
-import { cliPath, helloExample, runCli, tempDir } from "../helpers/cli.ts";
+import { helloExample, runCli, tempDir } from "../helpers/cli.ts";
 import { namespaceProblem } from "../../src/runtime/sandbox.ts";
 import { openImage } from "../../src/runtime/image.ts";
 import { runImage, type RunOptions } from "../../src/runtime/run.ts";
@@ -77,11 +76,10 @@ test("CMD after -- replaces Cmd; --entrypoint, -w, -u and -e work like docker", 
   await assert.rejects(run({ user: "nosuchuser", cmd: ["info"] }), /nosuchuser.*not in the image's \/etc\/passwd/);
 });
 
-test("the command's exit code passes through; a missing command is 127", { skip }, async () => {
+test("the command's exit code passes through; a missing command is a clear error before anything runs", { skip }, async () => {
   assert.equal((await cli(["--", "exit", "42"])).code, 42);
-  const r = await run({ entrypoint: "/no/such/program" });
-  assert.equal(r.code, 127, r.stderr);
-  // The CLI says so in its own words (not the sandbox's exec's), with docker run's codes.
+  // In runImage, before anything runs, in layerfold's words with docker run's codes.
+  await assert.rejects(run({ entrypoint: "/no/such/program" }), /\/no\/such\/program: no such file in layerfold-tests\/probe:1/);
   const missing = await cli(["--entrypoint", "/no/such/program"]);
   assert.equal(missing.code, 127, missing.stderr);
   assert.match(missing.stderr, /^error\[E_COMMAND_NOT_FOUND\]: \/no\/such\/program: no such file in layerfold-tests\/probe:1; give a program the image has/);
@@ -127,9 +125,12 @@ test("writes in the container do not change the store or the cached rootfs, nor 
 });
 
 test("-v binds a host directory; :ro makes it read-only", { skip }, async () => {
-  const { writeFile, mkdir } = await import("node:fs/promises");
+  const { writeFile, mkdir, chmod } = await import("node:fs/promises");
   const host = path.join(tmp.dir, "vol");
   await mkdir(host, { recursive: true });
+  // As root the container's root is an unprivileged host uid: a root-owned 0755
+  // directory is not its to write (checked in sandbox.test.ts); this one is open.
+  await chmod(host, 0o777);
   await writeFile(path.join(host, "in.txt"), "from host\n");
   const r = await run({ mounts: [{ host, container: "/data" }], cmd: ["cat", "/data/in.txt"] });
   assert.equal(r.stdout, "from host\n");
@@ -161,12 +162,5 @@ test("shell: an image without /bin/sh gets a clear error", async () => {
   const r = await runCli(["shell", "-C", probe, "--store", store]);
   assert.equal(r.code, 127, r.stderr);
   assert.match(r.stderr, /error\[E_COMMAND_NOT_FOUND\]: layerfold-tests\/probe:1 has no \/bin\/bash or \/bin\/sh/);
-});
-
-test("without root/namespaces: a RuntimeError that names the engine alternative, before any work", { skip: spawnSync("setpriv", ["--version"]).status !== 0 && "setpriv not installed" }, async () => {
-  const r = spawnSync("setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", process.execPath, cliPath, "run", "--store", store, "layerfold-tests/probe:1"], { encoding: "utf8" });
-  assert.equal(r.status, 125, "run: layerfold's own failure");
-  assert.match(r.stderr, /error\[E_RUNTIME\]: cannot run the image here: layerfold run needs root/);
-  assert.match(r.stderr, /podman load -i img\.tar && podman run/);
 });
 

@@ -1,0 +1,255 @@
+// The sandbox tested as an attacker would: image code (fixtures/attack.c)
+// tries each escape of issue 15, as root and as a non-root user with a store
+// of their own. Each must fail inside the container, and no file may appear
+// on the host, in the store or in the cached root filesystem.
+
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import { chmod, mkdir, readFile, readdir, stat } from "node:fs/promises";
+import net from "node:net";
+import path from "node:path";
+import { after, before, describe, test } from "node:test";
+import { cliPath, runCli, runCommand, tempDir, type CliResult } from "../helpers/cli.ts";
+import { hostMapping } from "../../src/runtime/idmap.ts";
+import { DEFAULT_CAPABILITIES } from "../../src/runtime/oci-spec.ts";
+import { namespaceProblem } from "../../src/runtime/sandbox.ts";
+import { attackImage } from "./images.ts";
+import { asUser, bundleCli, ensureTestUser, rootlessProblem, userDir, type TestUser } from "./rootless.ts";
+
+const noContainers = namespaceProblem();
+const noRootless = noContainers ?? rootlessProblem();
+const IMAGE = "layerfold-tests/attack:1";
+
+let tmp: { dir: string; cleanup: () => Promise<void> };
+/** World-writable host directory: an escaped process, whatever its uid, could write here. */
+let open: string;
+let store: string;
+let layout: string;
+let user: TestUser | undefined;
+let userHome: string;
+let userStore: string;
+let bundle: string;
+
+before(async () => {
+  if (noContainers) return;
+  tmp = await tempDir("layerfold-sandbox-");
+  await chmod(tmp.dir, 0o755); // the test user reaches the layout and the bundle
+  open = path.join(tmp.dir, "open");
+  await mkdir(open);
+  await chmod(open, 0o777);
+  store = path.join(tmp.dir, "store");
+  layout = path.join(tmp.dir, "layout");
+  const img = await attackImage(path.join(tmp.dir, "img"));
+  const r = await runCli(["build", "-C", img, "--store", store, "-o", `oci:${layout}`, "-q"]);
+  assert.equal(r.code, 0, r.stderr);
+  execFileSync("chmod", ["-R", "a+rX", layout]);
+  if (noRootless) return;
+  user = await ensureTestUser();
+  userHome = await userDir(tmp.dir, "home", user);
+  userStore = path.join(userHome, "store");
+  bundle = await bundleCli(tmp.dir);
+});
+after(async () => tmp?.cleanup());
+
+interface Who {
+  name: "root" | "user";
+  skip: string | undefined;
+  run(args: string[]): Promise<CliResult>;
+  /** The argv of `layerfold run …` for a shell command line (the TIOCSTI test). */
+  argv(args: string[]): string[];
+  storeDir(): string;
+}
+
+const asRoot: Who = {
+  name: "root",
+  skip: noContainers,
+  run: (args) => runCli(["run", "--store", store, IMAGE, ...args]),
+  argv: (args) => [process.execPath, cliPath, "run", "--store", store, IMAGE, ...args],
+  storeDir: () => store,
+};
+const asNonRoot: Who = {
+  name: "user",
+  skip: noRootless,
+  run: (args) => asUser(user!, userHome, [process.execPath, bundle, "run", "--store", userStore, "--layout", layout, ...args]),
+  argv: (args) => [process.execPath, bundle, "run", "--store", userStore, "--layout", layout, ...args],
+  storeDir: () => userStore,
+};
+
+/** Every file under a directory (as root): what the store and the cached rootfs hold. */
+async function listing(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  const walk = async (d: string) => {
+    for (const e of await readdir(d, { withFileTypes: true }).catch(() => [])) {
+      const p = path.join(d, e.name);
+      if (e.isDirectory()) await walk(p);
+      else out.push(p);
+    }
+  };
+  await walk(dir);
+  return out.sort();
+}
+
+const rootfsOf = async (storeDir: string) => {
+  const names = await readdir(path.join(storeDir, "rootfs"));
+  assert.equal(names.length, 1, `one cached rootfs in ${storeDir}: ${names}`);
+  return path.join(storeDir, "rootfs", names[0]!, "root");
+};
+
+const sha = async (f: string) => createHash("sha256").update(await readFile(f)).digest("hex");
+const exists = (p: string) => stat(p).then(() => true, () => false);
+
+for (const who of [asRoot, asNonRoot]) {
+  describe(`as ${who.name}`, { skip: who.skip }, () => {
+    test("the container's root has no host privilege: mapped ids, default capabilities, no_new_privs, seccomp", async () => {
+      const r = await who.run([]);
+      assert.equal(r.code, 0, r.stderr);
+      const mask = DEFAULT_CAPABILITIES.reduce((m, c) => m | (1n << BigInt(CAPS.indexOf(c))), 0n);
+      const field = (k: string) => new RegExp(`^${k}:\\s*(\\S+)`, "m").exec(r.stdout)?.[1];
+      assert.equal(BigInt(`0x${field("CapBnd")}`), mask, r.stdout);
+      assert.equal(BigInt(`0x${field("CapEff")}`), mask, r.stdout);
+      assert.equal(field("NoNewPrivs"), "1");
+      assert.equal(field("Seccomp"), "2");
+      const maps = [...r.stdout.matchAll(/^uid_map:\s+(\d+)\s+(\d+)\s+(\d+)/gm)].map((m) => m.slice(1).map(Number));
+      if (who.name === "root") {
+        const base = hostMapping().uids[0]!.hostID;
+        assert.ok(base >= 65536, `the container's root is an unprivileged host uid (${base})`);
+        assert.deepEqual(maps, [[0, base, 65536]]);
+      } else {
+        assert.deepEqual(maps[0], [0, user!.uid, 1]);
+        assert.equal(maps[1]?.[0], 1);
+        assert.equal(maps[1]?.[2], 65536);
+      }
+    });
+
+    test("chroot escape: the process stays in the image's root; nothing is written on the host, in the store or the rootfs", async () => {
+      const before = await listing(who.storeDir());
+      // Host paths (a world-writable directory, the store, the cached rootfs) do not exist in the container…
+      const targets = [path.join(open, `escaped-${who.name}`), path.join(who.storeDir(), "escaped"), path.join(await rootfsOf(who.storeDir()), "escaped")];
+      const r = await who.run(["--", "escape", ...targets, "/escaped-by-layerfold-test"]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /^chroot \.: ok$/m); // the chroot(".") itself is harmless after pivot_root…
+      assert.match(r.stdout, /^see \/etc\/motd: ok$/m); // …it lands in the image's root,
+      assert.match(r.stdout, /^see \/etc\/shadow: No such file or directory$/m); // never the host's
+      for (const t of targets) {
+        assert.match(r.stdout, new RegExp(`^write ${t.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")}: (No such file or directory|Permission denied|Read-only file system)$`, "m"));
+        assert.equal(await exists(t), false, `${t} appeared on the host`);
+      }
+      // …and / is the image's: a file written there stays in the run's layer.
+      assert.match(r.stdout, /^write \/escaped-by-layerfold-test: ok$/m);
+      assert.equal(await exists("/escaped-by-layerfold-test"), false);
+      assert.deepEqual(await listing(who.storeDir()), before, "the store changed");
+      assert.equal(await exists("/esc"), false);
+    });
+
+    test("devices: mknod of the host's disk and mount both fail", async () => {
+      const dev = (await stat("/")).dev;
+      const major = Number((BigInt(dev) >> 8n) & 0xfffn);
+      const minor = Number((BigInt(dev) & 0xffn) | ((BigInt(dev) >> 12n) & 0xfff00n));
+      const r = await who.run(["--", "mknod", String(major), String(minor)]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /^mknod: Operation not permitted$/m);
+      assert.match(r.stdout, /^mount hostdisk: (Operation not permitted|No such file or directory)$/m);
+      assert.match(r.stdout, /^mount tmpfs: Operation not permitted$/m);
+      assert.match(r.stdout, /^open hostdisk: No such file or directory$/m);
+    });
+
+    test("kernel knobs: /proc/sys/kernel/core_pattern and sysrq-trigger are read-only", async () => {
+      const core = await readFile("/proc/sys/kernel/core_pattern", "utf8");
+      const r = await who.run(["--", "core_pattern"]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /^open core_pattern: (Read-only file system|Permission denied)$/m);
+      assert.match(r.stdout, /^sysrq-trigger: (Read-only file system|Permission denied|No such file or directory)$/m);
+      assert.equal(await readFile("/proc/sys/kernel/core_pattern", "utf8"), core);
+    });
+
+    test("persistence: writes land in the run's own layer; the store, the cached rootfs and the next run do not see them", async () => {
+      const rootfs = await rootfsOf(who.storeDir());
+      const motd = path.join(rootfs, "etc", "motd");
+      const before = { motd: await sha(motd), probe: await sha(path.join(rootfs, "usr", "bin", "probe")), files: await listing(who.storeDir()) };
+      const w = await who.run(["--", "write", "/etc/motd", "/usr/bin/probe", "/usr/bin/new-file"]);
+      assert.equal(w.code, 0, w.stderr);
+      assert.match(w.stdout, /^write \/etc\/motd: ok$/m);
+      assert.equal(await sha(motd), before.motd);
+      assert.equal(await sha(path.join(rootfs, "usr", "bin", "probe")), before.probe);
+      const next = await who.run(["--entrypoint", "/usr/bin/probe", "--", "cat", "/etc/motd"]);
+      assert.equal(next.stdout, "original\n", next.stderr);
+      const gone = await who.run(["--entrypoint", "/usr/bin/probe", "--", "cat", "/usr/bin/new-file"]);
+      assert.equal(gone.code, 2);
+      const after = await listing(who.storeDir());
+      assert.deepEqual(after.filter((f) => !f.includes("/users/")), before.files.filter((f) => !f.includes("/users/")), "files were left in the store");
+    });
+
+    test("terminal injection: TIOCSTI never reaches the caller's terminal (with and without -t)", async () => {
+      // The caller's terminal is a pty from script(1); after layerfold exits, the
+      // shell on it reads a line: anything injected would be read there.
+      for (const tty of [[], ["-t"]]) {
+        const cmd = who.argv([...tty, "--", "tiocsti", "echo INJECTED\n"]).map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(" ");
+        const line = `${cmd}; echo "exit=$?"; read -t 2 got; echo "got:[$got]"`;
+        const r = who.name === "root"
+          ? await runCommand("script", ["-qec", line, "/dev/null"], { cwd: tmp.dir, env: process.env })
+          : await asUser(user!, userHome, ["script", "-qec", line, "/dev/null"]);
+        assert.match(r.stdout, /exit=0/, r.stdout + r.stderr);
+        assert.match(r.stdout, /got:\[\]/, `injected into the caller's terminal (${tty.join(" ") || "no -t"}):\n${r.stdout}`);
+        assert.doesNotMatch(r.stdout, /got:\[echo INJECTED/);
+      }
+    });
+
+    test("network: the host's loopback services are unreachable by default; --network host gives them away", async () => {
+      let connections = 0;
+      const server = net.createServer((s) => { connections++; s.destroy(); });
+      await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+      const port = String((server.address() as net.AddressInfo).port);
+      try {
+        const r = await who.run(["--", "connect", port]);
+        assert.equal(r.code, 0, r.stderr);
+        assert.match(r.stdout, /^connect: Connection refused$/m);
+        assert.equal(connections, 0);
+        const host = await who.run(["--network", "host", "--", "connect", port]);
+        assert.match(host.stdout, /^connect: ok$/m, host.stderr);
+        assert.equal(connections, 1);
+      } finally {
+        server.close();
+      }
+    });
+  });
+}
+
+describe("volumes and owners", { skip: noContainers }, () => {
+  test("as root, the container's root cannot write a root-owned host directory it is given with -v", { skip: noContainers }, async () => {
+    const dir = path.join(tmp.dir, "rootvol");
+    await mkdir(dir, { mode: 0o755 });
+    const r = await asRoot.run(["-v", `${dir}:/data`, "--", "write", "/data/x"]);
+    assert.match(r.stdout, /^write \/data\/x: Permission denied$/m, r.stderr);
+    assert.equal(await exists(path.join(dir, "x")), false);
+  });
+
+  test("rootless: -v of the user's own directory is writable, files are the user's; image owners are kept", { skip: noRootless }, async () => {
+    const dir = await userDir(userHome, "vol", user!);
+    const r = await asNonRoot.run(["-v", `${dir}:/data`, "--", "write", "/data/out"]);
+    assert.match(r.stdout, /^write \/data\/out: ok$/m, r.stderr);
+    const st = await stat(path.join(dir, "out"));
+    assert.equal(st.uid, user!.uid);
+    // /home/app/.profile belongs to uid 1000 in the image: the app user may write its home.
+    const app = await asNonRoot.run(["-u", "app", "--", "write", "/home/app/.profile"]);
+    assert.match(app.stdout, /^write \/home\/app\/\.profile: ok$/m, app.stderr);
+  });
+});
+
+test("other host users cannot read the store's package trees or the cached root filesystems", { skip: noRootless }, async () => {
+  assert.equal((await asRoot.run([])).code, 0);
+  const rootfs = await rootfsOf(store);
+  const trees = (await readdir(path.join(store, "trees"))).map((k) => path.join(store, "trees", k));
+  assert.ok(trees.length > 0);
+  const r = await asUser(user!, userHome, ["sh", "-c", `for p in "$@"; do ls "$p" >/dev/null 2>&1 && echo "readable: $p"; done; cat "${rootfs}/etc/motd" 2>/dev/null && echo "readable: motd"; true`, "sh", rootfs, ...trees]);
+  assert.equal(r.stdout, "", r.stdout);
+});
+
+/** Capability numbers (linux/capability.h), for the masks in /proc/self/status. */
+const CAPS = [
+  "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL", "CAP_SETGID", "CAP_SETUID",
+  "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK",
+  "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN",
+  "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
+  "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP",
+];
