@@ -8,9 +8,10 @@
 //                (written with newuidmap, like rootless podman), or only
 //                0 -> the user when they have no range.
 
-import { accessSync, constants as fsc, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import os from "node:os";
 import { RuntimeError } from "../errors.ts";
+import { findOnPath } from "../util/fs.ts";
 
 export interface IdRange {
   containerID: number;
@@ -86,16 +87,7 @@ export function hostMapping(): IdMapping {
   return (cached = { rootless: true, uids: [own(uid)], gids: [own(gid)] });
 }
 
-function hasNewIdMap(): boolean {
-  for (const dir of (process.env.PATH ?? "/usr/bin:/bin").split(":")) {
-    try {
-      accessSync(`${dir}/newuidmap`, fsc.X_OK);
-      accessSync(`${dir}/newgidmap`, fsc.X_OK);
-      return true;
-    } catch { /* next */ }
-  }
-  return false;
-}
+const hasNewIdMap = () => !!findOnPath("newuidmap") && !!findOnPath("newgidmap");
 
 export const mapsTo = (ranges: IdRange[], id: number): number | undefined => {
   for (const r of ranges) if (id >= r.containerID && id < r.containerID + r.size) return r.hostID + id - r.containerID;

@@ -16,6 +16,7 @@
 
 import { spawn, spawnSync, type ChildProcess, type StdioOptions } from "node:child_process";
 import { accessSync, constants as fsc, readFileSync } from "node:fs";
+import { findOnPath } from "../util/fs.ts";
 import { chmod, chown, mkdir, mkdtemp, readFile, rm, rmdir, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -45,18 +46,22 @@ export interface ContainerRun {
 
 let runtimeBin: string | undefined;
 
+const isExecutable = (p: string) => {
+  try {
+    accessSync(p, fsc.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
 /** The OCI runtime's path: LAYERFOLD_RUNTIME (runc or crun, a name or a path), else runc on PATH. */
 export function findRuntime(): string {
   if (runtimeBin) return runtimeBin;
   const want = process.env.LAYERFOLD_RUNTIME || "runc";
-  const dirs = want.includes("/") ? [""] : (process.env.PATH || HOST_PATH).split(":").concat(["/usr/sbin", "/sbin"]);
-  for (const d of dirs) {
-    const p = d ? path.join(d, want) : want;
-    try {
-      accessSync(p, fsc.X_OK);
-      return (runtimeBin = p);
-    } catch { /* next */ }
-  }
+  // runc lives in /usr/sbin, which a non-root user's PATH often lacks.
+  const found = want.includes("/") ? (isExecutable(want) ? want : undefined) : findOnPath(want, `${process.env.PATH || HOST_PATH}:/usr/sbin:/sbin`);
+  if (found) return (runtimeBin = found);
   throw new RuntimeError(`the OCI runtime ${want} is not installed; install it (\`apt-get install runc\`, or crun with LAYERFOLD_RUNTIME=crun) and run again`);
 }
 

@@ -4,7 +4,7 @@
 // a subordinate id range if it has none, like useradd gives new users.
 
 import { execFileSync } from "node:child_process";
-import { chmod, chown, mkdir, readFile } from "node:fs/promises";
+import { chmod, chown, copyFile, mkdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import { build } from "esbuild";
 import { repoRoot, runCommand, type CliResult } from "../helpers/cli.ts";
@@ -56,9 +56,10 @@ export async function userDir(parent: string, name: string, user: TestUser): Pro
   return dir;
 }
 
-/** The CLI as one ES module at dir/layerfold.mjs, readable by anyone (no node_modules needed at run time). */
+/** The CLI as one ES module at dir/dist/layerfold.mjs (beside a copy of package.json, which it reads), readable by anyone. */
 export async function bundleCli(dir: string): Promise<string> {
-  const out = path.join(dir, "layerfold.mjs");
+  const out = path.join(dir, "dist", "layerfold.mjs");
+  await copyFile(path.join(repoRoot, "package.json"), path.join(dir, "package.json"));
   await build({
     stdin: { contents: `import { main } from ${JSON.stringify(path.join(repoRoot, "src", "cli", "main.ts"))};\nawait main(process.argv);\n`, resolveDir: repoRoot, loader: "ts" },
     bundle: true,
@@ -70,7 +71,7 @@ export async function bundleCli(dir: string): Promise<string> {
     banner: { js: 'import { createRequire as __lfRequire } from "node:module"; const require = __lfRequire(import.meta.url);' },
     logLevel: "error",
   });
-  await chmod(out, 0o644);
+  execFileSync("chmod", ["-R", "a+rX", path.dirname(out), path.join(dir, "package.json")]);
   return out;
 }
 
