@@ -232,7 +232,9 @@ export async function startProxy(target: string, opts: ProxyOptions = {}): Promi
   const t = new URL(target);
   const requests: ProxyRequestInfo[] = [];
   let n = 0;
-  const server = http.createServer((req, res) => {
+  // A large header limit, as Go's servers (the registry's) have: partial pulls of zstd:chunked layers
+  // ask for hundreds of ranges in one Range header, past Node's 16 KiB default.
+  const server = http.createServer({ maxHeaderSize: 1 << 20 }, (req, res) => {
     const info: ProxyRequestInfo = { method: req.method ?? "GET", url: req.url ?? "/", headers: req.headers, bodyBytes: 0, responseBytes: 0 };
     requests.push(info);
     const fault = opts.fault?.({ method: info.method, url: info.url, n: ++n, range: req.headers.range });
