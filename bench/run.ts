@@ -1,6 +1,6 @@
 // `npm run bench`: every benchmark, written to bench/results/*.json and a table
 // in bench/RESULTS.md (date, machine, targets met or not with the figure).
-// Usage: node --import tsx bench/run.ts [--runs 3] [--peer-runs 1] [--skip core,push,small,podman,nix,torch]
+// Usage: node --import tsx bench/run.ts [--runs 3] [--peer-runs 1] [--skip core,push,small,podman,nix,torch,partial,partial-torch]
 // Peer (b) runs when LAYERFOLD_BENCH_NIX_STREAM names a copy of nixpkgs'
 // stream_layered_image.py (bench/nix.ts; its code is not in this repository).
 //
@@ -19,6 +19,7 @@ import { benchPush } from "./push.ts";
 import { benchStack, median, prepareExample, timedCmd, warmStore, withoutTorch, type StackResult } from "./stack.ts";
 import { benchPodman, pinnedLayers, type PodmanPeerResult } from "./podman.ts";
 import { benchNix, nixStreamScript, type NixPeerResult } from "./nix.ts";
+import { benchPartial, type PartialResult } from "./partial.ts";
 import { startRegistry } from "../test/helpers/registry.ts";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -122,6 +123,17 @@ try {
       await rm(work, { recursive: true, force: true });
     }
   }
+  // Partial pulls (zstd:chunked vs zstd): podman pulls v1, then an update with one package changed.
+  for (const [stack, key, needGB] of [["no-torch", "partial", 6], ["torch-cuda", "partial-torch", 30]] as const) {
+    if (skip.has(key) || !checkDisk(needGB, `partial pulls on the ${stack} stack`)) continue;
+    const work = await mkdtemp(path.join(os.tmpdir(), `lf-bench-${key}-`));
+    try {
+      log(`${stack}: partial pulls, zstd vs zstd:chunked`);
+      await save(key === "partial" ? "partial-no-torch" : "partial-torch", await benchPartial({ stack, work, log }));
+    } finally {
+      await rm(work, { recursive: true, force: true });
+    }
+  }
 } finally {
   await rm(peerWork, { recursive: true, force: true });
 }
@@ -185,6 +197,25 @@ async function writeResultsMd(): Promise<void> {
     "- Cumulative layers: each layer holding the whole environment so far; uncompressed sizes are exact sums, the compressed figure sums our own compressed layer sizes the same way (an estimate).",
     "",
   );
+  for (const name of ["partial-no-torch", "partial-torch"]) {
+    const r = await load<PartialResult>(name);
+    if (!r) continue;
+    const z = r.sides.find((x) => x.compression === "zstd");
+    const c = r.sides.find((x) => x.compression === "zstd:chunked");
+    if (!z || !c) continue;
+    lines.push(`## Partial pulls: zstd:chunked vs zstd, ${r.stack === "no-torch" ? "torch-free stack" : "reference stack"} (bench/partial.ts)`, "");
+    lines.push(`Measured ${r.date}. Machine: ${(r as unknown as { machine: string }).machine}. Update: ${r.change}; podman 4.3 (overlay, \`enable_partial_images\`) already has v1. Bytes counted by a loopback proxy in front of the registry.`, "");
+    lines.push("| figure | zstd | zstd:chunked | chunked/zstd | target |", "|---|---|---|---|---|");
+    lines.push(`| update pull: bytes fetched for the changed layer | ${mb(z.update.changedLayerFetched)} | ${mb(c.update.changedLayerFetched)} | ${f(c.update.changedLayerFetched / z.update.changedLayerFetched)} | ≤ 2× pillow's frames + TOC (${mb(r.targetBytes)}): ${yes(c.update.changedLayerFetched <= r.targetBytes)} |`);
+    lines.push(`| changed layer (imaging) size | ${mb(z.update.changedLayerBytes)} | ${mb(c.update.changedLayerBytes)} | ${f(c.update.changedLayerBytes / z.update.changedLayerBytes)} | |`);
+    lines.push(`| changed package: pillow's files' frames in the layer; its TOC | | ${mb(r.pillow.frameBytes)} (${r.pillow.files} files, ${mb(r.pillow.uncompressedBytes)} uncompressed; wheel ${mb(r.pillow.wheelBytes)}); TOC ${mb(r.tocBytes)} | fetched/frames ${f(c.update.changedLayerFetched / r.pillow.frameBytes)} | |`);
+    lines.push(`| update pull: all bytes, time | ${mb(z.update.bytes)}, ${f(z.update.seconds, 1)} s | ${mb(c.update.bytes)}, ${f(c.update.seconds, 1)} s (${c.update.partialBlobs} partial blobs) | ${f(c.update.bytes / z.update.bytes)} | |`);
+    lines.push(`| first pull (v1): bytes, time | ${mb(z.v1Pull.bytes)}, ${f(z.v1Pull.seconds, 1)} s | ${mb(c.v1Pull.bytes)}, ${f(c.v1Pull.seconds, 1)} s (${c.v1Pull.partialBlobs} partial blobs) | ${f(c.v1Pull.bytes / z.v1Pull.bytes)} | |`);
+    lines.push(`| image size (layer blobs) | ${mb(z.imageBytes)} | ${mb(c.imageBytes)} | ${f(c.imageBytes / z.imageBytes)} | |`);
+    lines.push(`| layer build (trees installed, no layer records) | ${f(z.layerBuildSeconds, 1)} s | ${f(c.layerBuildSeconds, 1)} s | ${f(c.layerBuildSeconds / z.layerBuildSeconds)} | |`);
+    lines.push(`| update runs in podman; skopeo copy verifies every digest | ${z.update.runs}; ${z.skopeoCopy.ok ? "copied" : "**failed**"} | ${c.update.runs}; ${c.skopeoCopy.ok ? "copied" : "**failed**"} | | |`);
+    lines.push("");
+  }
   if (core) lines.push("## Layer building alone (bench/core.ts)", "", `Ratio vs \`tar --sort=name | zstd -3 -T0\` over a store tree holding /usr/lib/x86_64-linux-gnu (1.02 GB): ${f(core.ratioVsTarZstd)}; ${f(core.layerBuild.mbPerSecond, 0)} MB/s; peak RSS ${f(core.peakRssBytes / 2 ** 20, 0)} MiB (${core.date}).`, "");
   if (push) lines.push("## Push alone, synthetic layout (bench/push.ts)", "", `layerfold push ${f(push.full.layerfoldSeconds, 1)} s vs skopeo copy ${f(push.full.skopeoSeconds, 1)} s: ratio ${f(push.full.ratio)} (${push.date}).`, "");
   await writeFile(path.join(here, "RESULTS.md"), lines.join("\n"));
