@@ -112,3 +112,14 @@ test("an unreachable cache is said once and the build goes on without it", { ski
   assert.match(r.stderr, /cache 127\.0\.0\.1:9\/nowhere-cache unreachable .*; building without it/);
   assert.ok(JSON.parse(r.stdout).layers.every((l: { cached?: string }) => !l.cached));
 });
+
+test("zstd:chunked layers come from the cache with their TOC annotations: the same manifest", { skip }, async () => {
+  const a = await build("runner-chunked-a", ["--compression", "zstd:chunked"]);
+  assert.ok(a.summary.layers.every((l) => !l.cached), "runner A builds everything");
+  const b = await build("runner-chunked-b", ["--compression", "zstd:chunked"]);
+  assert.deepEqual(b.summary.layers.filter((l) => !l.cached).map((l) => l.name), [], "runner B built no layer");
+  // The manifest holds each layer's zstd:chunked annotations: equal digests mean they came through.
+  assert.equal(b.summary.manifestDigest, a.summary.manifestDigest);
+  const chunked = (b.summary.layers as Array<{ chunked?: { toc: string } }>).filter((l) => l.chunked?.toc.startsWith("sha256:"));
+  assert.equal(chunked.length, b.summary.layers.length, "every cached layer says it is zstd:chunked");
+});
