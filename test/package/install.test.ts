@@ -10,7 +10,9 @@ import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { chmod, chown, cp, mkdir, readdir, readFile, stat, symlink, writeFile } from "node:fs/promises";
 import path from "node:path";
+import { parse as parseYaml } from "yaml";
 import { helloExample, repoRoot, runCli, runCommand, tempDir } from "../helpers/cli.ts";
+import { startRegistry } from "../helpers/registry.ts";
 
 const pkg = JSON.parse(await readFile(path.join(repoRoot, "package.json"), "utf8")) as { version: string };
 const tsc = path.join(repoRoot, "node_modules", "typescript", "bin", "tsc");
@@ -62,6 +64,34 @@ async function typecheck(project: string): Promise<void> {
   const r = await run(process.execPath, [tsc, "-p", project], { cwd: project });
   assert.notEqual(r.code, 0, "a config with a wrong field type must fail to typecheck");
   assert.match(r.stdout, /bad\.config\.ts.*TS2322/s, r.stdout);
+}
+
+/**
+ * Run action.yml's steps as GitHub runs a composite action: each `run` through
+ * `bash --noprofile --norc -eo pipefail`, `${{ inputs.x }}` substituted, `if:` evaluated (the
+ * `inputs.x == 'v'` terms joined by && that the action uses), GITHUB_ACTION_PATH the repository.
+ */
+async function runAction(given: Record<string, string>, opts: { cwd: string; env: NodeJS.ProcessEnv }): Promise<void> {
+  const action = parseYaml(await readFile(path.join(repoRoot, "action.yml"), "utf8")) as {
+    inputs: Record<string, { default?: string | boolean }>;
+    runs: { using: string; steps: Array<{ name: string; if?: string; shell: string; env?: Record<string, string>; run: string }> };
+  };
+  assert.equal(action.runs.using, "composite");
+  const inputs: Record<string, string> = { ...Object.fromEntries(Object.entries(action.inputs).map(([k, v]) => [k, String(v.default ?? "")])), token: "", ...given };
+  for (const k of Object.keys(given)) assert.ok(k in action.inputs, `action.yml has an input ${k}`);
+  const expand = (v: string) => v.replace(/\$\{\{\s*inputs\.([a-z-]+)\s*\}\}/g, (_, k: string) => inputs[k] ?? assert.fail(`unknown input ${k}`));
+  const holds = (cond: string) =>
+    cond.split("&&").every((term) => {
+      const m = /^\s*inputs\.([a-z-]+)\s*(==|!=)\s*'([^']*)'\s*$/.exec(term) ?? assert.fail(`an if: this runner does not evaluate: ${cond}`);
+      return (inputs[m[1]!] === m[3]) === (m[2] === "==");
+    });
+  for (const step of action.runs.steps) {
+    if (step.if && !holds(step.if)) continue;
+    assert.equal(step.shell, "bash");
+    const env = { ...opts.env, GITHUB_ACTION_PATH: repoRoot, ...Object.fromEntries(Object.entries(step.env ?? {}).map(([k, v]) => [k, expand(v)])) };
+    const r = await runCommand("bash", ["--noprofile", "--norc", "-eo", "pipefail", "-c", step.run], { cwd: opts.cwd, env });
+    assert.equal(r.code, 0, `action step "${step.name}" failed (${r.code}):\n${r.stdout}\n${r.stderr}`);
+  }
 }
 
 test("the packed tarball installs locally and globally, and works with no checkout and no tsx", { timeout: 600_000 }, async (t) => {
@@ -145,6 +175,36 @@ test("the packed tarball installs locally and globally, and works with no checko
       assert.equal(api.trim(), "function");
       await cp(hello, path.join(program, "hello"), { recursive: true });
       await typecheck(program);
+    });
+
+    await t.test("the GitHub Action (action.yml) installs the tarball, builds and pushes to a registry", async () => {
+      const reg = await startRegistry();
+      try {
+        const work = path.join(tmp.dir, "action");
+        await mkdir(path.join(work, "runner-temp"), { recursive: true });
+        await cp(hello, path.join(work, "hello"), { recursive: true });
+        const output = path.join(work, "github-output");
+        await writeFile(output, "");
+        const prefix = path.join(work, "prefix");
+        const env = cleanEnv({
+          RUNNER_TEMP: path.join(work, "runner-temp"),
+          GITHUB_OUTPUT: output,
+          npm_config_prefix: prefix, // npm i -g goes here, not into this machine's global prefix
+          PATH: `${path.join(prefix, "bin")}:${process.env.PATH}`,
+          LAYERFOLD_STORE: path.join(work, "store"),
+          XDG_CACHE_HOME: path.join(work, "cache"),
+        });
+        const image = `${reg.host}/examples/hello:1.0`;
+        // `version` takes any npm package spec: the tarball stands for a published version.
+        await runAction({ config: "hello", version: tarball, setup: "none", frozen: "false", push: "true", image }, { cwd: work, env });
+        const outputs = Object.fromEntries((await readFile(output, "utf8")).trim().split("\n").map((l) => l.split("=", 2) as [string, string]));
+        assert.deepEqual(outputs, { digest, image: "layerfold-examples/hello:1.0" });
+        const res = await fetch(`${reg.url}/v2/examples/hello/manifests/1.0`, { method: "HEAD", headers: { accept: "application/vnd.oci.image.manifest.v1+json" } });
+        assert.equal(res.status, 200);
+        assert.equal(res.headers.get("docker-content-digest"), digest, "the registry holds the image the action built");
+      } finally {
+        await reg.stop();
+      }
     });
   } finally {
     await tmp.cleanup();
