@@ -120,7 +120,7 @@ export async function runContainer(s: ContainerStart): Promise<ContainerRun> {
     `${q(runtime)} --root ${q(state)} --log ${q(log)} --log-format json run --bundle ${q(dir)} --pid-file ${q(pidFile)} ${q(id)} 2>&6 3>&- 6>&-`,
     "st=$?",
     // Rootless, files the container made as its other users can only be removed in here.
-    `rm -rf ${q(upper)} ${q(work)} 2>/dev/null`,
+    ...(s.mapping.rootless ? [`rm -rf ${q(upper)} ${q(work)} 2>/dev/null`] : []),
     "exit $st",
   ].join("\n");
   const stdio: StdioOptions = [...s.stdio, "pipe", "pipe"];
