@@ -49,6 +49,7 @@ export function checkCommand(): Command {
 /** What failed, counted, for the error line. */
 function failures(r: CheckReport): string[] {
   const out: string[] = [];
+  if (r.paths.count) out.push(`${r.paths.count} paths under a symlink or file of another layer`);
   if (r.duplicates?.duplicates.length) out.push(`${r.duplicates.duplicates.length} paths in more than one layer`);
   if (r.libraries?.problems.length) out.push(`${r.libraries.problems.length} unresolved libraries`);
   if (r.imports && "skipped" in r.imports) out.push(`imports not checked (${r.imports.skipped})`);
@@ -60,6 +61,11 @@ function printReport(r: CheckReport): void {
   const w = (s: string) => process.stdout.write(s + "\n");
   w(`check ${r.image} ${r.manifestDigest}`);
   for (const warning of r.warnings) w(`  warning: ${warning}`);
+  if (r.paths.count) {
+    w(`FAIL  paths: ${r.paths.count} paths lie under a symlink or file of another layer, or hide one (the image does not hold what its layers say)`);
+    for (const p of r.paths.problems) w(`      ${p}`);
+    if (r.paths.count > r.paths.problems.length) w(`      … and ${r.paths.count - r.paths.problems.length} more`);
+  }
   if (r.duplicates) {
     const d = r.duplicates;
     const total = d.layers.reduce((n, l) => n + l.entries, 0);

@@ -2,6 +2,7 @@
 // file-level conflict detection across the whole image, and deterministic
 // splitting of layers over the size limit.
 
+import path from "node:path";
 import { PathConflictError } from "../errors.ts";
 import type { StoredTree } from "../store/store.ts";
 import type { TreeEntry } from "../store/tree.ts";
@@ -66,6 +67,8 @@ export class LayerPlanner {
   private newDirs: string[] = [];
   /** Layers that lost a path to a layer added after them. */
   readonly changed = new Set<number>();
+  /** Every directory some entry lies under (named or implied), with the first package to put something there. */
+  private readonly under = new Map<string, string>();
 
   constructor(private readonly treeOf: (id: string) => StoredTree, resolutions: Record<string, string>) {
     this.owners = new Map(Object.entries(resolutions).map(([p, id]) => [p.replace(/^\/+/, ""), id]));
@@ -80,6 +83,7 @@ export class LayerPlanner {
     for (const id of layer.packages) this.layerOf.set(id, li);
     for (const id of layer.packages) {
       for (const entry of this.treeOf(id).manifest.entries) {
+        this.checkAncestors(entry, id);
         if (entry.type === "dir") {
           if (!this.firstDir.has(entry.path)) { this.firstDir.set(entry.path, entry); this.newDirs.push(entry.path); }
           continue;
@@ -103,19 +107,76 @@ export class LayerPlanner {
     }
   }
 
+  /**
+   * A path under a symlink or file of another package cannot be in the image as planned:
+   * unpacked onto a symlink, a runtime replaces it with a directory (usr-is-merged's /bin ->
+   * usr/bin becomes a /bin holding one file, and /bin/sh is gone), onto a file it fails.
+   * Either order is refused: the symlink or file below, or the one above.
+   */
+  private checkAncestors(entry: TreeEntry, id: string): void {
+    const p = entry.path;
+    if (entry.type !== "dir") {
+      const below = this.under.get(p);
+      if (below !== undefined && below !== id) {
+        const child = this.someEntryUnder(p, below);
+        throw this.underError(child ?? `${p}/…`, below, p, { id, entry });
+      }
+    }
+    for (let i = p.lastIndexOf("/"); i > 0; i = p.lastIndexOf("/", i - 1)) {
+      const a = p.slice(0, i);
+      const c = this.claims.get(a);
+      if (c && c.id !== id) throw this.underError(p, id, a, c);
+      if (this.under.has(a)) break; // it and its ancestors were checked when first seen
+      this.under.set(a, id);
+    }
+  }
+
+  private layerName(id: string): string {
+    const li = this.layerOf.get(id);
+    return li === undefined ? "?" : this.layers[li]!.name;
+  }
+
+  /** A path of package `id` under `dir` (for messages only). */
+  private someEntryUnder(dir: string, id: string): string | undefined {
+    return this.treeOf(id).manifest.entries.find((e) => e.path.startsWith(`${dir}/`))?.path;
+  }
+
+  private underError(p: string, id: string, ancestor: string, holder: { id: string; entry: TreeEntry }): PathConflictError {
+    const what = holder.entry.type === "symlink" ? `a symlink to ${holder.entry.target}` : `a ${holder.entry.type}`;
+    let advice = `A path cannot be both; remove one of them.`;
+    if (holder.entry.type === "symlink") {
+      const t = holder.entry.target!;
+      const real = path.posix.join(t.startsWith("/") ? t : path.posix.join("/", path.posix.dirname(ancestor), t), p.slice(ancestor.length + 1));
+      advice = `A runtime would replace the symlink with a directory holding only that path, hiding what /${ancestor} points to. Put it at the real path ${real} instead.`;
+    }
+    return new PathConflictError(
+      `/${p} (${id}, layer ${this.layerName(id)}) lies under /${ancestor}, which is ${what} in ${holder.id} (layer ${this.layerName(holder.id)}). ${advice}`,
+    );
+  }
+
   /** A path that is a directory in one package and something else in another is an error. */
   check(): void {
     for (const p of this.newDirs) {
       const c = this.claims.get(p);
-      if (c) throw new PathConflictError(`/${p} is a directory in one package and a ${c.entry.type} in ${c.id}; remove one of them`);
+      if (c) throw this.dirError(p, c);
     }
     for (const p of this.newClaims) {
       if (!this.firstDir.has(p)) continue;
-      const c = this.claims.get(p)!;
-      throw new PathConflictError(`/${p} is a directory in one package and a ${c.entry.type} in ${c.id}; remove one of them`);
+      throw this.dirError(p, this.claims.get(p)!);
     }
     this.newDirs = [];
     this.newClaims = [];
+  }
+
+  private dirError(p: string, c: { id: string; entry: TreeEntry }): PathConflictError {
+    const dirOwner = this.layers.flatMap((l) => l.packages).find((id) => this.treeOf(id).manifest.entries.some((e) => e.path === p && e.type === "dir"));
+    const where = dirOwner ? `${dirOwner} (layer ${this.layerName(dirOwner)})` : "one package";
+    if (c.entry.type === "symlink") {
+      const t = c.entry.target!;
+      const real = t.startsWith("/") ? t : path.posix.join("/", path.posix.dirname(p), t);
+      return new PathConflictError(`/${p} is a directory in ${where} and a symlink to ${t} in ${c.id} (layer ${this.layerName(c.id)}); a runtime keeps only one of them. Put the directory's contents under the real path ${real} instead.`);
+    }
+    return new PathConflictError(`/${p} is a directory in ${where} and a ${c.entry.type} in ${c.id} (layer ${this.layerName(c.id)}); remove one of them`);
   }
 
   /** The entries layer `i` keeps: those its packages own (pass 2). */

@@ -29,6 +29,8 @@ export interface CheckReport {
   imports?: PyCheckResult | { skipped: string };
   libraries?: LibCheckResult;
   duplicates?: DupCheckResult;
+  /** Paths under a symlink or file of another layer, or directories over one (view.ts): the image does not hold what its layers say. */
+  paths: { problems: string[]; count: number };
   warnings: string[];
   seconds: number;
 }
@@ -46,7 +48,7 @@ export const readText = (e: ViewEntry): string | undefined => {
 export async function checkImage(store: Store, image: RuntimeImage, opts: CheckOptions = {}): Promise<CheckReport> {
   const t0 = performance.now();
   const view = composeView(image);
-  const report: CheckReport = { image: image.ref, manifestDigest: image.manifestDigest, ok: true, warnings: [...view.warnings], seconds: 0 };
+  const report: CheckReport = { image: image.ref, manifestDigest: image.manifestDigest, ok: view.pathProblemCount === 0, paths: { problems: view.pathProblems, count: view.pathProblemCount }, warnings: [], seconds: 0 };
   if (opts.duplicates !== false) {
     report.duplicates = await checkDuplicates(store, image);
     if (report.duplicates.duplicates.length) report.ok = false;

@@ -33,7 +33,13 @@ export interface ImageView {
   entries: Map<string, ViewEntry>;
   /** Paths sorted so every parent comes before its children. */
   sorted: string[];
-  warnings: string[];
+  /**
+   * Paths the layers put where the image cannot hold them: under a symlink or file of
+   * another layer (left out here), or a directory unpacked over a lower symlink or file
+   * (which hides what it pointed to). The first 20, and how many in all; `check` fails on them.
+   */
+  pathProblems: string[];
+  pathProblemCount: number;
 }
 
 const WH = ".wh.";
@@ -60,7 +66,11 @@ function underAny(p: string, set: Set<string>, strict: boolean): boolean {
 
 export function composeView(image: RuntimeImage): ImageView {
   const entries = new Map<string, ViewEntry>();
-  const warnings: string[] = [];
+  const pathProblems: string[] = [];
+  let pathProblemCount = 0;
+  const problem = (text: () => string) => { if (pathProblemCount++ < 20) pathProblems.push(text()); };
+  // A layout's layers are named "layer N <digest>" and hold no packages.
+  const where = (e: ViewEntry) => (e.packageId.startsWith("layer:") ? "" : `${e.packageId}, `) + (image.kind === "from-layout" ? "" : "layer ") + (image.layers[e.layer]?.name ?? "?");
   if (image.kind === "from-build") {
     // The planner's rule: the first package to provide a path owns it, unless the
     // config names another owner; directories keep their first provider's metadata.
@@ -101,7 +111,12 @@ export function composeView(image: RuntimeImage): ImageView {
         }
         for (const e of tree.manifest.entries) {
           if (path.posix.basename(e.path).startsWith(WH)) continue;
-          entries.set(e.path, toView(e, tree.rootDir, li, id, tree.key, treeEntries));
+          const prev = entries.get(e.path);
+          const next = toView(e, tree.rootDir, li, id, tree.key, treeEntries);
+          if (e.type === "dir" && prev && prev.type !== "dir") {
+            problem(() => `/${e.path}: a directory in ${where(next)} replaces the ${prev.type}${prev.target ? ` to ${prev.target}` : ""} of ${where(prev)}, hiding what was there`);
+          }
+          entries.set(e.path, next);
         }
       }
     });
@@ -109,28 +124,35 @@ export function composeView(image: RuntimeImage): ImageView {
   // Every entry needs a directory parent: synthesise missing ones, and drop what
   // lies under a file or symlink (it could only be reached through the host).
   const sorted = [...entries.keys()].sort();
-  const dropped = new Set<string>();
+  /** Dropped paths, each with the symlink or file it lies under. */
+  const dropped = new Map<string, string>();
   const out: string[] = [];
-  const ensureDir = (dir: string): boolean => {
-    if (dir === "." || dir === "") return true;
-    if (dropped.has(dir)) return false;
+  /** Make `dir` a directory (synthesising missing parents); else the path of the non-directory in the way. */
+  const ensureDir = (dir: string): string | undefined => {
+    if (dir === "." || dir === "") return undefined;
+    const blocked = dropped.get(dir);
+    if (blocked !== undefined) return blocked;
     const e = entries.get(dir);
-    if (e) return e.type === "dir";
-    if (!ensureDir(path.posix.dirname(dir))) return false;
+    if (e) return e.type === "dir" ? undefined : dir;
+    const up = ensureDir(path.posix.dirname(dir));
+    if (up !== undefined) return up;
     entries.set(dir, { path: dir, type: "dir", mode: 0o755, uid: 0, gid: 0, layer: -1, packageId: "(parent)", treeKey: "" });
     out.push(dir);
-    return true;
+    return undefined;
   };
   for (const p of sorted) {
-    if (!ensureDir(path.posix.dirname(p))) {
-      dropped.add(p);
+    const blocker = ensureDir(path.posix.dirname(p));
+    if (blocker !== undefined) {
+      const e = entries.get(p)!;
+      const b = entries.get(blocker)!;
+      dropped.set(p, blocker);
       entries.delete(p);
-      if (warnings.length < 20) warnings.push(`/${p} lies under a path that is not a directory in the image; left out`);
+      problem(() => `/${p} (${where(e)}) lies under /${blocker}, a ${b.type}${b.target ? ` to ${b.target}` : ""} in ${where(b)}; left out`);
       continue;
     }
     out.push(p);
   }
-  return { entries, sorted: out.sort(), warnings };
+  return { entries, sorted: out.sort(), pathProblems, pathProblemCount };
 }
 
 /**

@@ -5,12 +5,13 @@
 
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { appendFile, mkdir, open, readdir, readFile, stat, writeFile } from "node:fs/promises";
+import { appendFile, mkdir, open, readdir, readFile, stat, symlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { after, before, test } from "node:test";
 import { Store } from "../../src/store/store.ts";
-import { helloExample, runCli, tempDir } from "../helpers/cli.ts";
+import { helloExample, repoRoot, runCli, tempDir } from "../helpers/cli.ts";
 import { hasCommand, startRegistry, type RunningRegistry } from "../helpers/registry.ts";
+import { makeImage } from "../registry/image-fixture.ts";
 
 let tmp: { dir: string; cleanup: () => Promise<void> };
 let example: string;
@@ -176,4 +177,33 @@ test("push refuses a damaged blob before sending anything; pull REF . refuses a 
   assert.match(p2.stderr, new RegExp(`damaged +${victim.digest.slice(7, 19)}: the store's copy does not match its digest; removed, pulling it again`));
   assert.equal(await sha256File(path.join(layout, "blobs", "sha256", victim.digest.slice(7))), victim.digest.slice(7));
   assert.equal(await sha256File(blobFile("store-p", victim.digest)), victim.digest.slice(7), "the store holds the good copy again");
+});
+
+test("a path under a lower layer's symlink is a path conflict at plan time (exit 5), naming both packages and layers and the real path", async () => {
+  const dir = path.join(tmp.dir, "merged-usr");
+  await mkdir(path.join(dir, "root", "usr", "bin"), { recursive: true });
+  await symlink("usr/bin", path.join(dir, "root", "bin"));
+  await writeFile(path.join(dir, "root", "usr", "bin", "sh"), "#!/bin/sh\n");
+  await writeFile(path.join(dir, "layerfold.config.ts"), `import { defineImage } from ${JSON.stringify(path.join(repoRoot, "src", "index.ts"))};
+export default defineImage({
+  name: "t/merged-usr", tag: "1",
+  layers: [
+    { name: "base", files: [{ src: "./root", dest: "/", name: "usr-is-merged" }] },
+    { name: "tools", inline: [{ path: "/bin/mytool", text: "#!/bin/sh\\necho hi\\n", mode: 0o755 }] },
+  ],
+});
+`);
+  const r = await runCli(["build", "-C", dir, "--store", storeDir("store-m"), "-o", "none"]);
+  assert.equal(r.code, 5, r.stderr);
+  assert.match(r.stderr, /error\[E_PATH_CONFLICT\]: \/bin\/mytool \(inline:\/bin\/mytool, layer tools\) lies under \/bin, which is a symlink to usr\/bin in file:usr-is-merged \(layer base\)\..* Put it at the real path \/usr\/bin\/mytool instead\./);
+});
+
+test("check fails on an image whose layer puts a directory over a lower layer's symlink (what podman shows: /bin holding only mytool)", async () => {
+  const layout = path.join(tmp.dir, "shadowed-layout");
+  await makeImage({ dir: layout, tag: "1", layers: [{ files: { bin: { symlink: "usr/bin" }, "usr/bin/sh": "#!/bin/sh\n" } }, { files: { "bin/mytool": "#!/bin/sh\n" } }] });
+  const r = await runCli(["check", "--layout", layout, "--store", storeDir("store-m"), "--no-imports", "--no-libs"]);
+  assert.equal(r.code, 15, r.stdout + r.stderr);
+  assert.match(r.stdout, /FAIL  paths: 1 paths lie under a symlink or file of another layer, or hide one/);
+  assert.match(r.stdout, /\/bin: a directory in layer 2 [0-9a-f]{12} replaces the symlink to usr\/bin of layer 1 [0-9a-f]{12}, hiding what was there/);
+  assert.match(r.stderr, /1 paths under a symlink or file of another layer/);
 });

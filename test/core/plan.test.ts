@@ -46,7 +46,7 @@ test("different content is a conflict naming both packages, unless an owner is n
 
 test("a file and a directory at one path is a conflict", () => {
   const trees: Record<string, StoredTree> = { a: tree("a", [file("opt/x", "s")]), b: tree("b", [dir("opt/x")]) };
-  assert.throws(() => planLayers([{ name: "l", packages: ["a", "b"] }], (id) => trees[id]!, {}), /directory in one package and a file in a/);
+  assert.throws(() => planLayers([{ name: "l", packages: ["a", "b"] }], (id) => trees[id]!, {}), /^PathConflictError: \/opt\/x is a directory in b \(layer l\) and a file in a \(layer l\); remove one of them/);
 });
 
 test("oversized layers split deterministically: whole packages first, then one big package by path", () => {
@@ -85,7 +85,7 @@ test("planning one layer at a time gives the plan of the whole image, and flags 
   p2.add({ name: "one", packages: ["c"] });
   p2.check();
   p2.add({ name: "two", packages: ["d"] });
-  assert.throws(() => p2.check(), /\/etc\/x is a directory in one package and a file in d/);
+  assert.throws(() => p2.check(), /\/etc\/x is a directory in c \(layer one\) and a file in d \(layer two\)/);
 });
 
 test("the image plan reuses a layer planned early, unless a layer added later provides one of its default parents", () => {
@@ -143,4 +143,49 @@ test("a layer planned from itself and the layers below is recorded, and the next
   } finally {
     await cleanup();
   }
+});
+
+const symlink = (path: string, target: string): TreeEntry => ({ path, type: "symlink", mode: 0o777, uid: 0, gid: 0, target });
+
+test("a path under a lower layer's symlink is a conflict naming both packages and layers, with the real path", () => {
+  const trees: Record<string, StoredTree> = {
+    "deb:usr-is-merged": tree("m", [symlink("bin", "usr/bin"), dir("usr"), dir("usr/bin"), file("usr/bin/sh", "sh")]),
+    "inline:/bin/mytool": tree("t", [file("bin/mytool", "tool")]),
+  };
+  const layers = [{ name: "base", packages: ["deb:usr-is-merged"] }, { name: "tools", packages: ["inline:/bin/mytool"] }];
+  assert.throws(() => planLayers(layers, (id) => trees[id]!, {}), (err: Error) => {
+    assert.equal((err as { exitCode?: number }).exitCode, 5);
+    assert.equal(err.message, "/bin/mytool (inline:/bin/mytool, layer tools) lies under /bin, which is a symlink to usr/bin in deb:usr-is-merged (layer base). " +
+      "A runtime would replace the symlink with a directory holding only that path, hiding what /bin points to. Put it at the real path /usr/bin/mytool instead.");
+    return true;
+  });
+  // Named with its directory too: the directory-versus-symlink message suggests the real path.
+  trees["inline:/bin/mytool"] = tree("t", [dir("bin"), file("bin/mytool", "tool")]);
+  assert.throws(() => planLayers(layers, (id) => trees[id]!, {}), /\/bin\/mytool \(inline:\/bin\/mytool, layer tools\) lies under \/bin, which is a symlink to usr\/bin in deb:usr-is-merged \(layer base\)/);
+  // An absolute target, deeper path.
+  trees["deb:usr-is-merged"] = tree("m", [symlink("opt/app", "/srv/app")]);
+  trees["inline:/bin/mytool"] = tree("t", [file("opt/app/etc/conf", "c")]);
+  assert.throws(() => planLayers(layers, (id) => trees[id]!, {}), /lies under \/opt\/app, which is a symlink to \/srv\/app .*real path \/srv\/app\/etc\/conf/);
+  // The real path builds.
+  trees["deb:usr-is-merged"] = tree("m", [symlink("bin", "usr/bin"), dir("usr"), dir("usr/bin"), file("usr/bin/sh", "sh")]);
+  trees["inline:/bin/mytool"] = tree("t", [file("usr/bin/mytool", "tool")]);
+  assert.deepEqual(planLayers(layers, (id) => trees[id]!, {})[1]!.entries.map((e) => e.entry.path), ["usr/bin/mytool"]);
+});
+
+test("a file in one layer and file/child in another is a conflict, in either order", () => {
+  const trees: Record<string, StoredTree> = { a: tree("a", [file("opt/x", "s1")]), b: tree("b", [file("opt/x/child", "s2")]) };
+  assert.throws(
+    () => planLayers([{ name: "one", packages: ["a"] }, { name: "two", packages: ["b"] }], (id) => trees[id]!, {}),
+    /^PathConflictError: \/opt\/x\/child \(b, layer two\) lies under \/opt\/x, which is a file in a \(layer one\)\. A path cannot be both/,
+  );
+  assert.throws(
+    () => planLayers([{ name: "one", packages: ["b"] }, { name: "two", packages: ["a"] }], (id) => trees[id]!, {}),
+    /\/opt\/x\/child \(b, layer one\) lies under \/opt\/x, which is a file in a \(layer two\)/,
+  );
+  // A symlink above what a lower layer put under its path.
+  const t2: Record<string, StoredTree> = { a: tree("a", [dir("bin"), file("bin/ls", "ls")]), b: tree("b", [symlink("bin", "usr/bin")]) };
+  assert.throws(
+    () => planLayers([{ name: "one", packages: ["a"] }, { name: "two", packages: ["b"] }], (id) => trees[id] && t2[id]!, {}),
+    /\/bin\/ls \(a, layer one\) lies under \/bin, which is a symlink to usr\/bin in b \(layer two\)|\/bin is a directory in a \(layer one\) and a symlink to usr\/bin in b \(layer two\)/,
+  );
 });

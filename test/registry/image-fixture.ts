@@ -14,7 +14,7 @@ import { MEDIA, hexOf, type BuiltImage, type Descriptor, type LayerDescriptor } 
 import { HashingStream, sha256Hex } from "../../src/util/hash.ts";
 import { stableJson } from "../../src/util/json.ts";
 
-export type FileContent = string | Buffer | { randomSize: number; seed: string } | { hostFile: string; mode?: number };
+export type FileContent = string | Buffer | { randomSize: number; seed: string } | { hostFile: string; mode?: number } | { symlink: string };
 
 export interface LayerSpec {
   files: Record<string, FileContent>;
@@ -65,7 +65,9 @@ async function writeLayer(blobsDir: string, spec: LayerSpec, compression: "gzip"
     }
     const c = spec.files[p];
     const name = parts.join("/");
-    if (typeof c === "string" || Buffer.isBuffer(c)) {
+    if (typeof c === "object" && "symlink" in c) {
+      await new Promise<void>((r, j) => pack.entry({ name, type: "symlink", linkname: c.symlink, mode: 0o777, mtime: new Date(0), uid: 0, gid: 0 }, (e) => (e ? j(e) : r())));
+    } else if (typeof c === "string" || Buffer.isBuffer(c)) {
       await new Promise<void>((r, j) => pack.entry({ name, mode: 0o644, mtime: new Date(0), uid: 0, gid: 0 }, Buffer.from(c), (e) => (e ? j(e) : r())));
     } else {
       const size = "randomSize" in c ? c.randomSize : readFileSync(c.hostFile).length;

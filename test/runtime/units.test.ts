@@ -87,9 +87,26 @@ test("layout view: whiteouts and opaque dirs hide lower entries; a file over a d
   assert.deepEqual(paths, ["etc", "etc/a", "lib", "opt", "opt/new", "usr", "usr/lib", "usr/lib/libz.so.1", "var"]);
   assert.equal(view.entries.get("etc/a")!.mode, 0o600);
   assert.equal(view.entries.get("var")!.type, "file");
-  assert.match(view.warnings.join("\n"), /\/lib\/under-link lies under a path that is not a directory/);
+  assert.deepEqual(view.pathProblems, ["/lib/under-link (l2, 2) lies under /lib, a symlink to usr/lib in l1, 1; left out"]);
+  assert.equal(view.pathProblemCount, 1);
   assert.equal(resolveInView(view, "/lib/libz.so.1"), "usr/lib/libz.so.1");
   assert.equal(resolveInView(view, "/lib/../../../etc/a"), "etc/a");
+});
+
+test("layout view: a directory unpacked over a lower symlink hides its target, and is a path problem", () => {
+  const image: RuntimeImage = {
+    ref: "t", manifestDigest: "sha256:0", config: { architecture: "amd64", os: "linux", config: {}, rootfs: { type: "layers", diff_ids: [] } }, kind: "from-layout", conflicts: {},
+    layers: [
+      { name: "base", digest: "sha256:1", mediaType: "", trees: [{ id: "l1", tree: tree("l1", [entry("bin", "symlink", { target: "usr/bin" }), entry("usr", "dir"), entry("usr/bin", "dir"), entry("usr/bin/sh", "file")]) }] },
+      { name: "tools", digest: "sha256:2", mediaType: "", trees: [{ id: "l2", tree: tree("l2", [entry("bin", "dir"), entry("bin/mytool", "file")]) }] },
+    ],
+  };
+  const view = composeView(image);
+  // What podman shows: /bin is a directory holding only mytool.
+  assert.equal(view.entries.get("bin")!.type, "dir");
+  assert.equal(resolveInView(view, "/bin/sh"), "bin/sh");
+  assert.equal(view.entries.get("bin/sh"), undefined);
+  assert.deepEqual(view.pathProblems, ["/bin: a directory in l2, tools replaces the symlink to usr/bin of l1, base, hiding what was there"]);
 });
 
 test("ld.so.conf: includes with globs, comments, several dirs per line", () => {
@@ -101,6 +118,6 @@ test("ld.so.conf: includes with globs, comments, several dirs per line", () => {
   const entries = new Map<string, ViewEntry>();
   for (const d of ["etc", "etc/ld.so.conf.d"]) entries.set(d, { path: d, type: "dir", mode: 0o755, uid: 0, gid: 0, layer: 0, packageId: "", treeKey: "" });
   for (const p of Object.keys(files)) entries.set(p, { path: p, type: "file", mode: 0o644, uid: 0, gid: 0, layer: 0, packageId: "", treeKey: "", host: p });
-  const view: ImageView = { entries, sorted: [...entries.keys()].sort(), warnings: [] };
+  const view: ImageView = { entries, sorted: [...entries.keys()].sort(), pathProblems: [], pathProblemCount: 0 };
   assert.deepEqual(ldSoConfDirs(view, (e) => files[e.host!]), ["/usr/local/cuda/lib64", "/usr/local/cuda/extras", "/usr/local/lib/x86_64-linux-gnu", "/lib/x86_64-linux-gnu", "/opt/extra/lib"]);
 });
