@@ -9,6 +9,7 @@ import { DiskFullError, LayerfoldError, UsageError } from "../errors.ts";
 import { defaultStoreDir, Store } from "../store/store.ts";
 import { registerStoreUser } from "../store/gc.ts";
 import { createLogger, formatBytes, type Logger } from "../util/log.ts";
+import { downloads } from "../util/progress.ts";
 import { redact } from "../util/redact.ts";
 
 export interface CommonFlags {
@@ -81,7 +82,12 @@ export const platformFlag = flagValue((v) => {
   return v;
 });
 
-export const loggerFrom = (flags: CommonFlags): Logger => createLogger({ json: flags.json, debug: flags.debug, quiet: flags.quiet });
+/** The command's logger; downloads anywhere in the run report their progress to it. */
+export function loggerFrom(flags: CommonFlags): Logger {
+  const log = createLogger({ json: flags.json, debug: flags.debug, quiet: flags.quiet });
+  downloads.attach(log);
+  return log;
+}
 
 export function printJson(value: unknown): void {
   process.stdout.write(JSON.stringify(value, null, 2) + "\n");

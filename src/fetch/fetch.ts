@@ -14,6 +14,8 @@ import type { Dispatcher } from "undici";
 import { HashMismatchError, NetworkError } from "../errors.ts";
 import type { Store } from "../store/store.ts";
 import { HashingStream } from "../util/hash.ts";
+import { downloads } from "../util/progress.ts";
+import { tap } from "../util/stream.ts";
 import { authorizationFor, credentialHint, takeUrlCredentials } from "./http-auth.ts";
 import { loadUndici } from "./undici.ts";
 
@@ -161,14 +163,23 @@ export async function fetchToStore(store: Store, url: string, opts: FetchOptions
     const size = await store.blobSize(opts.sha256);
     if (size !== undefined) return { hex: opts.sha256, size };
   }
+  const transfer = downloads.start(opts.what);
   if (url.startsWith("file:") || url.startsWith("/")) {
     const p = url.startsWith("file:") ? fileURLToPath(url) : url;
+    let size: number;
     try {
-      await stat(p);
+      size = (await stat(p)).size;
     } catch {
+      transfer.done();
       throw new NetworkError(`${opts.what}: ${p} does not exist`);
     }
-    return store.putBlob(createReadStream(p), { expected: opts.sha256, what: opts.what });
+    let got = 0;
+    const counted = tap((n) => transfer.update((got += n), size));
+    try {
+      return await store.putBlob(createReadStream(p).on("error", (e) => counted.destroy(e)).pipe(counted), { expected: opts.sha256, what: opts.what });
+    } finally {
+      transfer.done();
+    }
   }
   // HTTP: download to a partial file we can resume with Range, then hash into the store.
   await mkdir(store.tmpDir, { recursive: true });
@@ -184,12 +195,13 @@ export async function fetchToStore(store: Store, url: string, opts: FetchOptions
       if (!Number.isNaN(len)) total = (append ? have : 0) + len;
       let got = append ? have : 0;
       const counter = new HashingStream();
-      counter.on("data", (c: Buffer) => { got += c.length; opts.onProgress?.(got, total); });
+      counter.on("data", (c: Buffer) => { got += c.length; opts.onProgress?.(got, total); transfer.update(got, total); });
       await pipeline(res.body, counter, createWriteStream(part, { flags: append ? "a" : "w" }));
       if (total !== undefined && got !== total) throw Object.assign(new Error(`short read ${got}/${total}`), { code: "ECONNRESET" });
     });
     return await store.putBlob(createReadStream(part), { expected: opts.sha256, what: opts.what });
   } finally {
+    transfer.done();
     await rm(part, { force: true });
   }
 }

@@ -12,6 +12,7 @@ import type { Logger } from "../util/log.ts";
 import { silentLogger } from "../util/log.ts";
 import type { Credential } from "./credentials.ts";
 import { HttpPool, type HttpResponse, type RequestBody, type ResponseBody } from "./http.ts";
+import { countDownload } from "../util/progress.ts";
 import { addSecret, redact } from "../util/redact.ts";
 import { apiHost, isLoopback } from "./reference.ts";
 
@@ -315,7 +316,9 @@ export class RegistryClient {
     const get = (from: number) =>
       this.send({ method: "GET", url: `/v2/${repository}/blobs/${digest}`, headers: from ? { range: `bytes=${from}-` } : {}, ok: from ? [200, 206] : [200], what, follow: true });
     const first = await get(0);
-    return Readable.from(this.resumingBody(first, get, digest, `blob ${digest} from ${this.registry}/${repository}`), { objectMode: false });
+    const body = this.resumingBody(first, get, digest, `blob ${digest} from ${this.registry}/${repository}`);
+    const size = Number(first.headers["content-length"]);
+    return Readable.from(countDownload(body, `${repository}@${digest.slice(7, 19)}`, Number.isFinite(size) ? size : undefined), { objectMode: false });
   }
 
   private async *resumingBody(first: SendResult, get: (from: number) => Promise<SendResult>, digest: string, what: string): AsyncGenerator<Buffer> {

@@ -9,6 +9,8 @@ export interface Logger {
   debug(msg: string): void;
   /** A progress update for one item (e.g. a layer); only drawn on a TTY. */
   progress(id: string, msg: string): void;
+  /** Progress is drawn (a terminal); otherwise it goes as occasional plain lines, if at all. */
+  readonly tty?: boolean;
 }
 
 export function createLogger(opts: { json?: boolean; debug?: boolean; quiet?: boolean } = {}): Logger {
@@ -17,12 +19,14 @@ export function createLogger(opts: { json?: boolean; debug?: boolean; quiet?: bo
   let live = false;
   const clear = () => { if (live) { out.write("\r\x1b[K"); live = false; } };
   return {
+    tty: tty && !opts.quiet,
     info: (m) => { if (!opts.quiet) { clear(); out.write(redact(m) + "\n"); } },
     warn: (m) => { clear(); process.stderr.write(`warning: ${redact(m)}\n`); },
     debug: (m) => { if (opts.debug) { clear(); process.stderr.write(`debug: ${redact(m)}\n`); } },
     progress: (id, m) => {
       if (!tty || opts.quiet) return;
-      out.write(`\r\x1b[K${id}: ${redact(m)}`);
+      // One terminal row: a wrapped line could not be redrawn in place.
+      out.write(`\r\x1b[K${`${id}: ${redact(m)}`.slice(0, Math.max(20, (out.columns || 80) - 1))}`);
       live = true;
     },
   };
