@@ -15,7 +15,7 @@ import { runImage } from "../../src/runtime/run.ts";
 import { namespaceProblem } from "../../src/runtime/sandbox.ts";
 import { defaultStoreDir, Store } from "../../src/store/store.ts";
 import { sha256Hex } from "../../src/util/hash.ts";
-import { compileProbe, libImage, pythonImage } from "./images.ts";
+import { compileProbe, debianReachable, libImage, pythonImage } from "./images.ts";
 
 const noNs = namespaceProblem();
 let tmp: { dir: string; cleanup: () => Promise<void> };
@@ -127,15 +127,6 @@ test("duplication audit fails on a path shipped in two layers; run --layout appl
   assert.equal(gone.code, 2);
   assert.match(gone.stderr, /No such file or directory/);
 });
-
-async function debianReachable(): Promise<string | false> {
-  try {
-    const r = await fetch("http://deb.debian.org/debian/dists/bookworm/InRelease", { method: "HEAD", signal: AbortSignal.timeout(5000) });
-    return r.ok ? false : `deb.debian.org answered ${r.status}; skipping the Debian Python image`;
-  } catch (err) {
-    return `deb.debian.org is unreachable (${(err as Error).message}); skipping the Debian Python image`;
-  }
-}
 
 test("import check: every distribution's top-level modules, each failure with its error", { skip: noNs ?? (await debianReachable()) }, async () => {
   // The user's store, so the Debian indexes and packages already fetched there are reused.

@@ -90,13 +90,13 @@ export async function libImage(dir: string, withLib: boolean): Promise<string> {
 }
 
 /** Debian bookworm's python3.11-minimal plus good_pkg (imports) and bad_mod (its import fails). */
-export async function pythonImage(dir: string): Promise<string> {
+export async function pythonImage(dir: string, opts: { tag?: string; extra?: Array<{ path: string; text: string }> } = {}): Promise<string> {
   const site = "/usr/lib/python3.11";
   return config(
     dir,
     JSON.stringify({
       name: "layerfold-tests/python",
-      tag: "1",
+      tag: opts.tag ?? "1",
       debian: { sources: [{ uri: "http://deb.debian.org/debian", suites: ["bookworm"], components: ["main"] }] },
       layers: [
         { name: "python", debian: ["python3.11-minimal"] },
@@ -109,6 +109,7 @@ export async function pythonImage(dir: string): Promise<string> {
             { path: `${site}/bad_mod.py`, text: "import module_that_is_not_installed\n" },
             { path: `${site}/bad_mod-2.0.dist-info/METADATA`, text: "Metadata-Version: 2.1\nName: bad-mod\nVersion: 2.0\n" },
             { path: `${site}/bad_mod-2.0.dist-info/RECORD`, text: "bad_mod.py,,\nbad_mod-2.0.dist-info/METADATA,,\nbad_mod-2.0.dist-info/RECORD,,\n" },
+            ...(opts.extra ?? []),
           ],
         },
       ],
@@ -150,4 +151,14 @@ export async function attackImage(dir: string): Promise<string> {
       config: { entrypoint: ["/usr/bin/attack"], cmd: ["status"] },
     }),
   );
+}
+
+/** Why the Debian Python image cannot be built here (no archive), or false. */
+export async function debianReachable(): Promise<string | false> {
+  try {
+    const r = await fetch("http://deb.debian.org/debian/dists/bookworm/InRelease", { method: "HEAD", signal: AbortSignal.timeout(5000) });
+    return r.ok ? false : `deb.debian.org answered ${r.status}; skipping the Debian Python image`;
+  } catch (err) {
+    return `deb.debian.org is unreachable (${(err as Error).message}); skipping the Debian Python image`;
+  }
 }

@@ -14,7 +14,8 @@ import { cliPath, runCli, runCommand, tempDir, type CliResult } from "../helpers
 import { hostMapping } from "../../src/runtime/idmap.ts";
 import { DEFAULT_CAPABILITIES } from "../../src/runtime/oci-spec.ts";
 import { namespaceProblem } from "../../src/runtime/sandbox.ts";
-import { attackImage } from "./images.ts";
+import { attackImage, debianReachable, pythonImage } from "./images.ts";
+import { defaultStoreDir } from "../../src/store/store.ts";
 import { asUser, bundleCli, ensureTestUser, rootlessProblem, userDir, type TestUser } from "./rootless.ts";
 
 const noContainers = namespaceProblem();
@@ -243,6 +244,65 @@ test("other host users cannot read the store's package trees or the cached root 
   assert.ok(trees.length > 0);
   const r = await asUser(user!, userHome, ["sh", "-c", `for p in "$@"; do ls "$p" >/dev/null 2>&1 && echo "readable: $p"; done; cat "${rootfs}/etc/motd" 2>/dev/null && echo "readable: motd"; true`, "sh", rootfs, ...trees]);
   assert.equal(r.stdout, "", r.stdout);
+});
+
+const noDebian = noContainers ?? (await debianReachable());
+describe("check", { skip: noDebian }, () => {
+  test("a package's import-time code is sandboxed too: no escape, no network, the check still reports", async () => {
+    // The user's store, so the Debian packages already fetched there are reused (as check.test.ts does).
+    const shared = process.env.LAYERFOLD_STORE ?? defaultStoreDir();
+    let connections = 0;
+    const server = net.createServer((s) => { connections++; s.destroy(); });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const port = (server.address() as net.AddressInfo).port;
+    const hostFile = path.join(open, "from-check");
+    const core = await readFile("/proc/sys/kernel/core_pattern", "utf8");
+    const site = "/usr/lib/python3.11";
+    // What issue 15 saw a package's __init__.py do under the old chroot.
+    const evil = [
+      "import os, socket",
+      "def attempt(name, f):",
+      "    try:",
+      "        f()",
+      "        print('evil', name, 'ok', flush=True)",
+      "    except Exception as e:",
+      "        print('evil', name, type(e).__name__, flush=True)",
+      "def escape():",
+      "    os.makedirs('/esc', exist_ok=True)",
+      "    os.chroot('/esc')",
+      "    for _ in range(64): os.chdir('..')",
+      "    os.chroot('.')",
+      `    open(${JSON.stringify(hostFile)}, 'w').write('pwned')`,
+      "attempt('escape', escape)",
+      "attempt('core_pattern', lambda: open('/proc/sys/kernel/core_pattern', 'w').write('|/pwned'))",
+      `attempt('connect', lambda: socket.create_connection(('127.0.0.1', ${port}), timeout=3))`,
+    ].join("\n") + "\n";
+    const dir = await pythonImage(path.join(tmp.dir, "evil"), {
+      tag: `evil-${port}`,
+      extra: [
+        { path: `${site}/evil_pkg/__init__.py`, text: evil },
+        { path: `${site}/evil_pkg-1.0.dist-info/METADATA`, text: "Metadata-Version: 2.1\nName: evil-pkg\nVersion: 1.0\n" },
+        { path: `${site}/evil_pkg-1.0.dist-info/top_level.txt`, text: "evil_pkg\n" },
+      ],
+    });
+    try {
+      const b = await runCli(["build", "-C", dir, "--store", shared, "-o", "none", "-q"]);
+      assert.equal(b.code, 0, b.stderr);
+      const r = await runCli(["check", "-C", dir, "--store", shared, "--json", "--skip-import", "bad_mod"]);
+      const report = JSON.parse(r.stdout);
+      assert.equal(report.imports.imported, 2, r.stdout + r.stderr); // good_pkg and evil_pkg: the attempts fail quietly inside
+      assert.equal(await exists(hostFile), false, "the package wrote a file on the host");
+      assert.equal(connections, 0, "the package reached a host loopback service");
+      assert.equal(await readFile("/proc/sys/kernel/core_pattern", "utf8"), core);
+      // The same code under `run`: each attempt fails inside the container.
+      const run = await runCli(["run", "-C", dir, "--store", shared, "--", "python3.11", "-c", "import evil_pkg"]);
+      assert.match(run.stdout, /^evil escape (PermissionError|FileNotFoundError|OSError)$/m, run.stdout + run.stderr);
+      assert.match(run.stdout, /^evil core_pattern (PermissionError|OSError)$/m);
+      assert.match(run.stdout, /^evil connect ConnectionRefusedError$/m);
+    } finally {
+      server.close();
+    }
+  });
 });
 
 /** Capability numbers (linux/capability.h), for the masks in /proc/self/status. */
