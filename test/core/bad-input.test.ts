@@ -69,6 +69,19 @@ test("--override: a directory that does not exist is named before any work", asy
   assert.doesNotMatch(r.stderr, /fix "src"/);
 });
 
+test("one inline path in two layers: the same spec is one file, different ones a conflict naming both layers", async () => {
+  const same = await buildWith(`[{ name: "a", inline: [{ path: "/etc/x", text: "1" }] }, { name: "b", inline: [{ path: "/etc/x", text: "1" }, { path: "/etc/y", text: "2" }] }]`);
+  assert.equal(same.code, 0, same.stderr);
+  const text = await buildWith(`[{ name: "a", inline: [{ path: "/etc/x", text: "1" }] }, { name: "b", inline: [{ path: "/etc/x", text: "2" }] }]`);
+  assert.equal(text.code, 5, text.stderr);
+  assert.match(text.stderr, /error\[E_PATH_CONFLICT\]: \/etc\/x is written inline in layer "a" and in layer "b" with a different text; an image has one file at a path/);
+  assert.doesNotMatch(text.stderr, /distinct name/);
+  const mode = await buildWith(`[{ name: "a", inline: [{ path: "/etc/x", text: "1" }] }, { name: "b", inline: [{ path: "/etc/x", text: "1", mode: 0o755 }] }]`);
+  assert.equal(mode.code, 5, mode.stderr);
+  assert.match(mode.stderr, /with a different mode \(0644 and 0755\)/);
+  assert.equal(mode.outExists, false);
+});
+
 test("a missing file is named", async () => {
   const r = await buildWith(`[{ name: "a", files: [{ src: "./nope", dest: "/opt/x" }] }]`);
   assert.equal(r.code, 2);

@@ -2,7 +2,10 @@
 
 import { z } from "zod";
 import { sha256Hex } from "../../util/hash.ts";
-import type { SourceKind } from "../types.ts";
+import { PathConflictError } from "../../errors.ts";
+import type { LockedPackage, SourceKind } from "../types.ts";
+
+const octal = (mode: number) => `0${mode.toString(8)}`;
 
 export const inlineSpecSchema = z
   .object({
@@ -21,18 +24,33 @@ export const inlineSource: SourceKind<InlineSpec[], undefined> = {
   layerKey: "inline",
   local: true,
   layerSchema: z.array(inlineSpecSchema),
-  async resolve(specs) {
-    const packages = specs.flatMap((layer) =>
-      (layer ?? []).map((spec) => ({
-        id: `inline:${spec.path}`,
-        kind: "inline",
-        name: spec.path,
-        version: sha256Hex(JSON.stringify([spec.text, spec.mode, spec.uid, spec.gid])).slice(0, 16),
-        deps: [],
-        meta: { spec },
-      })),
-    );
-    return { packages, roots: specs.map((layer) => (layer ?? []).map((s) => `inline:${s.path}`)) };
+  async resolve(specs, _opts, ctx) {
+    // One package per path. The same spec in two layers is one file (it lives in the first);
+    // different ones at one path are a conflict, said with the layers (inline specs have no name).
+    const byPath = new Map<string, { pkg: LockedPackage; layer: string }>();
+    specs.forEach((layerSpecs, i) => {
+      const layer = ctx.image.layers[i]?.name ?? String(i);
+      for (const spec of layerSpecs ?? []) {
+        const pkg: LockedPackage = {
+          id: `inline:${spec.path}`,
+          kind: "inline",
+          name: spec.path,
+          version: sha256Hex(JSON.stringify([spec.text, spec.mode, spec.uid, spec.gid])).slice(0, 16),
+          deps: [],
+          meta: { spec },
+        };
+        const prev = byPath.get(spec.path);
+        if (!prev) byPath.set(spec.path, { pkg, layer });
+        else if (prev.pkg.version !== pkg.version) {
+          const was = (prev.pkg.meta as { spec: InlineSpec }).spec;
+          const differs = was.text !== spec.text ? "text" : was.mode !== spec.mode ? `mode (${octal(was.mode)} and ${octal(spec.mode)})` : "owner (uid/gid)";
+          throw new PathConflictError(
+            `${spec.path} is written inline in layer "${prev.layer}" and in layer "${layer}" with a different ${differs}; an image has one file at a path: keep one of them, or give them the same ${differs.split(" ")[0]}`,
+          );
+        }
+      }
+    });
+    return { packages: [...byPath.values()].map((v) => v.pkg), roots: specs.map((layer) => (layer ?? []).map((s) => `inline:${s.path}`)) };
   },
   installKey: (pkg) => JSON.stringify(pkg.meta ?? {}),
   async install(pkg, tree) {
