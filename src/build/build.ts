@@ -297,9 +297,9 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
 
   // Resolve and lock.
   t = now();
-  const res = await resolveImage(cfg, kinds, { store, log, frozen: opts.frozen, update: opts.update, overrides: opts.overrides, reuseLock: true });
+  // The lock is written once the image is built: a build that fails before leaves the old one.
+  const res = await resolveImage(cfg, kinds, { store, log, frozen: opts.frozen, update: opts.update, overrides: opts.overrides, reuseLock: true, writeLock: false });
   timings.resolve = now() - t;
-  if (res.lockChanged) log.info(`lock: wrote ${res.lockFile} (${res.lock.packages.length} packages)`);
 
   // Fold.
   const folded = fold(
@@ -509,9 +509,16 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   const result: BuildResult = { config: cfg, image: built, layers, droppedLayers: folded.dropped, lockChanged: res.lockChanged, fold: folded, resolution: res, timings, installed };
   await saveBuildRecord(store, result, treeKeys);
 
+  if ((await res.saveLock()) && res.lockChanged) log.info(`lock: wrote ${res.lockFile} (${res.lock.packages.length} packages)`);
+
   t = now();
   if (opts.output !== "none") {
-    result.output = await exportImage(built, output);
+    try {
+      result.output = await exportImage(built, output);
+    } catch (err) {
+      if (res.lockChanged && err instanceof Error) err.message += `\n(the image was built, so ${res.lockFile} was updated before the output failed)`;
+      throw err;
+    }
     log.info(`wrote ${result.output}`);
   }
   timings.export = now() - t;

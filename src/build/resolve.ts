@@ -34,6 +34,8 @@ export interface Resolution {
   previousLock?: LockFile;
   lockChanged: boolean;
   lockFile: string;
+  /** Write layerfold.lock if it changed (packages or inputs) and was not written yet; true when written. */
+  saveLock(): Promise<boolean>;
   contextFor(kind: SourceKind): SourceContext;
   optionsFor(kind: SourceKind): unknown;
 }
@@ -100,6 +102,13 @@ export async function resolveImage(cfg: LoadedConfig, kinds: SourceKind[], opts:
     throw new LockError(`${lockFile} is ${previousLock ? "out of date with the config" : "missing"} and --frozen forbids changing it; run \`layerfold lock\` and commit the result`);
   }
   const inputsChanged = !opts.frozen && previousLock !== undefined && stableJson(previousLock.inputs ?? {}) !== stableJson(lock.inputs ?? {});
-  if ((lockChanged || inputsChanged) && (opts.writeLock ?? true)) await writeLock(lockFile, lock);
-  return { packages, roots, lock, previousLock, lockChanged, lockFile, contextFor, optionsFor };
+  let unsaved = lockChanged || inputsChanged;
+  const saveLock = async () => {
+    if (!unsaved) return false;
+    await writeLock(lockFile, lock);
+    unsaved = false;
+    return true;
+  };
+  if (opts.writeLock ?? true) await saveLock();
+  return { packages, roots, lock, previousLock, lockChanged, lockFile, saveLock, contextFor, optionsFor };
 }

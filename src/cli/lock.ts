@@ -43,7 +43,15 @@ export function lockCommand(): Command {
         process.stdout.write(`${counts.ok} ok, ${counts.missing} missing, ${counts.stale} stale\n`);
       }
       if (counts.missing || counts.stale) {
-        throw new LockError(`${res.lockFile}: ${counts.missing} missing and ${counts.stale} stale entries; run \`layerfold lock\` to fill them in`);
+        // Name what is stale (e.g. a version the archive no longer offers) and the command that takes the new one.
+        const stale = rows.filter((r) => r.status === "stale" && r.detail !== "no longer in the config");
+        const named = stale.slice(0, 10).map((r) => `${r.id} (${r.detail}; now ${r.version})`).join(", ") + (stale.length > 10 ? `, … ${stale.length - 10} more` : "");
+        const update = [...new Set(stale.map((r) => `--update ${r.id.slice(r.id.indexOf(":") + 1)}`))].join(" ");
+        throw new LockError(
+          `${res.lockFile}: ${counts.missing} missing and ${counts.stale} stale entries` +
+            (stale.length ? `. Stale: ${named}. \`layerfold lock ${update}\` takes the new version${stale.length > 1 ? "s" : ""} and changes nothing else` : "") +
+            `; \`layerfold lock\` fills in and refreshes everything`,
+        );
       }
     });
 }

@@ -195,6 +195,9 @@ export default defineImage({
 `);
   const r = await runCli(["build", "-C", dir, "--store", storeDir("store-m"), "-o", "none"]);
   assert.equal(r.code, 5, r.stderr);
+  // The build failed: it left no layerfold.lock behind.
+  assert.doesNotMatch(r.stdout + r.stderr, /lock: wrote/);
+  await assert.rejects(stat(path.join(dir, "layerfold.lock")), /ENOENT/);
   assert.match(r.stderr, /error\[E_PATH_CONFLICT\]: \/bin\/mytool \(inline:\/bin\/mytool, layer tools\) lies under \/bin, which is a symlink to usr\/bin in file:usr-is-merged \(layer base\)\..* Put it at the real path \/usr\/bin\/mytool instead\./);
 });
 
@@ -206,4 +209,18 @@ test("check fails on an image whose layer puts a directory over a lower layer's 
   assert.match(r.stdout, /FAIL  paths: 1 paths lie under a symlink or file of another layer, or hide one/);
   assert.match(r.stdout, /\/bin: a directory in layer 2 [0-9a-f]{12} replaces the symlink to usr\/bin of layer 1 [0-9a-f]{12}, hiding what was there/);
   assert.match(r.stderr, /1 paths under a symlink or file of another layer/);
+});
+
+test("a build writes layerfold.lock once the image is built; an output that fails after that says the lock was updated", async () => {
+  const dir = path.join(tmp.dir, "lock-late");
+  await mkdir(dir);
+  await writeFile(path.join(dir, "layerfold.config.ts"), `import { defineImage } from ${JSON.stringify(path.join(repoRoot, "src", "index.ts"))};
+export default defineImage({ name: "t/lock-late", tag: "1", layers: [{ name: "one", inline: [{ path: "/etc/motd", text: "hi\\n" }] }] });
+`);
+  await writeFile(path.join(dir, "not-a-dir"), "x");
+  const r = await runCli(["build", "-C", dir, "--store", storeDir("store-l"), "-o", `oci-archive:${path.join(dir, "not-a-dir", "out.tar")}`]);
+  assert.notEqual(r.code, 0);
+  assert.match(r.stdout + r.stderr, /lock: wrote .*layerfold\.lock/);
+  assert.match(r.stderr, new RegExp(`\\(the image was built, so ${path.join(dir, "layerfold.lock").replace(/[/.]/g, "\\$&")} was updated before the output failed\\)`));
+  await stat(path.join(dir, "layerfold.lock"));
 });

@@ -13,7 +13,7 @@ import { build } from "../../src/build/build.ts";
 import { Store } from "../../src/store/store.ts";
 import { silentLogger } from "../../src/util/log.ts";
 import { havePodman, podman } from "../helpers/engine.ts";
-import { tempDir } from "../helpers/cli.ts";
+import { repoRoot, runCli, tempDir } from "../helpers/cli.ts";
 
 const ARCHIVE = "http://deb.debian.org/debian";
 const KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg";
@@ -80,4 +80,12 @@ test("bookworm: python3.11 resolves, installs and runs ssl + sqlite3 in podman",
   } finally {
     await tmp.cleanup();
   }
+});
+
+// An example the README says builds must build --frozen: when the archive drops a locked
+// version (it did: linux-libc-dev 6.1.192-2), this fails, naming the package and the fix.
+test("examples/debian-tools: its lock is current with the archive (lock --check)", { skip: why ? `skipped: ${why}` : false, timeout: 5 * 60_000 }, async () => {
+  const storeDir = process.env.LAYERFOLD_TEST_DEBIAN_STORE ?? path.join(os.tmpdir(), "layerfold-test-debian-store");
+  const r = await runCli(["lock", "--check", "-q", "-C", path.join(repoRoot, "examples", "debian-tools"), "--store", storeDir]);
+  assert.equal(r.code, 0, `examples/debian-tools/layerfold.lock is stale; run the command below and commit the lock:\n${r.stderr}`);
 });
