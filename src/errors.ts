@@ -12,7 +12,7 @@ export const EXIT_CODES = [
   { exit: 1, code: "", meaning: "an unexpected failure (a bug: run again with --debug and report it)" },
   { exit: 2, code: "E_USAGE, E_CONFIG", meaning: "a bad command line (unknown option, bad flag value) or config file" },
   { exit: 3, code: "E_HASH_MISMATCH", meaning: "an artifact does not have the sha256 it must have" },
-  { exit: 4, code: "E_UNSAFE_ARCHIVE", meaning: "an archive or package tries path traversal, an escaping link, a device node or a bomb" },
+  { exit: 4, code: "E_UNSAFE_ARCHIVE", meaning: "an archive or package tries path traversal, an escaping link, a device node, a bomb, a path twice or refused setuid files" },
   { exit: 5, code: "E_PATH_CONFLICT", meaning: "two packages put different things at one path" },
   { exit: 6, code: "E_RESOLVE", meaning: "dependencies cannot be satisfied" },
   { exit: 7, code: "E_NETWORK", meaning: "an index, archive, registry or engine cannot be reached" },
@@ -25,6 +25,7 @@ export const EXIT_CODES = [
   { exit: 14, code: "E_NOT_FOUND", meaning: "what was named (a build, an image, a package, a store) does not exist" },
   { exit: 15, code: "E_CHECK_FAILED", meaning: "`layerfold check` ran and found problems (the report lists them)" },
   { exit: 16, code: "E_NO_SPACE", meaning: "a disk is full (the message names the path)" },
+  { exit: 17, code: "E_MALFORMED_ARCHIVE", meaning: "an archive or package is corrupt, truncated or not its format, or has names no filesystem holds (not UTF-8, too long)" },
   { exit: 125, code: "", meaning: "`run`, `shell`: layerfold itself failed (the `error[CODE]` line says how)" },
   { exit: 126, code: "E_CANNOT_EXECUTE", meaning: "`run`, `shell`: the command is in the image but cannot be executed" },
   { exit: 127, code: "E_COMMAND_NOT_FOUND", meaning: "`run`, `shell`: the command is not in the image" },
@@ -66,10 +67,21 @@ export class HashMismatchError extends LayerfoldError {
   }
 }
 
-/** An archive or package tries something unsafe (traversal, escaping link, device node, bomb). Exit 4. */
+/** An archive or package tries something unsafe (traversal, escaping link, device node, bomb, a path named twice). Exit 4. */
 export class UnsafeArchiveError extends LayerfoldError {
   constructor(message: string) {
     super("E_UNSAFE_ARCHIVE", message, { exitCode: 4 });
+  }
+}
+
+/**
+ * An archive or package is corrupt, truncated or not the format it claims (a bad header, a gzip
+ * cut short, "not a valid wheel"), or holds a name no Linux filesystem can (over 255 bytes a
+ * component, not UTF-8). Nothing unsafe was attempted; the file is broken. Exit 17.
+ */
+export class MalformedArchiveError extends LayerfoldError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("E_MALFORMED_ARCHIVE", message, { ...options, exitCode: 17 });
   }
 }
 

@@ -6,7 +6,7 @@ import { Duplex, PassThrough, Writable, type Readable } from "node:stream";
 import { createGunzip } from "node:zlib";
 import { createReadStream } from "node:fs";
 import { open } from "node:fs/promises";
-import { UnsafeArchiveError } from "../errors.ts";
+import { MalformedArchiveError, RuntimeError } from "../errors.ts";
 
 export type Compression = "gzip" | "xz" | "zstd" | "bzip2" | "none";
 
@@ -57,12 +57,12 @@ export function processStream(cmd: string, args: string[], what: string): Duplex
   const finish = () => {
     if (exited === undefined || !stdoutEnded) return;
     if (exited === 0) out.end();
-    else out.destroy(new UnsafeArchiveError(`${what}: ${cmd} failed (exit ${exited}): ${stderr.trim() || "corrupt or truncated data"}`));
+    else out.destroy(new MalformedArchiveError(`${what}: ${cmd} cannot decompress it (exit ${exited}: ${stderr.trim() || "corrupt or truncated data"}); the archive is truncated or corrupt`));
   };
   child.stdout.on("end", () => { stdoutEnded = true; finish(); });
   child.on("close", (code) => { exited = code; finish(); });
   child.on("error", (err) => {
-    out.destroy(new UnsafeArchiveError(`${what}: cannot run ${cmd} (${(err as Error).message}); install it (apt-get install -y ${cmd === "xz" ? "xz-utils" : cmd})`));
+    out.destroy(new RuntimeError(`${what}: cannot run ${cmd} (${(err as Error).message}); install it (apt-get install -y ${cmd === "xz" ? "xz-utils" : cmd})`));
   });
   child.stdin.on("error", () => { /* reported through exit status */ });
   duplex.on("close", () => { if (exited === undefined) child.kill(); });

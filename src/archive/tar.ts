@@ -3,9 +3,10 @@
 // pax xattrs stay byte-exact and every unsafe entry is refused with a reason.
 
 import type { Readable } from "node:stream";
-import { UnsafeArchiveError } from "../errors.ts";
-import type { EntryMeta, TreeWriter } from "../store/tree.ts";
+import { MalformedArchiveError, UnsafeArchiveError } from "../errors.ts";
+import { normalizeImagePath, type EntryMeta, type TreeWriter } from "../store/tree.ts";
 import { ByteReader } from "./bytes.ts";
+import { DEFAULT_MAX_UNPACKED_BYTES, decodeName, EntrySet } from "./names.ts";
 
 export interface TarHeader {
   name: string;
@@ -25,18 +26,19 @@ function parseOctal(buf: Buffer, what: string, field: string): number {
   if (buf[0]! & 0x80) {
     let v = 0;
     for (let i = 1; i < buf.length; i++) v = v * 256 + buf[i]!;
-    if (!Number.isSafeInteger(v)) throw new UnsafeArchiveError(`${what}: tar header ${field} is too large`);
+    if (!Number.isSafeInteger(v)) throw new MalformedArchiveError(`${what}: tar header ${field} is too large; the archive is corrupt`);
     return v;
   }
   const s = buf.toString("latin1").replace(/\0.*$/s, "").trim();
   if (s === "") return 0;
-  if (!/^[0-7]+$/.test(s)) throw new UnsafeArchiveError(`${what}: tar header ${field} is not octal (${JSON.stringify(s.slice(0, 20))}); the archive is corrupt`);
+  if (!/^[0-7]+$/.test(s)) throw new MalformedArchiveError(`${what}: tar header ${field} is not octal (${JSON.stringify(s.slice(0, 20))}); the archive is corrupt`);
   return parseInt(s, 8);
 }
 
-const cstr = (buf: Buffer) => {
+/** A NUL-terminated header field; names must be UTF-8 (archive/names.ts). */
+const cstr = (buf: Buffer, what: string, field: string) => {
   const i = buf.indexOf(0);
-  return (i < 0 ? buf : buf.subarray(0, i)).toString("utf8");
+  return decodeName(i < 0 ? buf : buf.subarray(0, i), what, field);
 };
 
 export function parsePax(data: Buffer, what: string): Map<string, Buffer> {
@@ -47,7 +49,7 @@ export function parsePax(data: Buffer, what: string): Map<string, Buffer> {
     if (sp < 0) break;
     const len = parseInt(data.subarray(pos, sp).toString("latin1"), 10);
     if (!Number.isSafeInteger(len) || len <= sp - pos || pos + len > data.length) {
-      throw new UnsafeArchiveError(`${what}: malformed pax header record at offset ${pos}`);
+      throw new MalformedArchiveError(`${what}: malformed pax header record at offset ${pos}; the archive is corrupt`);
     }
     const rec = data.subarray(sp + 1, pos + len - 1); // drop trailing \n
     const eq = rec.indexOf(0x3d);
@@ -69,9 +71,25 @@ const MAX_META = 1 << 20; // pax/longname payloads are small; refuse huge ones
 /** What may follow the end-of-archive marker (padding to the record size is at most a few KiB). */
 const MAX_AFTER_END = 1 << 20;
 
+export interface ReadTarOptions {
+  /**
+   * Refuse the archive once its entries' data (every body, read or skipped, and metadata records)
+   * passes this many bytes, at the header that passes it: a bomb is refused before it is inflated.
+   */
+  maxBytes?: number;
+}
+
 /** Iterate tar entries; the consumer must drain `body` (or call skip) before the next. */
-export async function* readTar(input: AsyncIterable<Buffer>, what: string): AsyncGenerator<{ header: TarHeader; body: ByteReader }> {
+export async function* readTar(input: AsyncIterable<Buffer>, what: string, opts: ReadTarOptions = {}): AsyncGenerator<{ header: TarHeader; body: ByteReader }> {
   const r = new ByteReader(input, what);
+  const maxBytes = opts.maxBytes ?? DEFAULT_MAX_UNPACKED_BYTES;
+  let total = 0;
+  const count = (n: number, name: string | undefined) => {
+    total += n;
+    if (total > maxBytes) {
+      throw new UnsafeArchiveError(`${what}: unpacks to more than ${maxBytes} bytes${name ? ` (at entry ${JSON.stringify(name)})` : ""}; refusing it as a possible archive bomb (raise maxBytes if this size is expected)`);
+    }
+  };
   let globalPax = new Map<string, Buffer>();
   let pendingPax: Map<string, Buffer> | undefined;
   let longName: string | undefined;
@@ -92,30 +110,37 @@ export async function* readTar(input: AsyncIterable<Buffer>, what: string): Asyn
       }
       return;
     }
-    if (!checksumOk(block)) throw new UnsafeArchiveError(`${what}: bad tar header checksum at byte ${r.offset - 512}; the archive is corrupt or not a tar`);
+    r.entry = undefined;
+    if (!checksumOk(block)) throw new MalformedArchiveError(`${what}: bad tar header checksum at byte ${r.offset - 512}; the archive is corrupt or not a tar`);
     const type = String.fromCharCode(block[156] || 0x30);
     const size = parseOctal(block.subarray(124, 136), what, "size");
     const padded = Math.ceil(size / 512) * 512;
     if (type === "x" || type === "g" || type === "L" || type === "K") {
       if (size > MAX_META) throw new UnsafeArchiveError(`${what}: a tar metadata record of ${size} bytes is too large`);
+      count(padded, undefined);
       const data = (await r.mustRead(padded)).subarray(0, size);
       if (type === "x") pendingPax = parsePax(data, what);
       else if (type === "g") globalPax = new Map([...globalPax, ...parsePax(data, what)]);
-      else if (type === "L") longName = cstr(data);
-      else longLink = cstr(data);
+      else if (type === "L") longName = cstr(data, what, "name (GNU long name)");
+      else longLink = cstr(data, what, "link target (GNU long link)");
       continue;
     }
     const pax = new Map([...globalPax, ...(pendingPax ?? [])]);
     const magic = block.subarray(257, 263).toString("latin1");
-    let name = cstr(block.subarray(0, 100));
-    if (magic.startsWith("ustar")) {
-      const prefix = cstr(block.subarray(345, 500));
-      if (prefix) name = `${prefix}/${name}`;
+    // The name that counts is decoded (and checked as UTF-8); the ones it overrides are not.
+    let name: string;
+    if (pax.has("path")) name = decodeName(pax.get("path")!, what, "name (pax path)");
+    else if (longName !== undefined) name = longName;
+    else {
+      name = cstr(block.subarray(0, 100), what, "name");
+      if (magic.startsWith("ustar")) {
+        const prefix = cstr(block.subarray(345, 500), what, "name (ustar prefix)");
+        if (prefix) name = `${prefix}/${name}`;
+      }
     }
-    if (longName !== undefined) name = longName;
-    if (pax.has("path")) name = pax.get("path")!.toString("utf8");
-    let linkname = longLink ?? cstr(block.subarray(157, 257));
-    if (pax.has("linkpath")) linkname = pax.get("linkpath")!.toString("utf8");
+    let linkname: string;
+    if (pax.has("linkpath")) linkname = decodeName(pax.get("linkpath")!, what, "link target (pax linkpath)");
+    else linkname = longLink ?? cstr(block.subarray(157, 257), what, "link target");
     const paxSize = pax.get("size");
     const realSize = paxSize ? Number(paxSize.toString()) : size;
     const header: TarHeader = {
@@ -132,6 +157,9 @@ export async function* readTar(input: AsyncIterable<Buffer>, what: string): Asyn
     longName = undefined;
     longLink = undefined;
     const dataLen = type === "0" || type === "\0" || type === "7" ? realSize : size;
+    if (!Number.isSafeInteger(dataLen) || dataLen < 0) throw new MalformedArchiveError(`${what}: entry ${JSON.stringify(name)} has a bad size ${JSON.stringify(paxSize?.toString() ?? String(size))}; the archive is corrupt`);
+    count(Math.ceil(dataLen / 512) * 512, name);
+    r.entry = name;
     const before = r.offset;
     yield { header, body: r };
     // Skip whatever the consumer left unread of the body and its padding.
@@ -150,6 +178,15 @@ export interface ExtractOptions {
   keepOwners?: boolean;
   /** Map each entry path before writing (merged-/usr canonicalisation); return undefined to skip. */
   mapPath?: (p: string) => string | undefined;
+  /** Names the archive in errors (default: the tree's package id). */
+  what?: string;
+  /** Refuse the archive past this many bytes of entry data (readTar's maxBytes). */
+  maxBytes?: number;
+  /**
+   * A path named twice: "refuse" (packages and archives: archive/names.ts), or "last-wins" for OCI
+   * layers, where a later entry replacing an earlier one is how tar layers have always been read.
+   */
+  duplicates?: "refuse" | "last-wins";
 }
 
 export function xattrsOf(pax: Map<string, Buffer>): Record<string, string> | undefined {
@@ -162,7 +199,7 @@ export function xattrsOf(pax: Map<string, Buffer>): Record<string, string> | und
 
 /** Extract a tar stream into a tree. Devices and fifos are refused. */
 export async function extractTar(input: Readable, tree: TreeWriter, opts: ExtractOptions = {}): Promise<void> {
-  const what = tree.what;
+  const what = opts.what ?? tree.what;
   const strip = opts.stripComponents ?? 0;
   const mapName = (raw: string): string | undefined => {
     let parts = raw.split("/").filter((p) => p !== "" && p !== ".");
@@ -173,13 +210,16 @@ export async function extractTar(input: Readable, tree: TreeWriter, opts: Extrac
     if (opts.prefix) p = `${opts.prefix.replace(/^\/+|\/+$/g, "")}/${p}`;
     return opts.mapPath ? opts.mapPath(p) : p;
   };
-  for await (const { header: h, body } of readTar(input, what)) {
+  const names = opts.duplicates === "last-wins" ? undefined : new EntrySet(what);
+  for await (const { header: h, body } of readTar(input, what, { maxBytes: opts.maxBytes })) {
     if (h.name.startsWith("/")) {
       throw new UnsafeArchiveError(`${what}: entry ${JSON.stringify(h.name)} has an absolute path; refusing the archive`);
     }
     const p = mapName(h.name);
     if (p === undefined) continue;
     const meta: EntryMeta = { mode: h.mode, uid: opts.keepOwners ? h.uid : 0, gid: opts.keepOwners ? h.gid : 0, xattrs: xattrsOf(h.pax) };
+    const norm = normalizeImagePath(p, what);
+    if (norm !== "") names?.claim(norm, { dir: h.type === "5", ...meta }, h.name);
     switch (h.type) {
       case "0":
         await tree.addFile(p, body.stream(h.size), meta);
@@ -202,7 +242,7 @@ export async function extractTar(input: Readable, tree: TreeWriter, opts: Extrac
       case "6":
         throw new UnsafeArchiveError(`${what}: entry ${JSON.stringify(h.name)} is a FIFO; refusing it`);
       default:
-        throw new UnsafeArchiveError(`${what}: entry ${JSON.stringify(h.name)} has unsupported tar type ${JSON.stringify(h.type)}`);
+        throw new MalformedArchiveError(`${what}: entry ${JSON.stringify(h.name)} has tar type ${JSON.stringify(h.type)}, which layerfold does not unpack (files, directories, symlinks and hardlinks only)`);
     }
   }
 }

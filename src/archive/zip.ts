@@ -10,7 +10,9 @@ import { createReadStream } from "node:fs";
 import { open, type FileHandle } from "node:fs/promises";
 import { Transform, type Readable, type TransformCallback } from "node:stream";
 import zlib from "node:zlib";
-import { UnsafeArchiveError } from "../errors.ts";
+import { MalformedArchiveError, UnsafeArchiveError } from "../errors.ts";
+import { normalizeImagePath } from "../store/tree.ts";
+import { DEFAULT_MAX_UNPACKED_BYTES, decodeName, EntrySet } from "./names.ts";
 
 export interface ZipEntry {
   /** Member name as stored (forward slashes). Directories end with "/". */
@@ -30,7 +32,7 @@ export interface ZipEntry {
 export interface ZipOptions {
   /** Names the archive in errors. */
   what?: string;
-  /** Refuse archives whose declared uncompressed total exceeds this (default 64 GiB). */
+  /** Refuse archives whose declared uncompressed total exceeds this (default DEFAULT_MAX_UNPACKED_BYTES, 16 GiB). */
   maxTotalBytes?: number;
 }
 
@@ -64,13 +66,14 @@ export class ZipFile {
     const fh = await open(file, "r");
     try {
       const { entries, cdOffset } = await readCentralDirectory(fileReadAt(fh), (await fh.stat()).size, what);
-      const max = opts.maxTotalBytes ?? 64 * 1024 ** 3;
+      const max = opts.maxTotalBytes ?? DEFAULT_MAX_UNPACKED_BYTES;
       let total = 0;
-      const seen = new Set<string>();
+      // The same duplicate rule as tar (archive/names.ts), on normalised names: "a//b" is "a/b".
+      const seen = new EntrySet(what);
       for (const e of entries) {
         checkZipName(e.name, what);
-        if (seen.has(e.name)) throw new UnsafeArchiveError(`${what}: member ${JSON.stringify(e.name)} appears twice; refusing the archive`);
-        seen.add(e.name);
+        const norm = normalizeImagePath(e.name, what);
+        if (norm !== "") seen.claim(norm, { dir: e.isDir, mode: e.mode }, e.name);
         total += e.size;
         if (total > max) throw new UnsafeArchiveError(`${what}: declares more than ${max} uncompressed bytes; refusing it as a possible zip bomb`);
       }
@@ -88,8 +91,8 @@ export class ZipFile {
 
   /** Check a member's local header (first 30 bytes in hdr); returns where its data starts and ends. */
   private checkHeader(hdr: Buffer, e: ZipEntry): { start: number; end: number } {
-    if (hdr.length < 30 || hdr.readUInt32LE(0) !== LFH_SIG) throw new UnsafeArchiveError(`${this.what}: member ${JSON.stringify(e.name)} has no valid local header; the archive is corrupt`);
-    if (hdr.readUInt16LE(6) & 1) throw new UnsafeArchiveError(`${this.what}: member ${JSON.stringify(e.name)} is encrypted; encrypted archives are not supported`);
+    if (hdr.length < 30 || hdr.readUInt32LE(0) !== LFH_SIG) throw new MalformedArchiveError(`${this.what}: member ${JSON.stringify(e.name)} has no valid local header; the archive is corrupt`);
+    if (hdr.readUInt16LE(6) & 1) throw new MalformedArchiveError(`${this.what}: member ${JSON.stringify(e.name)} is encrypted; encrypted archives are not supported`);
     const start = e.offset + 30 + hdr.readUInt16LE(26) + hdr.readUInt16LE(28);
     const end = start + e.compressedSize;
     if (end > this.limits.get(e)!) throw new UnsafeArchiveError(`${this.what}: member ${JSON.stringify(e.name)} overlaps the next member or the central directory; refusing a possible zip bomb`);
@@ -104,17 +107,17 @@ export class ZipFile {
 
   /** Stream a member's content; fails if it inflates to more or less than declared or its CRC is wrong. */
   async stream(e: ZipEntry): Promise<Readable> {
-    if (e.method !== 0 && e.method !== 8) throw new UnsafeArchiveError(`${this.what}: member ${JSON.stringify(e.name)} uses compression method ${e.method}; only stored and deflate are supported`);
+    if (e.method !== 0 && e.method !== 8) throw new MalformedArchiveError(`${this.what}: member ${JSON.stringify(e.name)} uses compression method ${e.method}; only stored and deflate are supported`);
     const { start, end } = await this.dataRange(e);
     const raw = e.compressedSize === 0 ? emptyStream() : createReadStream(this.path, { start, end: end - 1, highWaterMark: 1 << 20 });
     const check = new SizeCrcCheck(e, this.what);
     if (e.method === 0) {
-      if (e.compressedSize !== e.size) throw new UnsafeArchiveError(`${this.what}: stored member ${JSON.stringify(e.name)} has differing sizes`);
+      if (e.compressedSize !== e.size) throw new MalformedArchiveError(`${this.what}: stored member ${JSON.stringify(e.name)} has differing sizes`);
       return raw.on("error", (err: Error) => check.destroy(err)).pipe(check);
     }
     const inflate = zlib.createInflateRaw({ chunkSize: 1 << 16 });
     raw.on("error", (err: Error) => inflate.destroy(err));
-    inflate.on("error", (err) => check.destroy(new UnsafeArchiveError(`${this.what}: member ${JSON.stringify(e.name)} does not inflate: ${err.message}`)));
+    inflate.on("error", (err) => check.destroy(new MalformedArchiveError(`${this.what}: member ${JSON.stringify(e.name)} does not inflate: ${err.message}`)));
     return raw.pipe(inflate).pipe(check);
   }
 
@@ -138,11 +141,11 @@ export class ZipFile {
       try {
         out = await new Promise<Buffer>((res, rej) => zlib.inflateRaw(data, { maxOutputLength: Math.max(1, e.size) }, (err, b) => (err ? rej(err) : res(b))));
       } catch (err) {
-        throw new UnsafeArchiveError(`${this.what}: member ${JSON.stringify(e.name)} does not inflate within its declared ${e.size} bytes: ${(err as Error).message}`);
+        throw inflateError(err, e, this.what);
       }
     }
-    if (out.length !== e.size) throw new UnsafeArchiveError(`${this.what}: member ${JSON.stringify(e.name)} has ${out.length} bytes but declares ${e.size}; the archive is corrupt`);
-    if (zlib.crc32(out) >>> 0 !== e.crc32 >>> 0) throw new UnsafeArchiveError(`${this.what}: member ${JSON.stringify(e.name)} fails its CRC-32 check; the archive is corrupt`);
+    if (out.length !== e.size) throw new MalformedArchiveError(`${this.what}: member ${JSON.stringify(e.name)} has ${out.length} bytes but declares ${e.size}; the archive is corrupt`);
+    if (zlib.crc32(out) >>> 0 !== e.crc32 >>> 0) throw new MalformedArchiveError(`${this.what}: member ${JSON.stringify(e.name)} fails its CRC-32 check; the archive is corrupt`);
     return out;
   }
 
@@ -157,6 +160,14 @@ export class ZipFile {
   async close(): Promise<void> {
     await this.fh.close();
   }
+}
+
+/** A one-shot inflate that failed: past the declared size is a bomb (unsafe), anything else is corruption. */
+function inflateError(err: unknown, e: ZipEntry, what: string): Error {
+  if ((err as { code?: string }).code === "ERR_BUFFER_TOO_LARGE") {
+    return new UnsafeArchiveError(`${what}: member ${JSON.stringify(e.name)} inflates past its declared ${e.size} bytes; refusing a possible zip bomb`);
+  }
+  return new MalformedArchiveError(`${what}: member ${JSON.stringify(e.name)} does not inflate (${(err as Error).message}); the archive is corrupt`, { cause: err });
 }
 
 export const openZip = (file: string, opts?: ZipOptions): Promise<ZipFile> => ZipFile.open(file, opts);
@@ -181,8 +192,8 @@ class SizeCrcCheck extends Transform {
     cb(null, chunk);
   }
   override _flush(cb: TransformCallback): void {
-    if (this.n !== this.e.size) return cb(new UnsafeArchiveError(`${this.what}: member ${JSON.stringify(this.e.name)} has ${this.n} bytes but declares ${this.e.size}; the archive is corrupt`));
-    if (this.crc >>> 0 !== this.e.crc32 >>> 0) return cb(new UnsafeArchiveError(`${this.what}: member ${JSON.stringify(this.e.name)} fails its CRC-32 check; the archive is corrupt`));
+    if (this.n !== this.e.size) return cb(new MalformedArchiveError(`${this.what}: member ${JSON.stringify(this.e.name)} has ${this.n} bytes but declares ${this.e.size}; the archive is corrupt`));
+    if (this.crc >>> 0 !== this.e.crc32 >>> 0) return cb(new MalformedArchiveError(`${this.what}: member ${JSON.stringify(this.e.name)} fails its CRC-32 check; the archive is corrupt`));
     cb();
   }
 }
@@ -198,7 +209,7 @@ const fileReadAt = (fh: FileHandle): ReadAt => async (pos, len) => {
 
 /** Parse the central directory of an archive of `size` bytes through `readAt`. */
 export async function readCentralDirectory(readAt: ReadAt, size: number, what: string): Promise<{ entries: ZipEntry[]; cdOffset: number }> {
-  const corrupt = (why: string) => new UnsafeArchiveError(`${what}: not a valid zip archive (${why})`);
+  const corrupt = (why: string) => new MalformedArchiveError(`${what}: not a valid zip archive (${why})`);
   if (size < 22) throw corrupt("too short");
   const tailLen = Math.min(size, 22 + MAX_COMMENT + 20);
   const tailPos = size - tailLen;
@@ -227,7 +238,6 @@ export async function readCentralDirectory(readAt: ReadAt, size: number, what: s
   for (let i = 0; i < count; i++) {
     if (p + 46 > cd.length || cd.readUInt32LE(p) !== CDH_SIG) throw corrupt(`central directory entry ${i} is damaged`);
     const madeBy = cd.readUInt16LE(p + 4) >> 8;
-    const flags = cd.readUInt16LE(p + 8);
     const method = cd.readUInt16LE(p + 10);
     const crc32 = cd.readUInt32LE(p + 16);
     let compressedSize = cd.readUInt32LE(p + 20);
@@ -239,7 +249,9 @@ export async function readCentralDirectory(readAt: ReadAt, size: number, what: s
     let offset = cd.readUInt32LE(p + 42);
     if (p + 46 + nameLen + extraLen + commentLen > cd.length) throw corrupt(`central directory entry ${i} runs past the directory's end`);
     const nameBuf = cd.subarray(p + 46, p + 46 + nameLen);
-    const name = flags & 0x800 ? nameBuf.toString("utf8") : nameBuf.toString("latin1");
+    // UTF-8 whether or not flag bit 11 says so (most tools write UTF-8 without it); anything
+    // else is refused, never decoded leniently (archive/names.ts).
+    const name = decodeName(nameBuf, what, `name (central directory entry ${i})`);
     // zip64 extra field (0x0001): the 64-bit values appear only for fields that are saturated.
     let x = p + 46 + nameLen;
     const xEnd = x + extraLen;
@@ -294,19 +306,19 @@ function computeLimits(entries: ZipEntry[], cdOffset: number, what: string): Map
  * remote archives). `buf` must hold the header and all compressed data.
  */
 export function memberFromBuffer(buf: Buffer, e: ZipEntry, what: string): Buffer {
-  if (buf.length < 30 || buf.readUInt32LE(0) !== LFH_SIG) throw new UnsafeArchiveError(`${what}: member ${JSON.stringify(e.name)} has no valid local header`);
+  if (buf.length < 30 || buf.readUInt32LE(0) !== LFH_SIG) throw new MalformedArchiveError(`${what}: member ${JSON.stringify(e.name)} has no valid local header`);
   const start = 30 + buf.readUInt16LE(26) + buf.readUInt16LE(28);
   const data = buf.subarray(start, start + e.compressedSize);
-  if (data.length < e.compressedSize) throw new UnsafeArchiveError(`${what}: member ${JSON.stringify(e.name)} is truncated`);
+  if (data.length < e.compressedSize) throw new MalformedArchiveError(`${what}: member ${JSON.stringify(e.name)} is truncated`);
   let out: Buffer;
   if (e.method === 0) out = Buffer.from(data);
   else if (e.method === 8) {
     try {
       out = zlib.inflateRawSync(data, { maxOutputLength: Math.max(1, e.size) });
     } catch (err) {
-      throw new UnsafeArchiveError(`${what}: member ${JSON.stringify(e.name)} does not inflate within its declared ${e.size} bytes: ${(err as Error).message}`);
+      throw inflateError(err, e, what);
     }
-  } else throw new UnsafeArchiveError(`${what}: member ${JSON.stringify(e.name)} uses compression method ${e.method}`);
-  if (out.length !== e.size || zlib.crc32(out) >>> 0 !== e.crc32 >>> 0) throw new UnsafeArchiveError(`${what}: member ${JSON.stringify(e.name)} fails its size or CRC-32 check`);
+  } else throw new MalformedArchiveError(`${what}: member ${JSON.stringify(e.name)} uses compression method ${e.method}`);
+  if (out.length !== e.size || zlib.crc32(out) >>> 0 !== e.crc32 >>> 0) throw new MalformedArchiveError(`${what}: member ${JSON.stringify(e.name)} fails its size or CRC-32 check`);
   return out;
 }

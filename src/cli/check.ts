@@ -1,5 +1,6 @@
 import { Command } from "commander";
 import { checkImage, type CheckReport } from "../runtime/check.ts";
+import { printSetuid } from "./inspect.ts";
 import { openImage } from "../runtime/image.ts";
 import { CheckFailedError } from "../errors.ts";
 import { formatBytes } from "../util/log.ts";
@@ -66,6 +67,7 @@ function printReport(r: CheckReport): void {
     for (const p of r.paths.problems) w(`      ${p}`);
     if (r.paths.count > r.paths.problems.length) w(`      … and ${r.paths.count - r.paths.problems.length} more`);
   }
+  printSetuid(w, r.setuid);
   if (r.duplicates) {
     const d = r.duplicates;
     const total = d.layers.reduce((n, l) => n + l.entries, 0);

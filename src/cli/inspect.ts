@@ -7,6 +7,7 @@ import { NotFoundError } from "../errors.ts";
 import { sourceKinds } from "../sources/registry.ts";
 import type { Store } from "../store/store.ts";
 import { formatBytes } from "../util/log.ts";
+import { isPrivileged, privilegedFile, type PrivilegedFile } from "../util/modes.ts";
 import { printJson, storeFrom, withConfigFlags, type CommonFlags } from "./common.ts";
 
 interface InspectFlags extends CommonFlags {
@@ -40,9 +41,11 @@ export function inspectCommand(): Command {
     .description("list the layers of the last build: packages, sizes, digests, reused or built")
     .option("--layout <dir>", "inspect the image in this OCI layout (its build record must be in the store)")
     .action(async (flags: InspectFlags) => {
-      const rec = await findBuildRecord(storeFrom(flags), flags);
+      const store = storeFrom(flags);
+      const rec = await findBuildRecord(store, flags);
       const layers = rec.layers.map(layerSummary);
-      if (flags.json) return printJson({ image: `${rec.name}:${rec.tag}`, manifestDigest: rec.manifestDigest, droppedLayers: rec.droppedLayers, layers });
+      const setuid = await privilegedFilesOf(store, rec);
+      if (flags.json) return printJson({ image: `${rec.name}:${rec.tag}`, manifestDigest: rec.manifestDigest, droppedLayers: rec.droppedLayers, layers, setuid });
       process.stdout.write(`${rec.name}:${rec.tag}  ${rec.manifestDigest}\n`);
       process.stdout.write(`${"#".padEnd(4)}${"layer".padEnd(22)}${"pkgs".padStart(6)}${"compressed".padStart(13)}${"uncompressed".padStart(14)}  ${"digest".padEnd(14)}state\n`);
       layers.forEach((l, i) => {
@@ -51,7 +54,30 @@ export function inspectCommand(): Command {
         );
         for (const p of l.packages) process.stdout.write(`      ${p}\n`);
       });
+      printSetuid((line) => process.stdout.write(`${line}\n`), setuid);
       const total = layers.reduce((n, l) => n + l.size, 0);
       process.stdout.write(`total ${formatBytes(total)} compressed, ${formatBytes(layers.reduce((n, l) => n + l.uncompressedSize, 0))} uncompressed\n`);
     });
+}
+
+/** The setuid/setgid files of a build's trees, read from the store. */
+async function privilegedFilesOf(store: Store, rec: BuildRecord): Promise<PrivilegedFile[]> {
+  const out: PrivilegedFile[] = [];
+  const seen = new Set<string>();
+  for (const l of rec.layers) {
+    for (const t of l.trees) {
+      if (seen.has(t.key)) continue; // a package split over several layers
+      seen.add(t.key);
+      const tree = await store.getTree(t.key);
+      for (const e of tree?.manifest.entries ?? []) if (isPrivileged(e)) out.push(privilegedFile(e, t.id, l.name));
+    }
+  }
+  return out;
+}
+
+/** The "setuid/setgid" lines of inspect and check. */
+export function printSetuid(w: (line: string) => void, files: PrivilegedFile[]): void {
+  if (!files.length) return w("setuid/setgid files: none");
+  w(`setuid/setgid files: ${files.length} (the sources' setuid policy keeps them; see README "setuid")`);
+  for (const f of files) w(`      ${f.path}  ${f.mode} ${f.grants}  ${f.packageId} in layer ${f.layer}`);
 }

@@ -9,6 +9,7 @@ import { checkLibraries, type LibCheckResult } from "./libcheck.ts";
 import { checkImports, type PyCheckResult } from "./pycheck.ts";
 import { namespaceProblem } from "./sandbox.ts";
 import { composeView, type ViewEntry } from "./view.ts";
+import { isPrivileged, privilegedFile, type PrivilegedFile } from "../util/modes.ts";
 
 export interface CheckOptions {
   imports?: boolean;
@@ -31,6 +32,8 @@ export interface CheckReport {
   duplicates?: DupCheckResult;
   /** Paths under a symlink or file of another layer, or directories over one (view.ts): the image does not hold what its layers say. */
   paths: { problems: string[]; count: number };
+  /** setuid/setgid files of the image (listed, not a failure: the sources' setuid policy decides). */
+  setuid: PrivilegedFile[];
   warnings: string[];
   seconds: number;
 }
@@ -48,7 +51,8 @@ export const readText = (e: ViewEntry): string | undefined => {
 export async function checkImage(store: Store, image: RuntimeImage, opts: CheckOptions = {}): Promise<CheckReport> {
   const t0 = performance.now();
   const view = composeView(image);
-  const report: CheckReport = { image: image.ref, manifestDigest: image.manifestDigest, ok: view.pathProblemCount === 0, paths: { problems: view.pathProblems, count: view.pathProblemCount }, warnings: [], seconds: 0 };
+  const setuid = [...view.entries.values()].filter(isPrivileged).map((e) => privilegedFile(e, e.packageId, image.layers[e.layer]?.name ?? "(parent)"));
+  const report: CheckReport = { image: image.ref, manifestDigest: image.manifestDigest, ok: view.pathProblemCount === 0, paths: { problems: view.pathProblems, count: view.pathProblemCount }, setuid, warnings: [], seconds: 0 };
   if (opts.duplicates !== false) {
     report.duplicates = await checkDuplicates(store, image);
     if (report.duplicates.duplicates.length) report.ok = false;

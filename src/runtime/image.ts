@@ -145,7 +145,7 @@ async function openLayout(store: Store, dir: string): Promise<RuntimeImage> {
         const src = createReadStream(file, { highWaterMark: 1 << 20 });
         const input = src.pipe(hasher).pipe(decompressor(compressionFromMagic(head), what));
         src.on("error", (e) => input.destroy(e));
-        await extractTar(input, w, { keepOwners: true });
+        await extractTar(input, w, { keepOwners: true, duplicates: "last-wins" });
         if (`sha256:${hasher.hex()}` !== l.digest) throw new CorruptStoreError(`${what}: the blob's sha256 is ${hasher.hex()}; the layout is corrupt (copy it again)`);
       },
       { symlinks: "image" },

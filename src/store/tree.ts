@@ -9,7 +9,8 @@ import { copyFile, constants as fsConstants } from "node:fs/promises";
 import path from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { UnsafeArchiveError } from "../errors.ts";
+import { checkNameLengths, DEFAULT_MAX_UNPACKED_BYTES } from "../archive/names.ts";
+import { MalformedArchiveError, UnsafeArchiveError } from "../errors.ts";
 import { HashingStream, sha256Hex } from "../util/hash.ts";
 import { stableJson } from "../util/json.ts";
 import { devNull, tap } from "../util/stream.ts";
@@ -61,8 +62,6 @@ export interface TreeWriterOptions {
   maxBytes?: number;
 }
 
-export const DEFAULT_MAX_TREE_BYTES = 64 * 1024 ** 3;
-
 /** Normalise an archive or config path to an image path; refuse anything that escapes. */
 export function normalizeImagePath(raw: string, what: string): string {
   if (raw.includes("\0")) throw new UnsafeArchiveError(`${what}: path ${JSON.stringify(raw)} contains a NUL byte`);
@@ -72,7 +71,18 @@ export function normalizeImagePath(raw: string, what: string): string {
     if (part === "..") throw new UnsafeArchiveError(`${what}: path ${JSON.stringify(raw)} contains "..", which would escape its directory; refusing it`);
     parts.push(part);
   }
-  return parts.join("/");
+  const p = parts.join("/");
+  checkNameLengths(p, what);
+  return p;
+}
+
+/** A host call that failed on a name the filesystem refuses, as a typed error naming the entry. */
+function hostNameError(err: unknown, p: string, what: string): unknown {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === "ENAMETOOLONG" || code === "EILSEQ") {
+    return new MalformedArchiveError(`${what}: entry ${JSON.stringify(p.length > 120 ? `${p.slice(0, 120)}…` : p)} cannot be written in the store (${code}); no image can hold that name`, { cause: err });
+  }
+  return err;
 }
 
 /** Create `file` (mode 0644 before the umask, as writeFile does) holding the pieces in order. */
@@ -90,6 +100,7 @@ function writeAllSync(file: string, pieces: Uint8Array[]): void {
 export class TreeWriter {
   private readonly entries = new Map<string, TreeEntry>();
   private bytes = 0;
+  private byteLimit?: number;
   /** Host directories already created, so a wheel's thousands of files cost one mkdir per directory. */
   private readonly madeDirs = new Set<string>();
   constructor(
@@ -142,7 +153,11 @@ export class TreeWriter {
     this.checkParents(p);
     const prev = this.entries.get(p);
     if (prev && prev.type !== "dir") throw new UnsafeArchiveError(`${this.what}: ${JSON.stringify(p)} is both a ${prev.type} and a directory`);
-    this.makeDir(path.join(this.rootDir, p));
+    try {
+      this.makeDir(path.join(this.rootDir, p));
+    } catch (err) {
+      throw hostNameError(err, p, this.what);
+    }
     this.entries.set(p, { path: p, type: "dir", ...this.meta(meta, 0o755) });
   }
 
@@ -153,9 +168,14 @@ export class TreeWriter {
     this.madeDirs.add(dir);
   }
 
+  /** The content bytes this tree may hold (an archive's own maxBytes, above or below the default). */
+  setByteLimit(max: number): void {
+    this.byteLimit = max;
+  }
+
   private countBytes(n: number): void {
     this.bytes += n;
-    const max = this.options.maxBytes ?? DEFAULT_MAX_TREE_BYTES;
+    const max = this.byteLimit ?? this.options.maxBytes ?? DEFAULT_MAX_UNPACKED_BYTES;
     if (this.bytes > max) {
       throw new UnsafeArchiveError(`${this.what}: unpacks to more than ${max} bytes; refusing it as a possible archive bomb (raise the limit if this is expected)`);
     }
@@ -170,6 +190,14 @@ export class TreeWriter {
     const prev = this.entries.get(p);
     if (prev && prev.type === "dir") throw new UnsafeArchiveError(`${this.what}: ${JSON.stringify(p)} is both a directory and a file`);
     const dest = path.join(this.rootDir, p);
+    try {
+      return await this.writeFile(p, dest, content, meta);
+    } catch (err) {
+      throw hostNameError(err, p, this.what);
+    }
+  }
+
+  private async writeFile(p: string, dest: string, content: Readable | Uint8Array | string | Uint8Array[], meta?: EntryMeta): Promise<TreeEntry> {
     this.makeDir(path.dirname(dest));
     let size: number;
     let sha256: string;
@@ -250,6 +278,11 @@ export class TreeWriter {
       if (meta.uid !== undefined) e.uid = meta.uid;
       if (meta.gid !== undefined) e.gid = meta.gid;
     }
+  }
+
+  /** Clear mode bits (setuid/setgid by a policy) on the entries written so far that match. */
+  clearModeBits(pred: (e: TreeEntry) => boolean, bits: number): void {
+    for (const e of this.entries.values()) if (pred(e)) e.mode &= ~bits;
   }
 
   list(): TreeEntry[] {

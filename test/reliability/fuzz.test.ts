@@ -9,25 +9,30 @@ import { Readable } from "node:stream";
 import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { LayerfoldError } from "../../src/errors.ts";
+import { LayerfoldError, MalformedArchiveError, UnsafeArchiveError } from "../../src/errors.ts";
 import { readTar, extractTar } from "../../src/archive/tar.ts";
 import { readAr } from "../../src/archive/ar.ts";
-import { readCentralDirectory, memberFromBuffer } from "../../src/archive/zip.ts";
+import { readCentralDirectory, memberFromBuffer, openZip } from "../../src/archive/zip.ts";
 import { parseDeb822, parseDependencyList } from "../../src/sources/debian/deb822.ts";
 import { parseRequirement, parseMarker, evaluateMarker, targetMarkerEnv } from "../../src/sources/python/pep508.ts";
 import { TreeWriter } from "../../src/store/tree.ts";
 import { rng } from "./prng.ts";
 import { ar, paxMember, tar, zip } from "./craft.ts";
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
+import { createGunzip, gzipSync } from "node:zlib";
 
 const RUNS = Number(process.env.LF_FUZZ_RUNS ?? 300);
 const SEED = 20261125;
-const counts: Record<string, { ok: number; typed: number }> = {};
+const counts: Record<string, { ok: number; typed: number; unsafe: number; malformed: number }> = {};
 let tmp: string | undefined;
 after(async () => {
-  console.log(`# fuzzing (seed ${SEED}, ${RUNS} runs per parser): ${Object.entries(counts).map(([k, c]) => `${k} ${c.ok} parsed/${c.typed} typed errors`).join("; ")}`);
+  const show = ([k, c]: [string, (typeof counts)[string]]) => (ARCHIVE.has(k) ? `${k} ${c.ok} parsed/${c.unsafe} unsafe/${c.malformed} malformed` : `${k} ${c.ok} parsed/${c.typed} typed errors`);
+  console.log(`# fuzzing (seed ${SEED}, ${RUNS} runs per parser): ${Object.entries(counts).map(show).join("; ")}`);
   if (tmp) await rm(tmp, { recursive: true, force: true });
 });
+
+/** Archive readers: every refusal must be UnsafeArchiveError (exit 4) or MalformedArchiveError (exit 17). */
+const ARCHIVE = new Set(["tar", "tar-extract", "tar.gz-extract", "ar", "zip", "zip-open"]);
 
 function mutate(random: () => number, input: Buffer): Buffer {
   let b = Buffer.from(input);
@@ -45,13 +50,16 @@ function mutate(random: () => number, input: Buffer): Buffer {
 }
 
 async function expectCleanly(parser: string, i: number, fn: () => unknown): Promise<void> {
-  const c = (counts[parser] ??= { ok: 0, typed: 0 });
+  const c = (counts[parser] ??= { ok: 0, typed: 0, unsafe: 0, malformed: 0 });
   try {
     await fn();
     c.ok++;
   } catch (err) {
     if (!(err instanceof LayerfoldError)) assert.fail(`${parser} run ${i} (seed ${SEED}): untyped ${(err as Error)?.stack ?? err}`);
     c.typed++;
+    if (err instanceof UnsafeArchiveError) c.unsafe++;
+    else if (err instanceof MalformedArchiveError) c.malformed++;
+    else if (ARCHIVE.has(parser)) assert.fail(`${parser} run ${i} (seed ${SEED}): ${err.name} is neither unsafe nor malformed: ${err.message}`);
   }
 }
 
@@ -74,7 +82,17 @@ test("fuzz tar: readTar and extractTar over mutated archives", async () => {
         if (header.size < 1 << 20) for await (const _ of body.stream(header.size)) void _;
       }
     });
-    await expectCleanly("tar-extract", i, () => extractTar(Readable.from([bytes]), new TreeWriter(path.join(tmp!, `t${i}`), `fuzz tar ${i}`, { maxBytes: 1 << 20 })));
+    await expectCleanly("tar-extract", i, () => extractTar(Readable.from([bytes]), new TreeWriter(path.join(tmp!, `t${i}`), `fuzz tar ${i}`, { maxBytes: 1 << 20 }), { maxBytes: 1 << 20 }));
+  }
+});
+
+test("fuzz tar.gz: mutated gzip streams through the decompressor and extractTar", async () => {
+  const random = rng(SEED + 5);
+  tmp ??= await mkdtemp(path.join(os.tmpdir(), "lf-fuzz-"));
+  const seed = gzipSync(seedTar);
+  for (let i = 0; i < RUNS; i++) {
+    const bytes = mutate(random, seed);
+    await expectCleanly("tar.gz-extract", i, () => extractTar(Readable.from([bytes]).pipe(createGunzip()), new TreeWriter(path.join(tmp!, `g${i}`), `fuzz tar.gz ${i}`, { maxBytes: 1 << 20 }), { maxBytes: 1 << 20 }));
   }
 });
 
@@ -109,6 +127,17 @@ test("fuzz zip: central directory and member reads over mutated archives", async
       const readAt = async (pos: number, len: number) => bytes.subarray(pos, pos + len);
       const { entries } = await readCentralDirectory(readAt, bytes.length, `fuzz zip ${i}`);
       for (const e of entries) if (e.size < 1 << 20) memberFromBuffer(bytes.subarray(e.offset), e, `fuzz zip ${i}`);
+    });
+    // The whole-file path too: names (UTF-8, length, duplicates), overlaps and streamed members.
+    const f = path.join(tmp, `m${i % 8}.zip`);
+    writeFileSync(f, bytes);
+    await expectCleanly("zip-open", i, async () => {
+      const z = await openZip(f, { what: `fuzz zip ${i}`, maxTotalBytes: 1 << 20 });
+      try {
+        for (const e of z.entries) if (!e.isDir) for await (const _ of await z.stream(e)) void _;
+      } finally {
+        await z.close();
+      }
     });
   }
 });

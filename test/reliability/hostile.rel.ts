@@ -15,19 +15,20 @@ import os from "node:os";
 import path from "node:path";
 import { TreeWriter } from "../../src/store/tree.ts";
 import { Store } from "../../src/store/store.ts";
-import { LayerfoldError } from "../../src/errors.ts";
+import { LayerfoldError, MalformedArchiveError, UnsafeArchiveError } from "../../src/errors.ts";
 import { extractTar } from "../../src/archive/tar.ts";
 import { installDeb } from "../../src/sources/debian/deb.ts";
 import { installWheel, schemeFor } from "../../src/sources/python/wheel.ts";
-import { archiveSource } from "../../src/sources/archive/index.ts";
+import { archiveSource, archiveSpecSchema } from "../../src/sources/archive/index.ts";
 import { sha256Hex } from "../../src/util/hash.ts";
-import { deb, paxMember, tar, wheelRecord, zip, type TarMember, type ZipMember } from "./craft.ts";
+import { rng } from "./prng.ts";
+import { deb, paxMember, tar, tarHeader, wheelRecord, zip, type TarMember, type ZipMember } from "./craft.ts";
 
 let tmp: string;
 let store: Store;
 let n = 0;
 const roots: string[] = [];
-const outcomes: Record<string, number> = { refused: 0, confined: 0 };
+const outcomes = { unsafe: 0, malformed: 0, confined: 0 };
 
 before(async () => {
   tmp = await mkdtemp(path.join(os.tmpdir(), "lf-rel-hostile-"));
@@ -36,7 +37,7 @@ before(async () => {
   await writeFile(path.join(tmp, "outside", "victim"), "original\n");
 });
 after(async () => {
-  console.log(`# hostile inputs: ${outcomes.refused! + outcomes.confined!} cases, ${outcomes.refused} refused with a typed error, ${outcomes.confined} installed confined to their tree`);
+  console.log(`# hostile inputs: ${outcomes.unsafe + outcomes.malformed + outcomes.confined} cases: ${outcomes.unsafe} refused as unsafe (E_UNSAFE_ARCHIVE, exit 4), ${outcomes.malformed} refused as malformed (E_MALFORMED_ARCHIVE, exit 17), ${outcomes.confined} installed confined to their tree`);
   await rm(tmp, { recursive: true, force: true });
 });
 
@@ -47,17 +48,24 @@ function newTree(what: string, opts: ConstructorParameters<typeof TreeWriter>[2]
   return new TreeWriter(root, what, opts);
 }
 
-/** Run one hostile case: it must either succeed confined or throw a LayerfoldError. */
-async function hostile(name: string, fn: () => Promise<unknown>, expect: "refuse" | "either" = "refuse"): Promise<void> {
+/**
+ * Run one hostile case: it must either succeed confined or throw a typed error: UnsafeArchiveError
+ * (exit 4) for an attempt, MalformedArchiveError (exit 17) for a broken file, another LayerfoldError
+ * (a hash mismatch) otherwise. `expect` names the class when the case is about telling them apart.
+ */
+async function hostile(name: string, fn: () => Promise<unknown>, expect: "refuse" | "either" | "unsafe" | "malformed" = "refuse"): Promise<void> {
   try {
     await fn();
-    assert.notEqual(expect, "refuse", `${name}: was accepted`);
-    outcomes.confined!++;
+    assert.ok(expect === "either", `${name}: was accepted`);
+    outcomes.confined++;
   } catch (err) {
     if (err instanceof assert.AssertionError) throw err;
     assert.ok(err instanceof LayerfoldError, `${name}: untyped error ${(err as Error)?.stack ?? err}`);
     assert.ok(err.message.length > 15, `${name}: a message that says something`);
-    outcomes.refused!++;
+    if (expect === "unsafe") assert.ok(err instanceof UnsafeArchiveError, `${name}: expected unsafe, got ${err.name}: ${err.message}`);
+    if (expect === "malformed") assert.ok(err instanceof MalformedArchiveError, `${name}: expected malformed, got ${err.name}: ${err.message}`);
+    if (err instanceof MalformedArchiveError) outcomes.malformed++;
+    else outcomes.unsafe++;
   }
   await assertNothingEscaped(name);
 }
@@ -116,9 +124,59 @@ test("tar: absolute member paths stay inside the tree", async () => {
   for (const e of t.list()) assert.ok(!e.path.startsWith("/"), `entry ${e.path} is relative`);
 });
 
-test("tar: bad UTF-8 names are either refused or kept inside", async () => {
+test("tar: bad UTF-8 names are refused, never merged", async () => {
   const t = newTree("crafted tar (bad utf-8)");
-  await hostile("bad utf-8", () => extractTar(Readable.from([tar([{ name: Buffer.from([0x66, 0xff, 0xfe, 0x2f, 0xc0, 0xaf, 0x2e, 0x2e]), body: "x" }, paxMember({ path: Buffer.from([0xed, 0xa0, 0x80, 0x2f, 0x78]) }), { name: "p", body: "y" }])]), t), "either");
+  await hostile("bad utf-8", () => extractTar(Readable.from([tar([{ name: Buffer.from([0x66, 0xff, 0xfe, 0x2f, 0xc0, 0xaf, 0x2e, 0x2e]), body: "x" }, paxMember({ path: Buffer.from([0xed, 0xa0, 0x80, 0x2f, 0x78]) }), { name: "p", body: "y" }])]), t), "malformed");
+  const latin = (b: number) => Buffer.from([0x63, 0x61, 0x66, b, 0x2e, 0x74, 0x78, 0x74]);
+  for (const [label, members] of [
+    ["0xE9 and 0xE8 names", [{ name: latin(0xe9), body: "one" }, { name: latin(0xe8), body: "two" }]],
+    ["a non-UTF-8 pax path", [paxMember({ path: latin(0xe9) }), { name: "x", body: "one" }]],
+    ["a non-UTF-8 link target", [{ name: "l", type: "2", linkname: latin(0xe9) }]],
+  ] as [string, TarMember[]][]) {
+    await hostile(label, () => extractTar(Readable.from([tar(members)]), newTree(`crafted tar (${label})`)), "malformed");
+  }
+});
+
+test("tar: names no filesystem holds, duplicates, unsupported types, corrupt headers", async () => {
+  const cases: [string, TarMember[], "unsafe" | "malformed"][] = [
+    ["a 5 KB path", [paxMember({ path: `${"d/".repeat(2500)}f` }), { name: "x", body: "x" }], "malformed"],
+    ["a 304-byte name", [paxMember({ path: `a/${"n".repeat(300)}.txt` }), { name: "x", body: "x" }], "malformed"],
+    ["a file named twice", [{ name: "f", body: "first" }, { name: "./f", body: "second" }], "unsafe"],
+    ["a directory then a file at one path", [{ name: "d", type: "5" }, { name: "d", body: "x" }], "unsafe"],
+    ["a symlink then a file at one path", [{ name: "s", type: "2", linkname: "t" }, { name: "s", body: "x" }], "unsafe"],
+    ["a directory named twice with other modes", [{ name: "d", type: "5", mode: 0o755 }, { name: "d/", type: "5", mode: 0o777 }], "unsafe"],
+    ["a sparse file (type S)", [{ name: "sparse", type: "S", body: "x" }], "malformed"],
+    ["a bad header checksum", [{ name: "ok", body: "x" }], "malformed"],
+    ["a pax size that is not a number", [paxMember({ size: "12abc" }), { name: "x", body: "x" }], "malformed"],
+  ];
+  for (const [label, members, expect] of cases) {
+    let bytes = tar(members);
+    if (label === "a bad header checksum") bytes = Buffer.concat([Buffer.from(bytes.subarray(0, 148)), Buffer.from("0000000\0"), bytes.subarray(156)]);
+    await hostile(label, () => extractTar(Readable.from([bytes]), newTree(`crafted tar (${label})`)), expect);
+  }
+});
+
+test("tar: cut-short compressed streams (gzip, xz, zstd) are malformed and name the entry", async () => {
+  // Incompressible, so half the compressed bytes end inside big.bin for every format.
+  const next = rng(17);
+  const body = Buffer.alloc(300_000);
+  for (let i = 0; i < body.length; i++) body[i] = Math.floor(next() * 256);
+  const plain = tar([{ name: "small", body: "x" }, { name: "big.bin", body }]);
+  const { execFileSync } = await import("node:child_process");
+  const { openDecompressed } = await import("../../src/archive/decompress.ts");
+  for (const [fmt, bytes] of [["gzip", (await import("node:zlib")).gzipSync(plain)], ["xz", execFileSync("xz", ["-c"], { input: plain })], ["zstd", execFileSync("zstd", ["-c", "-q"], { input: plain })]] as [string, Buffer][]) {
+    const file = path.join(tmp, "in", `cut.tar.${fmt}`);
+    await mkdir(path.dirname(file), { recursive: true });
+    await writeFile(file, bytes.subarray(0, Math.floor(bytes.length / 2)));
+    await hostile(`truncated ${fmt}`, async () => {
+      try {
+        await extractTar(await openDecompressed(file, `cut.tar.${fmt}`), newTree(`cut ${fmt}`), { what: `cut.tar.${fmt}` });
+      } catch (err) {
+        assert.match((err as Error).message, /cut\.tar\.\w+.*"big\.bin"/, `${fmt}: names the archive and the entry`);
+        throw err;
+      }
+    }, "malformed");
+  }
 });
 
 test("tar: a gzip bomb stops at the tree's byte limit", async () => {
@@ -142,11 +200,21 @@ test("tar: a gzip bomb stops at the tree's byte limit", async () => {
   void createReadStream;
 });
 
+test("tar: a 2 GiB gzip bomb under maxBytes 1 MiB is refused at its header (archive source)", async () => {
+  // Concatenated gzip members: one tar header claiming 2 GiB, then 2048 members of 1 MiB of zeros (~1 KB each).
+  const { gzipSync } = await import("node:zlib");
+  const zeros = gzipSync(Buffer.alloc(1 << 20), { level: 9 });
+  const file = path.join(tmp, "in", "bomb2g.tar.gz");
+  await mkdir(path.dirname(file), { recursive: true });
+  await writeFile(file, Buffer.concat([gzipSync(tarHeader({ name: "zeros" }, 2 * 1024 ** 3)), ...Array.from({ length: 2048 }, () => zeros), gzipSync(Buffer.alloc(1024))]));
+  await hostile("2 GiB gzip bomb, maxBytes 1 MiB", () => archiveInstall("bomb2g", file, { maxBytes: 1 << 20 }), "unsafe");
+});
+
 // --- the archive source, end to end through the store (fetch by file URL, verify, extract) ---
 
 async function archiveInstall(name: string, file: string, extra: Record<string, unknown> = {}) {
   const sha256 = sha256Hex(await readFile(file));
-  const spec = { url: pathToFileURL(file).toString(), sha256, dest: "/opt/x", stripComponents: 0, ...extra };
+  const spec = archiveSpecSchema.parse({ url: pathToFileURL(file).toString(), sha256, dest: "/opt/x", stripComponents: 0, ...extra });
   const layers = [{ name: "l", archives: [spec] }];
   const ctx = { store, image: { layers }, overrides: {}, configDir: tmp, log: { info() {}, warn() {}, debug() {} } } as never;
   const { packages } = await archiveSource.resolve([[spec as never]], undefined, { ...(ctx as object), locked: [], update: [], frozen: false } as never);
@@ -174,6 +242,30 @@ for (const [name, members, o] of zipCases) {
     await hostile(`zip ${name}`, () => archiveInstall(name, file, { format: "zip", ...(o?.maxBytes ? { maxBytes: o.maxBytes } : {}) }), expect);
   });
 }
+
+test("zip (archive source): names twice after normalising, not UTF-8, too long", async () => {
+  const { makeZip } = await import("../python/helpers/zip.ts");
+  const cases: [string, Parameters<typeof makeZip>[0], "unsafe" | "malformed"][] = [
+    ["a//f and a/f", [{ name: "a/f", data: "1" }, { name: "a//f", data: "2" }], "unsafe"],
+    ["0xE9 and 0xE8 names", [{ name: Buffer.from("caf\xe9.txt", "latin1"), data: "1" }, { name: Buffer.from("caf\xe8.txt", "latin1"), data: "2" }], "malformed"],
+    ["a 304-byte name", [{ name: `${"z".repeat(304)}`, data: "1" }], "malformed"],
+  ];
+  for (const [label, members, expect] of cases) {
+    const file = path.join(tmp, "in", `z${++n}.zip`);
+    await mkdir(path.dirname(file), { recursive: true });
+    await writeFile(file, makeZip(members));
+    await hostile(`zip ${label}`, () => archiveInstall(label, file, { format: "zip" }), expect);
+  }
+});
+
+test("archive source: setuid files are stripped by default, confined", async () => {
+  const file = path.join(tmp, "in", "suid.tar");
+  await mkdir(path.dirname(file), { recursive: true });
+  await writeFile(file, tar([{ name: "tool", body: "x", mode: 0o4755 }, { name: "grp", body: "y", mode: 0o2755 }]));
+  let tree: TreeWriter | undefined;
+  await hostile("setuid in an archive", async () => { tree = await archiveInstall("suid", file); }, "either");
+  assert.deepEqual(tree!.list().filter((e) => e.type === "file").map((e) => [e.path, e.mode]).sort(), [["opt/x/grp", 0o755], ["opt/x/tool", 0o755]]);
+});
 
 test("tar (archive source): symlink escape in a .tar.gz", async () => {
   const file = path.join(tmp, "in", "sym.tar");
@@ -208,6 +300,16 @@ const wheelCases: [string, { name: string; data: string }[], { claimSize?: numbe
   ["bomb with lying sizes", [], { claimSize: 10, bomb: 32 * 1024 * 1024 }],
 ];
 
+test("wheel: not a valid wheel, a non-UTF-8 member name", async () => {
+  const { makeZip } = await import("../python/helpers/zip.ts");
+  const nowheel = path.join(tmp, "in", "nowheel-1.0-py3-none-any.whl");
+  await writeFile(nowheel, makeZip([{ name: "nowheel/__init__.py", data: "" }]));
+  await hostile("wheel without WHEEL", () => installWheel(nowheel, newTree("wheel without WHEEL"), { file: path.basename(nowheel), scheme, requested: true }), "malformed");
+  const latin = path.join(tmp, "in", "latin-1.0-py3-none-any.whl");
+  await writeFile(latin, makeZip([{ name: Buffer.from("latin/caf\xe9.py", "latin1"), data: "" }, { name: Buffer.from("latin/caf\xe8.py", "latin1"), data: "" }]));
+  await hostile("wheel with 0xE9/0xE8 names", () => installWheel(latin, newTree("wheel latin-1"), { file: path.basename(latin), scheme, requested: true }), "malformed");
+});
+
 for (const [name, files, o] of wheelCases) {
   test(`wheel: ${name}`, async () => {
     const file = await crafted(`w${++n}`, files, o);
@@ -223,7 +325,10 @@ for (const [name, files, o] of wheelCases) {
 
 // --- .debs through the real installer (symlink policy "image": absolute links allowed, never followed on the host) ---
 
-const debCases: [string, TarMember[], "refuse" | "either"][] = [
+const debCases: [string, TarMember[], "refuse" | "either" | "unsafe" | "malformed"][] = [
+  ["a file named twice", [{ name: "./usr/bin/t", body: "1" }, { name: "usr/bin/t", body: "2" }], "unsafe"],
+  ["0xE9 and 0xE8 names", [{ name: Buffer.from("./usr/share/caf\xe9", "latin1"), body: "1" }, { name: Buffer.from("./usr/share/caf\xe8", "latin1"), body: "2" }], "malformed"],
+  ["a setuid file (kept: Debian's policy is keep)", [{ name: "./usr/bin/su2", body: "x", mode: 0o4755 }], "either"],
   ["traversal", [{ name: "./../../../../outside/escaped-deb", body: "x" }], "refuse"],
   ["absolute symlink then write through it", [{ name: "./usr/lib/evil", type: "2", linkname: "/tmp" }, { name: "./usr/lib/evil/escaped-deb", body: "x" }], "refuse"],
   ["relative symlink escape then write", [{ name: "./etc/x", type: "2", linkname: "../../../../../../outside" }, { name: "./etc/x/escaped", body: "x" }], "refuse"],

@@ -9,7 +9,9 @@ import { fetchToStore, lockableUrl, redactUrl } from "../../fetch/fetch.ts";
 import { openDecompressed } from "../../archive/decompress.ts";
 import { extractTar } from "../../archive/tar.ts";
 import { openZip } from "../../archive/zip.ts";
-import type { TreeWriter } from "../../store/tree.ts";
+import { EntrySet } from "../../archive/names.ts";
+import { normalizeImagePath, type TreeWriter } from "../../store/tree.ts";
+import { applySetuidPolicy, setuidPolicySchema } from "../setuid.ts";
 import { applyPerms, copyHostPath, digestHostPath } from "../files/index.ts";
 import type { LockedPackage, SourceKind } from "../types.ts";
 
@@ -27,8 +29,13 @@ export const archiveSpecSchema = z
     uid: z.number().int().min(0).optional(),
     gid: z.number().int().min(0).optional(),
     perms: z.array(z.object({ regex: z.string(), mode: z.number().int().optional(), uid: z.number().int().optional(), gid: z.number().int().optional() }).strict()).optional(),
-    /** Refuse archives that unpack to more than this many bytes (bomb guard). */
+    /**
+     * Refuse archives that unpack to more than this many bytes (bomb guard; default 16 GiB, see
+     * archive/names.ts). Tar and zip alike: a tar is refused at the header that passes it.
+     */
     maxBytes: z.number().int().positive().optional(),
+    /** setuid/setgid files: "strip" (default) clears the bits, "keep", or "refuse"; `allow` keeps listed paths. */
+    setuid: setuidPolicySchema.default({ policy: "strip", allow: [] }),
   })
   .strict()
   .refine((s) => (s.url === undefined) !== (s.path === undefined), { message: "give exactly one of url or path" });
@@ -89,9 +96,12 @@ export const archiveSource: SourceKind<ArchiveSpec[], undefined> = {
     const { hex } = await fetchToStore(ctx.store, urlOf(spec, ctx.configDir), { what, sha256: pkg.artifact!.sha256 });
     const file = ctx.store.blobPath(hex);
     const prefix = spec.dest.replace(/^\/+/, "");
-    if (isZip(spec)) await extractZip(file, tree, prefix, spec.stripComponents, spec.maxBytes);
-    else await extractTar(await openDecompressed(file, what), tree, { prefix, stripComponents: spec.stripComponents });
+    if (spec.maxBytes) tree.setByteLimit(spec.maxBytes);
+    if (isZip(spec)) await extractZip(file, tree, what, prefix, spec.stripComponents, spec.maxBytes);
+    else await extractTar(await openDecompressed(file, what), tree, { what, prefix, stripComponents: spec.stripComponents, maxBytes: spec.maxBytes });
     if (spec.uid !== undefined || spec.gid !== undefined) tree.override(() => true, { uid: spec.uid, gid: spec.gid });
+    // The policy applies to what the archive ships; modes the config sets in perms are the user's own.
+    applySetuidPolicy(tree, spec.setuid, what, ctx.log);
     applyPerms(tree, spec.perms);
   },
   treeOptions: { symlinks: "contained" },
@@ -106,13 +116,16 @@ function specFor(pkg: LockedPackage, layers: Array<Record<string, unknown>>): Ar
   throw new LockError(`${pkg.id} is in the lock but no layer names it any more; run \`layerfold lock\``);
 }
 
-async function extractZip(file: string, tree: TreeWriter, prefix: string, strip: number, maxBytes?: number): Promise<void> {
-  const zip = await openZip(file, { what: tree.what, maxTotalBytes: maxBytes });
+async function extractZip(file: string, tree: TreeWriter, what: string, prefix: string, strip: number, maxBytes?: number): Promise<void> {
+  const zip = await openZip(file, { what, maxTotalBytes: maxBytes });
+  // openZip refused repeated names; stripping components can still make two names one.
+  const names = new EntrySet(what);
   try {
     for (const e of zip.entries) {
       const parts = e.name.split("/").filter(Boolean);
       if (parts.length <= strip) continue;
       const p = [prefix, ...parts.slice(strip)].filter(Boolean).join("/");
+      if (!names.claim(normalizeImagePath(p, what), { dir: e.isDir, mode: e.mode }, e.name)) continue;
       if (e.isDir) await tree.addDir(p, { mode: e.mode ?? 0o755 });
       else await tree.addFile(p, await zip.stream(e), { mode: e.mode ?? 0o644 });
     }

@@ -10,8 +10,9 @@ import { Transform, type Readable } from "node:stream";
 import { readAr, type ArMember } from "../../archive/ar.ts";
 import { compressionFromName, decompressor, xzUncompressedSize } from "../../archive/decompress.ts";
 import { readTar, xattrsOf, type TarHeader } from "../../archive/tar.ts";
+import { EntrySet } from "../../archive/names.ts";
 import { ByteReader } from "../../archive/bytes.ts";
-import { PathConflictError, UnsafeArchiveError } from "../../errors.ts";
+import { PathConflictError, MalformedArchiveError, UnsafeArchiveError } from "../../errors.ts";
 import { normalizeImagePath, type TreeWriter } from "../../store/tree.ts";
 
 /** Top-level directories that are symlinks into /usr on a merged-/usr system. */
@@ -62,7 +63,7 @@ async function* tarEntries(bytes: AsyncIterable<Buffer>, what: string): AsyncGen
 
 function tarOfMember(m: ArMember, what: string): AsyncGenerator<{ header: TarHeader; body: ByteReader }> {
   const kind = m.name === "data.tar" || m.name === "control.tar" ? "none" : compressionFromName(m.name);
-  if (kind === "none" && !/\.tar$/.test(m.name)) throw new UnsafeArchiveError(`${what}: member ${m.name} uses an unsupported compression`);
+  if (kind === "none" && !/\.tar$/.test(m.name)) throw new MalformedArchiveError(`${what}: member ${m.name} uses an unsupported compression`);
   const dec = decompressor(kind, `${what}: ${m.name}`);
   const src = m.body.stream(m.size);
   src.on("error", (e) => dec.destroy(e));
@@ -119,14 +120,14 @@ async function parseControlTar(entries: AsyncIterable<{ header: TarHeader; body:
     members.set(name, header.size ? Buffer.from(await body.mustRead(header.size)) : Buffer.alloc(0));
   }
   const control = members.get("control");
-  if (!control) throw new UnsafeArchiveError(`${what}: control archive has no control file; not a valid .deb`);
+  if (!control) throw new MalformedArchiveError(`${what}: control archive has no control file; not a valid .deb`);
   members.delete("control");
   return { control: control.toString("utf8"), members };
 }
 
 async function checkBinary(m: ArMember, what: string): Promise<void> {
   const v = (await m.body.mustRead(Math.min(m.size, 64))).toString("latin1").trim();
-  if (!v.startsWith("2.")) throw new UnsafeArchiveError(`${what}: unsupported .deb format version ${JSON.stringify(v)} (expected 2.x)`);
+  if (!v.startsWith("2.")) throw new MalformedArchiveError(`${what}: unsupported .deb format version ${JSON.stringify(v)} (expected 2.x)`);
 }
 
 /** Read only the control part of a .deb (for status files when no record is cached). */
@@ -164,7 +165,7 @@ export async function installDeb(input: Readable, tree: TreeWriter, what: string
         ctl = await readControlTar(m, what);
       }
     } else if (m.name.startsWith("data.tar")) {
-      if (!sawBinary || (!ctl && !controlXz)) throw new UnsafeArchiveError(`${what}: data archive comes before debian-binary/control; not a valid .deb`);
+      if (!sawBinary || (!ctl && !controlXz)) throw new MalformedArchiveError(`${what}: data archive comes before debian-binary/control; not a valid .deb`);
       let entries;
       if (controlXz && m.name === "data.tar.xz") {
         ({ ctl, dataEntries: entries } = await controlAndDataXz(controlXz.bytes, controlXz.size, m, what));
@@ -179,10 +180,10 @@ export async function installDeb(input: Readable, tree: TreeWriter, what: string
       if (md5s) ctl!.members.set("md5sums", Buffer.from([...md5s].map(([p, h]) => `${h}  ${p}\n`).join("")));
       sawData = true;
     } else if (!m.name.startsWith("_")) {
-      throw new UnsafeArchiveError(`${what}: unexpected member ${JSON.stringify(m.name)}; not a .deb this tool understands`);
+      throw new MalformedArchiveError(`${what}: unexpected member ${JSON.stringify(m.name)}; not a .deb this tool understands`);
     }
   }
-  if (!ctl || !sawData) throw new UnsafeArchiveError(`${what}: missing ${ctl ? "data" : "control"} archive; the .deb is truncated or corrupt`);
+  if (!ctl || !sawData) throw new MalformedArchiveError(`${what}: missing ${ctl ? "data" : "control"} archive; the .deb is truncated or corrupt`);
   return { ...ctl, paths };
 }
 
@@ -192,13 +193,15 @@ const SMALL_MEMBER = 1 << 20;
 async function extractData(entries: AsyncIterable<{ header: TarHeader; body: ByteReader }>, tree: TreeWriter, what: string, paths: string[], md5s?: Map<string, string>): Promise<void> {
   /** canonical path -> original path, for non-directories, to catch /bin/x vs /usr/bin/x. */
   const written = new Map<string, { orig: string; link?: string }>();
+  const names = new EntrySet(what);
   for await (const { header: h, body } of entries) {
     if (h.name.startsWith("/")) throw new UnsafeArchiveError(`${what}: data entry ${JSON.stringify(h.name)} is absolute; refusing the package`);
     const orig = normalizeImagePath(h.name, what);
     if (orig === "") continue;
+    const meta = { mode: h.mode, uid: h.uid, gid: h.gid, xattrs: xattrsOf(h.pax) };
+    if (!names.claim(orig, { dir: h.type === "5", ...meta }, h.name)) continue;
     paths.push("/" + orig);
     const p = canonicalPath(orig);
-    const meta = { mode: h.mode, uid: h.uid, gid: h.gid, xattrs: xattrsOf(h.pax) };
     if (MERGED.has(orig)) {
       // The top-level dir or alias symlink itself belongs to the merged-/usr base.
       if (h.type === "5" || (h.type === "2" && resolvedLink(orig, h.linkname) === `usr/${orig}`)) continue;
@@ -255,7 +258,7 @@ async function extractData(entries: AsyncIterable<{ header: TarHeader; body: Byt
       case "6":
         throw new UnsafeArchiveError(`${what}: ${JSON.stringify(h.name)} is a FIFO; refusing it`);
       default:
-        throw new UnsafeArchiveError(`${what}: ${JSON.stringify(h.name)} has unsupported tar type ${JSON.stringify(h.type)}`);
+        throw new MalformedArchiveError(`${what}: ${JSON.stringify(h.name)} has unsupported tar type ${JSON.stringify(h.type)}`);
     }
   }
 }

@@ -5,6 +5,7 @@
 
 import path from "node:path";
 import { z } from "zod";
+import { applySetuidPolicy, setuidPolicySchema } from "../setuid.ts";
 import { ConfigError, HashMismatchError, LockError, NetworkError } from "../../errors.ts";
 import { fetchToStore } from "../../fetch/fetch.ts";
 import type { Store } from "../../store/store.ts";
@@ -61,6 +62,8 @@ export const debianOptionsSchema = z
     groups: z.array(groupSchema).default([]),
     /** update-alternatives links to set or override: { "/usr/bin/editor": "/usr/bin/vim.basic" }. */
     alternatives: z.record(z.string().startsWith("/")).default({}),
+    /** setuid/setgid files from packages: "keep" (default, as dpkg does), "strip" or "refuse"; `allow` keeps listed paths. */
+    setuid: setuidPolicySchema.default({ policy: "keep", allow: [] }),
   })
   .strict();
 
@@ -271,8 +274,10 @@ export const debianSource: SourceKind<LayerRequest, DebianOptions> = {
     return { packages, roots: result };
   },
 
-  installKey() {
-    return "deb-install-v2";
+  installKey(_pkg, options) {
+    // The default policy keeps the key trees had before there was one.
+    const p = options?.setuid;
+    return !p || (p.policy === "keep" && !p.allow.length) ? "deb-install-v2" : `deb-install-v2 setuid=${JSON.stringify(p)}`;
   },
 
   async install(pkg, tree, options, ctx) {
@@ -286,6 +291,7 @@ export const debianSource: SourceKind<LayerRequest, DebianOptions> = {
     const sha = await fetchDeb(pkg, ctx.store, options);
     const what = `${pkg.id} ${pkg.version} (${pkg.artifact!.file})`;
     const info = await installDeb(ctx.store.openBlob(sha), tree, what);
+    applySetuidPolicy(tree, options?.setuid ?? { policy: "keep", allow: [] }, what, ctx.log);
     const para = parseDeb822(info.control)[0];
     if (!para || field(para, "Package") !== pkg.name || field(para, "Version") !== pkg.version) {
       throw new HashMismatchError(`${what}: its control file names ${para ? `${field(para, "Package")} ${field(para, "Version")}` : "nothing"}, not the locked package; the repository index is inconsistent`);

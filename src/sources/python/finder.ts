@@ -9,7 +9,7 @@ import { readdir } from "node:fs/promises";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { deadHostReason, fetchBytes, fetchRange, fetchToStore, redactUrl } from "../../fetch/fetch.ts";
 import { takeUrlCredentials } from "../../fetch/http-auth.ts";
-import { NetworkError } from "../../errors.ts";
+import { MalformedArchiveError, NetworkError } from "../../errors.ts";
 import type { Store } from "../../store/store.ts";
 import type { Logger } from "../../util/log.ts";
 import { sha256Hex } from "../../util/hash.ts";
@@ -248,7 +248,7 @@ function findMetadataMember(entries: ZipEntry[], file: string): ZipEntry {
   const cands = entries.filter((e) => /^[^/]+\.dist-info\/METADATA$/.test(e.name));
   const exact = w && cands.find((e) => normalizeName(e.name.split("-")[0]!) === w.key);
   const hit = exact ?? cands[0];
-  if (!hit) throw new NetworkError(`${file}: no .dist-info/METADATA inside; it is not a valid wheel`);
+  if (!hit) throw new MalformedArchiveError(`${file}: no .dist-info/METADATA inside; it is not a valid wheel`);
   return hit;
 }
 

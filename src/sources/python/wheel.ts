@@ -5,7 +5,7 @@
 // interpreter's shebang; INSTALLER, REQUESTED and a rewritten RECORD are added.
 
 import path from "node:path";
-import { HashMismatchError, UnsafeArchiveError } from "../../errors.ts";
+import { HashMismatchError, MalformedArchiveError, UnsafeArchiveError } from "../../errors.ts";
 import { openZip, type ZipEntry, type ZipFile } from "../../archive/zip.ts";
 import type { TreeWriter } from "../../store/tree.ts";
 import { sha256Hex } from "../../util/hash.ts";
@@ -78,7 +78,7 @@ export function parseEntryPoints(text: string): Map<string, Map<string, string>>
 
 export function entryPointScript(shebang: string, target: string): string {
   const m = /^([\w.]+)\s*(?::\s*([\w.]+))?\s*(\[.*\])?$/.exec(target);
-  if (!m) throw new UnsafeArchiveError(`entry point ${JSON.stringify(target)} is not "module:attr"`);
+  if (!m) throw new MalformedArchiveError(`entry point ${JSON.stringify(target)} is not "module:attr"`);
   const mod = m[1]!;
   const attr = m[2];
   const imp = attr ? `from ${mod} import ${attr.split(".")[0]}` : `import ${mod}`;
@@ -116,12 +116,12 @@ async function install(z: ZipFile, tree: TreeWriter, o: InstallWheelOptions): Pr
   const what = o.file;
   const s = o.scheme;
   const wheelMember = z.entries.find((e) => /^[^/]+\.dist-info\/WHEEL$/.test(e.name));
-  if (!wheelMember) throw new UnsafeArchiveError(`${what}: no .dist-info/WHEEL inside; it is not a valid wheel`);
+  if (!wheelMember) throw new MalformedArchiveError(`${what}: no .dist-info/WHEEL inside; it is not a valid wheel`);
   const distInfo = wheelMember.name.slice(0, -"/WHEEL".length);
   const dataDir = distInfo.replace(/\.dist-info$/, ".data");
   const wheelInfo = (await z.read(wheelMember)).toString("utf8");
   const wv = /^Wheel-Version:\s*(\d+)/m.exec(wheelInfo)?.[1];
-  if (wv !== "1") throw new UnsafeArchiveError(`${what}: Wheel-Version ${wv ?? "(missing)"} is not supported (only 1.x)`);
+  if (wv !== "1") throw new MalformedArchiveError(`${what}: Wheel-Version ${wv ?? "(missing)"} is not supported (only 1.x)`);
   const purelib = /^Root-Is-Purelib:\s*true/im.test(wheelInfo);
   const root = purelib ? s.purelib : s.platlib;
   const recordMember = z.get(`${distInfo}/RECORD`);
@@ -153,7 +153,7 @@ async function install(z: ZipFile, tree: TreeWriter, o: InstallWheelOptions): Pr
         case "data": return { dest: `${s.data}/${sub}`, script: false };
         case "purelib": return { dest: `${s.purelib}/${sub}`, script: false };
         case "platlib": return { dest: `${s.platlib}/${sub}`, script: false };
-        default: throw new UnsafeArchiveError(`${what}: unknown .data directory ${JSON.stringify(kind)}`);
+        default: throw new MalformedArchiveError(`${what}: unknown .data directory ${JSON.stringify(kind)}`);
       }
     }
     return { dest: `${root}/${name}`, script: false };

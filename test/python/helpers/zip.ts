@@ -3,7 +3,8 @@
 import zlib from "node:zlib";
 
 export interface Member {
-  name: string;
+  /** Raw bytes for names that are not UTF-8. */
+  name: string | Buffer;
   data: Buffer | string;
   /** 0 stored, 8 deflate (default). */
   method?: 0 | 8;
@@ -23,7 +24,7 @@ export function makeZip(members: Member[], opts: { shareDataOf?: [number, number
     const method = m.method ?? 8;
     const comp = method === 8 ? zlib.deflateRawSync(data) : data;
     const crc = zlib.crc32(data) >>> 0;
-    const name = Buffer.from(m.name, "utf8");
+    const name = typeof m.name === "string" ? Buffer.from(m.name, "utf8") : m.name;
     const size = m.declaredSize ?? data.length;
     const lfh = Buffer.alloc(30);
     lfh.writeUInt32LE(0x04034b50, 0);
@@ -44,7 +45,7 @@ export function makeZip(members: Member[], opts: { shareDataOf?: [number, number
     cdh.writeUInt32LE(comp.length, 20);
     cdh.writeUInt32LE(size, 24);
     cdh.writeUInt16LE(name.length, 28);
-    cdh.writeUInt32LE((((m.mode ?? (m.name.endsWith("/") ? 0o40755 : 0o100644)) & 0xffff) << 16) >>> 0, 38);
+    cdh.writeUInt32LE((((m.mode ?? (name.at(-1) === 0x2f ? 0o40755 : 0o100644)) & 0xffff) << 16) >>> 0, 38);
     cdh.writeUInt32LE(offset, 42);
     offsets.push(offset);
     locals.push(lfh, name, comp);
