@@ -2,6 +2,7 @@ import { Command } from "commander";
 import { build, layerSummary, type BuildResult } from "../build/build.ts";
 import { LayerCache } from "../cache/layer-cache.ts";
 import { formatBytes } from "../util/log.ts";
+import { checkLoadTarget } from "../docker/load.ts";
 import { loadBuilt } from "./load.ts";
 import { parseOutput } from "../build/export.ts";
 import { collect, flagValue, loggerFrom, oneOf, parseOverrides, platformFlag, positiveInt, printJson, storeFrom, withConfigFlags, type CommonFlags } from "./common.ts";
@@ -51,6 +52,7 @@ export function buildCommand(): Command {
     .action(async (flags: BuildFlags) => {
       const log = loggerFrom(flags);
       const overrides = parseOverrides(flags.override);
+      if (flags.load) await checkLoadTarget(); // not after a long build
       const store = storeFrom(flags);
       const cache = flags.cache ? await LayerCache.open(flags.cache, { store, log }) : undefined;
       const r = await build({

@@ -89,6 +89,21 @@ async function engineMessages(body: Dispatcher.ResponseData["body"], endpoint: s
   return messages;
 }
 
+/** Throw when neither an engine socket (already looked for) nor, where allowed, the docker CLI is there. */
+function noEngineProblem(via: "auto" | "api" | "cli", env: NodeJS.ProcessEnv): void {
+  if (via === "api") throw new NetworkError("no docker engine socket found (DOCKER_HOST unset, no /var/run/docker.sock or podman socket)");
+  if (!findOnPath("docker", env.PATH)) {
+    throw new NetworkError("no docker engine found: set DOCKER_HOST (unix:///path/to/docker.sock), start docker or `podman system service`, or install the docker CLI");
+  }
+}
+
+/** Before a build with --load: is there anything to load into? The same errors a load would give, without the build first. */
+export async function checkLoadTarget(opts: LoadOptions = {}): Promise<void> {
+  const via = opts.via ?? "auto";
+  if (via !== "cli" && (await findEngine(opts))) return;
+  noEngineProblem(via, opts.env ?? process.env);
+}
+
 /**
  * Stream a docker-archive (the `docker save` format) into the engine.
  * `open` is called once; its stream is consumed as the engine reads.
@@ -133,10 +148,7 @@ export async function loadDockerArchive(open: () => Readable | Promise<Readable>
     }
   }
 
-  if (via === "api") throw new NetworkError("no docker engine socket found (DOCKER_HOST unset, no /var/run/docker.sock or podman socket)");
-  if (!findOnPath("docker", env.PATH)) {
-    throw new NetworkError("no docker engine found: set DOCKER_HOST (unix:///path/to/docker.sock), start docker or `podman system service`, or install the docker CLI");
-  }
+  noEngineProblem(via, env);
   // Fallback: pipe into `docker load`, which knows contexts and TLS setups we do not.
   const child = spawn("docker", ["load"], { stdio: ["pipe", "pipe", "pipe"], env });
   let out = "";

@@ -164,6 +164,16 @@ test("load with a docker CLI but no daemon: docker's own words, exit 7", { skip:
   noStack(r, "load");
 });
 
+test("build --load with no engine and no docker CLI fails before building", async () => {
+  const out = path.join(tmp.dir, "out-load");
+  const r = await runCli(["build", "-C", dir, "--store", path.join(tmp.dir, "store-load"), "-o", `oci:${out}`, "--load"], { env: { PATH: "/nonexistent", DOCKER_HOST: "", XDG_RUNTIME_DIR: "" } });
+  assert.equal(r.code, 7, r.stderr);
+  assert.match(r.stderr, /error\[E_NETWORK\]: no docker engine found: set DOCKER_HOST/);
+  assert.equal(existsSync(out), false, "nothing built");
+  assert.equal(existsSync(path.join(tmp.dir, "store-load", "blobs")), false, "nothing stored");
+  noStack(r, "build --load");
+});
+
 test("a full disk: E_NO_SPACE naming the full filesystem's path, exit 16", { skip: spawnSync("unshare", ["-rm", "true"]).status !== 0 && "no user namespaces" }, async () => {
   // A 1 MiB tmpfs in a private mount namespace holds the store; the image needs 4 MiB.
   const big = path.join(tmp.dir, "big");
