@@ -9,7 +9,7 @@ import { existsSync } from "node:fs";
 import { chmod, mkdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { after, before, test } from "node:test";
-import { EXIT_CODES } from "../../src/errors.ts";
+import { EXIT_CODES, LayerfoldError } from "../../src/errors.ts";
 import { findOnPath } from "../../src/util/fs.ts";
 import { cliPath, repoRoot, runCli, tempDir, type CliResult } from "../helpers/cli.ts";
 
@@ -207,6 +207,17 @@ test("a PATH entry the user cannot read is skipped when looking for tools (zstd)
   });
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /1 layers \(1 built, 0 reused\)/);
+});
+
+test("every error class has its code and exit code in the table", async () => {
+  const errors = (await import("../../src/errors.ts")) as Record<string, unknown>;
+  const classes = Object.values(errors).filter((v): v is new (m: string) => LayerfoldError => typeof v === "function" && v.prototype instanceof LayerfoldError);
+  assert.ok(classes.length >= 15);
+  for (const C of classes) {
+    const e = new C("x");
+    const row = EXIT_CODES.find((r) => r.exit === e.exitCode);
+    assert.ok(row && row.code.split(", ").includes(e.code), `${C.name}: ${e.code} exit ${e.exitCode} is in EXIT_CODES`);
+  }
 });
 
 test("the README's exit code table is errors.ts's EXIT_CODES", async () => {
