@@ -17,7 +17,7 @@ import { fileURLToPath } from "node:url";
 import { podman } from "../test/helpers/engine.ts";
 import { startProxy, startRegistry } from "../test/helpers/registry.ts";
 import { CHUNKED_ANNOTATIONS } from "../src/layer/chunked.ts";
-import { prepareExample, repo, timedCmd, warmStore, withoutTorch, type LayerInfo } from "./stack.ts";
+import { median, prepareExample, repo, timedCmd, warmStore, withoutTorch, type LayerInfo } from "./stack.ts";
 
 const run = promisify(execFile);
 const cli = path.join(repo, "bin", "layerfold.mjs");
@@ -34,6 +34,8 @@ const LAYER_STATE = ["layers", "plans", "zstd-frames", "zstd-chunked-segments", 
 export interface PartialSide {
   compression: string;
   layerBuildSeconds: number;
+  /** CPU seconds (user + system, layerfold and its zstd processes) of that build: steadier than wall time on a shared machine. */
+  layerBuildCpuSeconds: number;
   imageBytes: number;
   layers: LayerInfo[];
   v1Pull: { seconds: number; bytes: number; partialBlobs: number };
@@ -88,7 +90,7 @@ async function pillowInChunkedLayer(store: string, digest: string, annotations: 
   return { frameBytes, uncompressedBytes, files, tocBytes: len };
 }
 
-export async function benchPartial(opts: { stack: "no-torch" | "torch-cuda"; work: string; log: (m: string) => void }): Promise<PartialResult> {
+export async function benchPartial(opts: { stack: "no-torch" | "torch-cuda"; work: string; runs?: number; log: (m: string) => void }): Promise<PartialResult> {
   const { work, log } = opts;
   const base = opts.stack === "no-torch" ? withoutTorch : (c: string) => c;
   const ex = await prepareExample("torch-cuda", path.join(work, "v"), pinPillow(base, OLD_PILLOW));
@@ -125,14 +127,27 @@ export async function benchPartial(opts: { stack: "no-torch" | "torch-cuda"; wor
       const viaProxy = (v: number) => `${proxy.host}/bench/partial:v${v}`;
       const built: LayerInfo[][] = [];
       let layerBuildSeconds = 0;
+      let layerBuildCpuSeconds = 0;
       for (const v of [1, 2] as const) {
         await use(v);
-        for (const sub of LAYER_STATE) await rm(path.join(store, sub), { recursive: true, force: true });
-        const t = await lf(["build", ...common, "--frozen", "--compression", compression, "-o", "none", "--json", "-q"]);
-        if (v === 1) layerBuildSeconds = t.seconds;
-        built.push(JSON.parse(t.stdout).layers);
+        // v1's layers are built `runs` times (the medians are reported), v2's once.
+        const walls: number[] = [];
+        const cpus: number[] = [];
+        let t: Awaited<ReturnType<typeof lf>> | undefined;
+        for (let i = 0; i < (v === 1 ? opts.runs ?? 1 : 1); i++) {
+          for (const sub of LAYER_STATE) await rm(path.join(store, sub), { recursive: true, force: true });
+          t = await lf(["build", ...common, "--frozen", "--compression", compression, "-o", "none", "--json", "-q"]);
+          const cpu = (what: string) => Number(new RegExp(`${what} time \\(seconds\\): ([\\d.]+)`).exec(t!.stderr)?.[1] ?? NaN);
+          walls.push(t.seconds);
+          cpus.push(cpu("User") + cpu("System"));
+        }
+        if (v === 1) {
+          layerBuildSeconds = median(walls);
+          layerBuildCpuSeconds = median(cpus);
+        }
+        built.push(JSON.parse(t!.stdout).layers);
         await lf(["push", ...common, ref(v), "-q"]);
-        log(`[partial ${opts.stack} ${compression}] v${v} built (${t.seconds.toFixed(1)} s) and pushed`);
+        log(`[partial ${opts.stack} ${compression}] v${v} built (${walls.map((w) => w.toFixed(1)).join(", ")} s; CPU ${cpus.map((c) => c.toFixed(1)).join(", ")} s) and pushed`);
       }
       const [l1, l2] = built as [LayerInfo[], LayerInfo[]];
       const changed = l2.filter((l) => !l1.some((o) => o.digest === l.digest));
@@ -166,6 +181,7 @@ export async function benchPartial(opts: { stack: "no-torch" | "torch-cuda"; wor
       sides.push({
         compression,
         layerBuildSeconds,
+        layerBuildCpuSeconds,
         imageBytes: l1.reduce((n, l) => n + l.size, 0),
         layers: l1,
         v1Pull,
@@ -195,7 +211,7 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.a
   await mkdir(parent, { recursive: true });
   const work = await import("node:fs/promises").then((f) => f.mkdtemp(path.join(parent, "lf-bench-partial-")));
   try {
-    console.log(JSON.stringify(await benchPartial({ stack, work, log: (m) => process.stderr.write(m + "\n") }), null, 2));
+    console.log(JSON.stringify(await benchPartial({ stack, work, runs: Number(process.argv[3] ?? 1), log: (m) => process.stderr.write(m + "\n") }), null, 2));
   } finally {
     await rm(work, { recursive: true, force: true });
   }
