@@ -16,7 +16,7 @@
 // layer), so every byte zstd compresses is one this process read and hashed. As for
 // plain zstd layers, the tar is cut at package boundaries into segments (frames.ts's
 // planFrames); a segment whose key an earlier blob holds is copied from it, with its
-// recorded frame sizes and CRCs, so the blob is the same whichever were reused.
+// recorded frame sizes, so the blob is the same whichever were reused.
 
 import { execFileSync, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
@@ -100,7 +100,11 @@ interface Piece {
   chunk?: number;
 }
 
-/** What a segment record keeps beyond where its bytes are: what the TOC and tar-split need. */
+/**
+ * Where an earlier blob holds a segment, and its frames' sizes (the TOC's offsets). The
+ * files' CRCs and chunk digests are not kept: they come from the tar as it streams, so a
+ * damaged record can only cost a recompression, never a wrong TOC or tar-split.
+ */
 export interface SegmentRecord {
   blob: string;
   offset: number;
@@ -109,10 +113,6 @@ export interface SegmentRecord {
   uncompressed: number;
   /** Compressed size of each piece's frame, in order. */
   frames: number[];
-  /** CRC-64 (hex) of each file with content, in order. */
-  crc: string[];
-  /** sha256 (hex) of each chunk of files cut into chunks, in order. */
-  chunks: string[];
 }
 
 export interface ChunkedBlob {
@@ -181,22 +181,31 @@ function framesOf(job: Job, buf: Buffer): FrameAt[] {
   return frames;
 }
 
-/** Earlier segments this layer can reuse: their bytes checked against the recorded sha256, their records against the plan. */
-function reusableSegments(store: Store, segs: FramePlan[], pieces: Piece[][], records: Array<SegmentRecord | undefined>, entries: LayerEntry[], buf: Buffer): Map<number, SegmentRecord> {
+/**
+ * Earlier segments this layer can reuse: the recorded range's bytes checked against the
+ * recorded sha256, and its zstd frames found again where the record says they end.
+ */
+function reusableSegments(store: Store, segs: FramePlan[], pieces: Piece[][], records: Array<SegmentRecord | undefined>, buf: Buffer): Map<number, SegmentRecord> {
   const hits = new Map<number, SegmentRecord>();
   segs.forEach((seg, s) => {
     const rec = records[s];
     if (!rec || typeof rec.blob !== "string" || !/^[0-9a-f]{64}$/.test(rec.blob) || rec.uncompressed !== seg.bytes) return;
-    const files = pieces[s]!.filter((p) => p.chunk === 0).length;
-    const chunked = pieces[s]!.filter((p) => p.entry !== undefined && chunkCount(fileSize(entries[p.entry]!)) > 1).length;
-    if (!Array.isArray(rec.frames) || rec.frames.length !== pieces[s]!.length || rec.frames.reduce((a, b) => a + b, 0) !== rec.length) return;
-    if (!Array.isArray(rec.crc) || rec.crc.length !== files || !Array.isArray(rec.chunks) || rec.chunks.length !== chunked) return;
+    if (!Array.isArray(rec.frames) || rec.frames.length !== pieces[s]!.length || !rec.frames.every((n) => Number.isSafeInteger(n) && n > 0) || rec.frames.reduce((a, b) => a + b, 0) !== rec.length) return;
     try {
       const h = createHash("sha256");
-      readRange(store.blobPath(rec.blob), rec.offset, rec.length, buf, (c) => h.update(c));
-      if (h.digest("hex") === rec.sha256) hits.set(s, rec);
+      const cutter = new ZstdFrameCutter();
+      const ends: number[] = [];
+      let pos = 0;
+      readRange(store.blobPath(rec.blob), rec.offset, rec.length, buf, (c) => {
+        h.update(c);
+        for (const e of cutter.cut(c)) ends.push(pos + e);
+        pos += c.length;
+      });
+      let at = 0;
+      const expected = rec.frames.map((n) => (at += n));
+      if (h.digest("hex") === rec.sha256 && cutter.atBoundary && ends.length === expected.length && ends.every((e, i) => e === expected[i])) hits.set(s, rec);
     } catch {
-      // Its blob is gone or short: compress the segment again.
+      // Its blob is gone or short, or not zstd where the record says: compress the segment again.
     }
   });
   return hits;
@@ -257,9 +266,9 @@ export async function writeChunkedZstd(store: Store, entries: LayerEntry[], mtim
   const jobs: Job[] = [];
   try {
     const known = await Promise.all(segs.map((seg) => store.getRecord<SegmentRecord>(RECORD_KIND, seg.key)));
-    const hits = reusableSegments(store, segs, pieces, known, entries, buf);
+    const hits = reusableSegments(store, segs, pieces, known, buf);
 
-    // Content checks of the pieces compressed now: per file a CRC-64, per chunk of a cut file a sha256.
+    // Per file a CRC-64, per chunk of a cut file a sha256: from the tar itself, reused segments too.
     const crcs = new Map<number, Crc64>();
     const chunkHashes = new Map<string, ReturnType<typeof createHash>>();
     // Where each compressed piece's frame will be: [job, index in job].
@@ -321,18 +330,18 @@ export async function writeChunkedZstd(store: Store, entries: LayerEntry[], mtim
           const pos = base + off;
           const n = Math.min(chunk.length - off, p.start + p.length - pos);
           const part = chunk.subarray(off, off + n);
-          if (!reused) {
-            if (p.entry !== undefined) {
-              let crc = crcs.get(p.entry);
-              if (!crc) crcs.set(p.entry, (crc = new Crc64()));
-              crc.update(part);
-              if (chunkCount(fileSize(entries[p.entry]!)) > 1) {
-                const k = `${p.entry}:${p.chunk}`;
-                let h = chunkHashes.get(k);
-                if (!h) chunkHashes.set(k, (h = createHash("sha256")));
-                h.update(part);
-              }
+          if (p.entry !== undefined) {
+            let crc = crcs.get(p.entry);
+            if (!crc) crcs.set(p.entry, (crc = new Crc64()));
+            crc.update(part);
+            if (chunkCount(fileSize(entries[p.entry]!)) > 1) {
+              const k = `${p.entry}:${p.chunk}`;
+              let h = chunkHashes.get(k);
+              if (!h) chunkHashes.set(k, (h = createHash("sha256")));
+              h.update(part);
             }
+          }
+          if (!reused) {
             if (p.length > SMALL_PIECE) {
               if (!fifo) {
                 const target = fifos[frameOf.get(p)!.index % 2]!;
@@ -412,12 +421,6 @@ export async function writeChunkedZstd(store: Store, entries: LayerEntry[], mtim
         if (hit) {
           readRange(store.blobPath(hit.blob), hit.offset, hit.length, buf, (c) => put(c, h));
           frames = hit.frames;
-          let fi = 0;
-          let ci = 0;
-          for (const p of pieces[s]!) {
-            if (p.chunk === 0) crcOf.set(p.entry!, hit.crc[fi++]!);
-            if (p.entry !== undefined && chunkCount(fileSize(entries[p.entry]!)) > 1) chunkDigestOf.set(`${p.entry}:${p.chunk}`, hit.chunks[ci++]!);
-          }
         } else {
           frames = pieces[s]!.map((p) => {
             const f = frameAt(p);
@@ -431,11 +434,11 @@ export async function writeChunkedZstd(store: Store, entries: LayerEntry[], mtim
             }
             return f.length;
           });
-          for (const p of pieces[s]!) {
-            if (p.chunk === 0) crcOf.set(p.entry!, crcs.get(p.entry!)!.digest().toString("hex"));
-            const k = `${p.entry}:${p.chunk}`;
-            if (chunkHashes.has(k)) chunkDigestOf.set(k, chunkHashes.get(k)!.digest("hex"));
-          }
+        }
+        for (const p of pieces[s]!) {
+          if (p.chunk === 0) crcOf.set(p.entry!, crcs.get(p.entry!)!.digest().toString("hex"));
+          const k = `${p.entry}:${p.chunk}`;
+          if (chunkHashes.has(k)) chunkDigestOf.set(k, chunkHashes.get(k)!.digest("hex"));
         }
         let cursor = start;
         pieces[s]!.forEach((p, i) => {
@@ -446,16 +449,7 @@ export async function writeChunkedZstd(store: Store, entries: LayerEntry[], mtim
           }
           cursor += frames[i]!;
         });
-        const own = pieces[s]!;
-        records.push({
-          offset: start,
-          length: blobBytes - start,
-          sha256: h.digest("hex"),
-          uncompressed: seg.bytes,
-          frames,
-          crc: own.filter((p) => p.chunk === 0).map((p) => crcOf.get(p.entry!)!),
-          chunks: own.filter((p) => p.entry !== undefined && chunkCount(fileSize(entries[p.entry]!)) > 1).map((p) => chunkDigestOf.get(`${p.entry}:${p.chunk}`)!),
-        });
+        records.push({ offset: start, length: blobBytes - start, sha256: h.digest("hex"), uncompressed: seg.bytes, frames });
       });
 
       // tar-split: each entry's raw header bytes (with the padding before them), then its name, size and CRC-64.

@@ -173,6 +173,22 @@ test("zstd:chunked: same bytes from every build; a rebuilt layer copies unchange
     assert.equal(r3.framesReused, 2, "beta's and gamma's segments are copied; alpha's, whose copy is damaged, is compressed again");
     const v3cold = await layerOf(cold, [["alpha", big], ["beta", big], ["gamma", big], ["zeta", 0], ["zz", 0]], "zstd:chunked");
     assert.equal(r3.digest, (await buildLayer(cold, v3cold, layerKey(v3cold))).digest);
+
+    // A record that lies about where its frames end (same total, same bytes) is not used: the
+    // TOC would point into the middle of frames. The layer comes out as from an empty store.
+    const kind = path.join(warm.root, "zstd-chunked-segments");
+    for (const f of await readdir(kind)) {
+      const rec = JSON.parse(await readFile(path.join(kind, f), "utf8")) as { frames: number[] };
+      if (rec.frames.length < 2) continue;
+      rec.frames[0]! += 1;
+      rec.frames[1]! -= 1;
+      await writeFile(path.join(kind, f), JSON.stringify(rec));
+    }
+    const v4 = await layerOf(warm, [["alpha", big], ["beta", big], ["gamma", big], ["zeta", 0], ["zz", 0], ["zzz", 0]], "zstd:chunked");
+    const r4 = await buildLayer(warm, v4, layerKey(v4));
+    assert.equal(r4.framesReused, 0, "no lying record is used");
+    const v4cold = await layerOf(cold, [["alpha", big], ["beta", big], ["gamma", big], ["zeta", 0], ["zz", 0], ["zzz", 0]], "zstd:chunked");
+    assert.equal(r4.digest, (await buildLayer(cold, v4cold, layerKey(v4cold))).digest);
     assert.deepEqual(await readdir(warm.tmpDir), [], "no temp files or FIFOs left");
   } finally {
     await cleanup();
