@@ -45,5 +45,6 @@ export function diffCommand(): Command {
       if (d.packagesCompared) out(`packages: ${s.packagesAdded} added, ${s.packagesRemoved} removed, ${s.packagesUpgraded} upgraded or downgraded`);
       else out("packages: not compared (no build record in the store for one side; layers compared by name and digest)");
       out(`to push: ${formatBytes(d.pushBytes)} in ${d.pushLayers} layer${d.pushLayers === 1 ? "" : "s"} (B's layers whose digest A lacks)`);
+      if (d.partialPullBytes !== undefined) out(`to pull, partially (zstd:chunked; podman/CRI-O with partial pulls, A present): ${formatBytes(d.partialPullBytes)} (the TOCs and the files no zstd:chunked layer of A holds)`);
     });
 }

@@ -18,6 +18,7 @@ import { DOCKER_HUB, parseReference } from "../registry/reference.ts";
 import { openRemoteImage, type OpenRemoteOptions } from "../registry/remote-image.ts";
 import { compareVersions as compareDebVersions } from "../sources/debian/version.ts";
 import type { Store } from "../store/store.ts";
+import { partialPullBytes } from "./partial-pull.ts";
 
 export const LAYER_NAME_ANNOTATION = "dev.layerfold.layer";
 
@@ -28,6 +29,10 @@ export interface SideLayer {
   size: number;
   /** -1 when unknown (an image we did not build). */
   uncompressedSize: number;
+  /** The descriptor's annotations (a zstd:chunked layer's locate its TOC). */
+  annotations?: Record<string, string>;
+  /** A local file holding the blob (layouts, the store), for the partial-pull estimate. */
+  blob?: string;
 }
 
 export interface DiffSide {
@@ -71,6 +76,11 @@ export interface ImageDiff {
   layers: LayerDiff[];
   pushBytes: number;
   pushLayers: number;
+  /**
+   * zstd:chunked: what a partial pull of B fetches where A is present (podman/CRI-O with
+   * partial pulls), when B's new layers are zstd:chunked and their blobs are local.
+   */
+  partialPullBytes?: number;
   summary: { layersAdded: number; layersRemoved: number; layersChanged: number; packagesAdded: number; packagesRemoved: number; packagesUpgraded: number };
 }
 
@@ -88,7 +98,7 @@ function sideFromRecord(label: string, source: string, rec: BuildRecord): DiffSi
     source,
     image: `${rec.name}:${rec.tag}`,
     manifestDigest: rec.manifestDigest,
-    layers: rec.layers.map((l) => ({ name: l.name, digest: l.digest, size: l.size, uncompressedSize: l.uncompressedSize })),
+    layers: rec.layers.map((l) => ({ name: l.name, digest: l.digest, size: l.size, uncompressedSize: l.uncompressedSize, ...(l.annotations ? { annotations: l.annotations } : {}) })),
     packages: new Map(rec.packages.map((p) => [p.id, { version: p.version, layer: p.layer }])),
   };
 }
@@ -102,8 +112,18 @@ async function sideFromManifest(label: string, source: string, manifestDigest: s
     source,
     image,
     manifestDigest,
-    layers: manifest.layers.map((l, i) => ({ name: l.annotations?.[LAYER_NAME_ANNOTATION] ?? `#${i + 1}`, digest: l.digest, size: l.size, uncompressedSize: -1 })),
+    layers: manifest.layers.map((l, i) => ({ name: l.annotations?.[LAYER_NAME_ANNOTATION] ?? `#${i + 1}`, digest: l.digest, size: l.size, uncompressedSize: -1, ...(l.annotations ? { annotations: l.annotations } : {}) })),
   };
+}
+
+/** Each layer's local blob: in the layout (when given) or else the store. */
+async function withBlobs(side: DiffSide, inLayout: ((digest: string) => string) | undefined, store: Store): Promise<DiffSide> {
+  const exists = (f: string) => stat(f).then((s) => s.isFile(), () => false);
+  for (const l of side.layers) {
+    const candidates = [inLayout?.(l.digest), store.blobPath(l.digest.replace(/^sha256:/, ""))];
+    for (const c of candidates) if (c && (await exists(c))) { l.blob = c; break; }
+  }
+  return side;
 }
 
 async function isLayout(dir: string): Promise<boolean> {
@@ -136,20 +156,21 @@ export async function loadSide(spec: string, opts: LoadSideOptions): Promise<Dif
     }
     const img = pickPlatform(await readLayoutImages(dir, tag), opts.platform);
     const manifest = JSON.parse(img.manifest.toString("utf8")) as ImageManifest;
-    return sideFromManifest(spec, "layout", img.manifestDescriptor.digest, manifest, store, img.name ? `${img.name}:${img.tag}` : undefined);
+    const side = await sideFromManifest(spec, "layout", img.manifestDescriptor.digest, manifest, store, img.name ? `${img.name}:${img.tag}` : undefined);
+    return withBlobs(side, (d) => path.join(dir, "blobs", "sha256", d.slice(7)), store);
   }
   const hex = HEX.exec(spec)?.[1];
   if (hex) {
     const rec = await store.getRecord<BuildRecord>("builds", hex);
     if (!rec) throw new NotFoundError(`no build with manifest digest sha256:${hex} in the store ${store.root}; pass --store, or give an OCI layout or a registry reference`);
-    return sideFromRecord(spec, "store", rec);
+    return withBlobs(sideFromRecord(spec, "store", rec), undefined, store);
   }
   if (!spec.startsWith("docker://")) {
     const name = spec.replace(/^store:/, "");
     const colon = name.lastIndexOf(":");
     const [n, t] = colon > name.lastIndexOf("/") ? [name.slice(0, colon), name.slice(colon + 1)] : [name, "latest"];
     const rec = await store.getRecord<BuildRecord>("builds", buildRecordKey(n, t));
-    if (rec) return sideFromRecord(spec, "store", rec);
+    if (rec) return withBlobs(sideFromRecord(spec, "store", rec), undefined, store);
     if (spec.startsWith("store:")) throw new NotFoundError(`no build of ${n}:${t} in the store ${store.root}; run \`layerfold build\` or pass --store`);
   }
   const ref = spec.replace(/^docker:\/\//, "");
@@ -237,6 +258,7 @@ export function diffImages(a: DiffSide, b: DiffSide): ImageDiff {
   const sum = (k: keyof LayerDiff["packages"], change?: (c: PackageChange) => boolean) =>
     layers.reduce((n, l) => n + l.packages[k].filter((c) => !change || change(c)).length, 0);
   const pushLayers = layers.filter((l) => l.pushBytes > 0).length;
+  const partial = b.layers.some((l) => l.annotations && !aDigests.has(l.digest)) ? partialPullBytes(a.layers, b.layers) : undefined;
   return {
     a: { label: a.label, source: a.source, image: a.image, manifestDigest: a.manifestDigest, layers: a.layers.length },
     b: { label: b.label, source: b.source, image: b.image, manifestDigest: b.manifestDigest, layers: b.layers.length },
@@ -245,6 +267,7 @@ export function diffImages(a: DiffSide, b: DiffSide): ImageDiff {
     layers,
     pushBytes: layers.reduce((n, l) => n + l.pushBytes, 0),
     pushLayers,
+    ...(partial ? { partialPullBytes: partial.bytes } : {}),
     summary: {
       layersAdded: count("added"),
       layersRemoved: count("removed"),
