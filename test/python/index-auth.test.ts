@@ -10,6 +10,8 @@ import { mkdtemp, mkdir, readdir, readFile, rm, writeFile } from "node:fs/promis
 import os from "node:os";
 import path from "node:path";
 import { createHash } from "node:crypto";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
 import { pythonSource, pythonOptionsSchema } from "../../src/sources/python/index.ts";
 import { forgetHttpCredentials, parseNetrc } from "../../src/fetch/http-auth.ts";
 import type { LockedPackage } from "../../src/sources/types.ts";
@@ -113,6 +115,51 @@ test("~/.netrc ($NETRC) for the index host, as pip reads it; a wrong one is name
     await assert.rejects(resolveAndInstall(), new RegExp(`it refused ${bad.replace(/[.]/g, "\\.")} \\(machine 127\\.0\\.0\\.1\\)`));
   });
   assert.deepEqual(parseNetrc("machine h account acct password p\ndefault login d password q").machines.get("h"), { login: "acct", password: "p" });
+});
+
+test("files on another origin (links or a redirect) get no credentials", async () => {
+  // "files": another origin serving the index's files and pages (as files.pythonhosted.org does),
+  // authorised by itself towards the index; it records what it is sent.
+  const auth = `Basic ${Buffer.from(`${USER}:${PASSWORD}`).toString("base64")}`;
+  const seenByFiles: (string | undefined)[] = [];
+  const proxyTo = (req: http.IncomingMessage, res: http.ServerResponse, rewrite?: (html: string) => string) => {
+    const up = http.request(`${server.url}${req.url}`, { headers: { ...req.headers, host: host, authorization: auth, "accept-encoding": "identity" } }, (r) => {
+      if (!rewrite) { res.writeHead(r.statusCode!, r.headers); r.pipe(res); return; }
+      let body = "";
+      r.setEncoding("latin1");
+      r.on("data", (c: string) => (body += c));
+      r.on("end", () => { const out = rewrite(body); res.writeHead(r.statusCode!, { "content-type": String(r.headers["content-type"]) }).end(out, "latin1"); });
+    });
+    up.end();
+  };
+  const files = http.createServer((req, res) => { seenByFiles.push(req.headers.authorization); proxyTo(req, res); });
+  await new Promise<void>((r) => files.listen(0, "127.0.0.1", r));
+  const filesUrl = `http://127.0.0.1:${(files.address() as AddressInfo).port}`;
+  // "index": wants the credentials; its pages link to the files origin; /moved/ redirects there.
+  const index = http.createServer((req, res) => {
+    if (req.headers.authorization !== auth) { res.writeHead(401).end(); return; }
+    if (req.url!.startsWith("/moved/")) { res.writeHead(302, { location: `${filesUrl}${req.url!.slice("/moved".length)}` }).end(); return; }
+    proxyTo(req, res, (html) => html.replace(/\.\.\/\.\.\/files\//g, `${filesUrl}/files/`));
+  });
+  await new Promise<void>((r) => index.listen(0, "127.0.0.1", r));
+  const indexHost = `127.0.0.1:${(index.address() as AddressInfo).port}`;
+  try {
+    for (const prefix of ["simple", "moved/simple"]) {
+      forgetHttpCredentials();
+      seenByFiles.length = 0;
+      await withPipEnv({ PIP_INDEX_URL: `http://${USER}:${ENCODED}@${indexHost}/${prefix}` }, async () => {
+        const { r } = await resolveAndInstall();
+        assert.equal(r.packages.find((p) => p.name === "lib")?.version, "1.0");
+      });
+      assert.ok(seenByFiles.length > 0, `${prefix}: the files origin was used`);
+      assert.deepEqual(seenByFiles.filter((a) => a !== undefined), [], `${prefix}: the files origin got no Authorization`);
+    }
+  } finally {
+    index.closeAllConnections();
+    files.closeAllConnections();
+    await new Promise<void>((r) => index.close(() => r()));
+    await new Promise<void>((r) => files.close(() => r()));
+  }
 });
 
 /** Every file under dir, read as text (binary files too: a secret would show as its bytes). */
