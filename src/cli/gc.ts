@@ -1,4 +1,5 @@
 import { Command } from "commander";
+import { removeInUserNamespace } from "../runtime/userns.ts";
 import { collectGarbage } from "../store/gc.ts";
 import { defaultStoreDir, Store } from "../store/store.ts";
 import { formatBytes } from "../util/log.ts";
@@ -26,7 +27,11 @@ export function gcCommand(): Command {
     .action(async (flags: GcFlags) => {
       // Not storeFrom: gc holds the store's lock instead of registering as a user, and registering would
       // create a mistyped store's directory.
-      const r = await collectGarbage(new Store(flags.store ?? defaultStoreDir()), { keep: flags.keep, olderThanMs: flags.olderThan, indexes: flags.indexes, artifacts: flags.artifacts, dryRun: flags.dryRun });
+      const r = await collectGarbage(new Store(flags.store ?? defaultStoreDir()), {
+        keep: flags.keep, olderThanMs: flags.olderThan, indexes: flags.indexes, artifacts: flags.artifacts, dryRun: flags.dryRun,
+        // Rootless runs leave files of the user's subordinate ids in cached root filesystems.
+        ...(process.getuid?.() !== 0 ? { removeTree: removeInUserNamespace } : {}),
+      });
       if (flags.json) return printJson(r);
       const out = (s: string) => process.stdout.write(`${s}\n`);
       const verb = r.dryRun ? "would remove" : "removed";

@@ -108,7 +108,7 @@ export function ownershipFor(m: IdMapping): RootfsOwnership {
   return {
     tag: ranged ? `r${m.uids[1]!.hostID}g${m.gids[1]!.hostID}` : "r1",
     // With only the user mapped, every file is the container root's.
-    inNamespace: async (entries) => { if (ranged) await chownInNamespace(m, entries.filter((e) => mapsTo(m.uids, e.uid) !== undefined && mapsTo(m.gids, e.gid) !== undefined)); },
+    inNamespace: async (entries) => { if (ranged) await chownInNamespace(entries.filter((e) => mapsTo(m.uids, e.uid) !== undefined && mapsTo(m.gids, e.gid) !== undefined)); },
   };
 }
 

@@ -13,7 +13,7 @@ import { writeFile } from "node:fs/promises";
 import { promisify } from "node:util";
 import type { Duplex } from "node:stream";
 import { RuntimeError } from "../errors.ts";
-import type { IdMapping, IdRange } from "./idmap.ts";
+import { hostMapping, type IdMapping, type IdRange } from "./idmap.ts";
 
 const run = promisify(execFile);
 
@@ -61,9 +61,19 @@ export function spawnInUserns(script: string, args: string[], mapping: IdMapping
   return { child, mapped };
 }
 
+/** Run `sh -c script args…` to its end in a user namespace with this user's mapping; a failure is a RuntimeError saying what. */
+async function runInUserns(what: string, script: string, args: string[], input?: string, env: NodeJS.ProcessEnv = { PATH: "/usr/bin:/bin" }): Promise<void> {
+  const { child, mapped } = spawnInUserns(`${USERNS_WAIT}\n${script}`, args, hostMapping(), ["pipe", "ignore", "pipe", "ignore", "pipe"], env);
+  let err = "";
+  child.stderr!.on("data", (d: Buffer) => (err += d.toString()));
+  child.stdin!.end(input ?? "");
+  const code = await new Promise<number>((resolve) => child.on("close", (c) => resolve(c ?? 1)));
+  await mapped;
+  if (code !== 0) throw new RuntimeError(`could not ${what} in the user namespace: ${err.trim().split("\n").slice(-3).join("\n")}`);
+}
+
 /** Rootless materialisation: give files the image's other owners, from inside the user namespace. */
-export async function chownInNamespace(mapping: IdMapping, entries: Array<{ file: string; uid: number; gid: number; mode: number; symlink: boolean }>): Promise<void> {
-  const script = `${USERNS_WAIT}\nexec "$1" -e "$2"`;
+export async function chownInNamespace(entries: Array<{ file: string; uid: number; gid: number; mode: number; symlink: boolean }>): Promise<void> {
   const js = String.raw`
 const fs = require("node:fs");
 let input = "";
@@ -74,11 +84,10 @@ process.stdin.on("end", () => {
     if (!e.symlink) fs.chmodSync(e.file, e.mode);
   }
 });`;
-  const { child, mapped } = spawnInUserns(script, [process.execPath, js], mapping, ["pipe", "ignore", "pipe", "ignore", "pipe"], { PATH: process.env.PATH ?? "/usr/bin:/bin" });
-  let err = "";
-  child.stderr!.on("data", (d: Buffer) => (err += d.toString()));
-  child.stdin!.end(JSON.stringify(entries));
-  const code = await new Promise<number>((resolve) => child.on("close", (c) => resolve(c ?? 1)));
-  await mapped;
-  if (code !== 0) throw new RuntimeError(`could not give the root filesystem's files their owners in the user namespace: ${err.trim().split("\n").slice(-3).join("\n")}`);
+  await runInUserns("give the root filesystem's files their owners", 'exec "$1" -e "$2"', [process.execPath, js], JSON.stringify(entries));
+}
+
+/** rm -rf a directory as the user namespace's root: rootless, it may hold files of the user's subordinate ids. */
+export async function removeInUserNamespace(dir: string): Promise<void> {
+  await runInUserns(`remove ${dir}`, 'exec rm -rf -- "$1"', [dir]);
 }

@@ -159,6 +159,11 @@ export interface GcOptions {
   artifacts?: boolean;
   /** Report what would go; remove nothing. */
   dryRun?: boolean;
+  /**
+   * Removes a directory this user cannot: a rootless run's cached root filesystem holds
+   * files of the user's subordinate ids (the runtime passes one that works in its user namespace).
+   */
+  removeTree?: (dir: string) => Promise<void>;
 }
 
 export interface GcPart { kind: string; removed: number; bytes: number }
@@ -274,7 +279,7 @@ function diskBytes(p: string, seen: Set<string>): number {
 }
 
 /** Remove a file or a whole directory; a directory is first renamed aside, so no half-removed entry ever looks whole. */
-async function removeEntry(store: Store, p: string): Promise<void> {
+async function removeEntry(store: Store, p: string, removeTree?: (dir: string) => Promise<void>): Promise<void> {
   const st = lstatSync(p, { throwIfNoEntry: false });
   if (!st) return;
   if (!st.isDirectory()) return rm(p, { force: true });
@@ -286,7 +291,13 @@ async function removeEntry(store: Store, p: string): Promise<void> {
     // An image's read-only directories (0555) stop a non-root rm: open them up and go again.
     if ((err as NodeJS.ErrnoException).code !== "EACCES" && (err as NodeJS.ErrnoException).code !== "EPERM") throw err;
     await openUp(trash);
-    await rm(trash, { recursive: true, force: true });
+    try {
+      await rm(trash, { recursive: true, force: true });
+    } catch (again) {
+      const code = (again as NodeJS.ErrnoException).code;
+      if (!removeTree || (code !== "EACCES" && code !== "EPERM")) throw again;
+      await removeTree(trash);
+    }
   }
 }
 
@@ -319,7 +330,7 @@ export async function collectGarbage(store: Store, opts: GcOptions = {}): Promis
       parts.set(kind, part);
       part.removed++;
       part.bytes += diskBytes(p, seen);
-      if (!opts.dryRun) await removeEntry(store, p);
+      if (!opts.dryRun) await removeEntry(store, p, opts.removeTree);
     };
     /** Records of `kind` (one JSON file per key) kept when `keepIt(key, record)` says so. */
     const sweepRecords = async <T>(kind: string, keepIt: (key: string, rec: T | undefined) => boolean) => {

@@ -120,11 +120,15 @@ export async function pythonImage(dir: string, opts: { tag?: string; extra?: Arr
 
 /**
  * The attack image: the probe plus fixtures/attack.c (what hostile image code
- * tries), /etc/motd "original", a user "app" (1000). Entrypoint /usr/bin/attack.
+ * tries), /etc/motd "original", a user "app" (1000) owning /home/app/data and
+ * /home/app/.profile. Entrypoint /usr/bin/attack.
  */
 export async function attackImage(dir: string): Promise<string> {
   await compileProbe(dir);
   execFileSync("gcc", ["-static", "-O1", "-o", path.join(dir, "build", "attack"), path.join(fixtures, "attack.c")]);
+  // A directory of the app user's (a home with its data), as images with a non-root user have.
+  await mkdir(path.join(dir, "build", "appdata"), { recursive: true });
+  await writeFile(path.join(dir, "build", "appdata", "settings"), "theme=dark\n");
   return config(
     dir,
     JSON.stringify({
@@ -145,6 +149,7 @@ export async function attackImage(dir: string): Promise<string> {
           files: [
             { src: "./build/probe", dest: "/usr/bin/probe", mode: 0o755, name: "probe" },
             { src: "./build/attack", dest: "/usr/bin/attack", mode: 0o755, name: "attack" },
+            { src: "./build/appdata", dest: "/home/app/data", uid: 1000, gid: 1000, name: "appdata" },
           ],
         },
       ],

@@ -8,6 +8,7 @@ import { chmod, chown, copyFile, mkdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import { build } from "esbuild";
 import { repoRoot, runCommand, type CliResult } from "../helpers/cli.ts";
+import { subordinateRange } from "../../src/runtime/idmap.ts";
 
 export const TEST_USER = "layerfold-test";
 /** Its subordinate ids: clear of useradd's (100000 + 65536·n) and of root's default range. */
@@ -17,6 +18,8 @@ export interface TestUser {
   name: string;
   uid: number;
   gid: number;
+  /** First host uid of its subordinate range (container uid 1). */
+  subuid: number;
 }
 
 /** Why a non-root test cannot run here, or undefined. */
@@ -44,7 +47,8 @@ export async function ensureTestUser(): Promise<TestUser> {
     const range = `${SUB_START}-${SUB_START + 65535}`;
     execFileSync("usermod", ["--add-subuids", range, "--add-subgids", range, TEST_USER]);
   }
-  return { name: TEST_USER, uid: id("-u"), gid: id("-g") };
+  const uid = id("-u");
+  return { name: TEST_USER, uid, gid: id("-g"), subuid: subordinateRange(await readFile("/etc/subuid", "utf8"), TEST_USER, uid)!.start };
 }
 
 /** A directory under `parent` that the user owns (its store, its home). */

@@ -232,8 +232,9 @@ describe("volumes and owners", { skip: noContainers }, () => {
     const st = await stat(path.join(dir, "out"));
     assert.equal(st.uid, user!.uid);
     // /home/app/.profile belongs to uid 1000 in the image: the app user may write its home.
-    const app = await asNonRoot.run(["-u", "app", "--", "write", "/home/app/.profile"]);
+    const app = await asNonRoot.run(["-u", "app", "--", "write", "/home/app/.profile", "/home/app/data/new"]);
     assert.match(app.stdout, /^write \/home\/app\/\.profile: ok$/m, app.stderr);
+    assert.match(app.stdout, /^write \/home\/app\/data\/new: ok$/m, app.stderr);
   });
 });
 
@@ -244,6 +245,16 @@ test("other host users cannot read the store's package trees or the cached root 
   assert.ok(trees.length > 0);
   const r = await asUser(user!, userHome, ["sh", "-c", `for p in "$@"; do ls "$p" >/dev/null 2>&1 && echo "readable: $p"; done; cat "${rootfs}/etc/motd" 2>/dev/null && echo "readable: motd"; true`, "sh", rootfs, ...trees]);
   assert.equal(r.stdout, "", r.stdout);
+});
+
+test("rootless gc removes a cached root filesystem that holds files of the user's subordinate ids", { skip: noRootless }, async () => {
+  assert.equal((await asNonRoot.run(["-u", "app", "--", "write", "/home/app/data/x"])).code, 0);
+  const rootfs = path.dirname(await rootfsOf(userStore));
+  assert.equal((await stat(path.join(rootfs, "root", "home", "app", "data"))).uid, user!.subuid + 999, "the app user's directory is owned by its subordinate id");
+  const r = await asUser(user!, userHome, [process.execPath, bundle, "gc", "--store", userStore]);
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  assert.equal(await exists(rootfs), false);
+  assert.deepEqual(await readdir(path.join(userStore, "tmp")), []);
 });
 
 const noDebian = noContainers ?? (await debianReachable());
