@@ -48,7 +48,8 @@ async function snapshot(dir: string): Promise<string[]> {
 /** A config that gets a field's type wrong: tsc must reject it, or the types check nothing. */
 const badConfig = `import { defineImage } from "layerfold";\nexport default defineImage({ name: "t/bad", tag: 1, layers: [] });\n`;
 
-async function typecheck(project: string): Promise<void> {
+/** `withBadConfig`: also check that a wrong config fails (once is enough: the same declarations). */
+async function typecheck(project: string, withBadConfig: boolean): Promise<void> {
   const tsconfig = {
     compilerOptions: {
       strict: true, module: "nodenext", moduleResolution: "nodenext", target: "es2022", noEmit: true,
@@ -59,6 +60,7 @@ async function typecheck(project: string): Promise<void> {
   };
   await writeFile(path.join(project, "tsconfig.json"), JSON.stringify(tsconfig));
   await ok(process.execPath, [tsc, "-p", project], { cwd: project });
+  if (!withBadConfig) return;
   await writeFile(path.join(project, "bad.config.ts"), badConfig);
   await writeFile(path.join(project, "tsconfig.json"), JSON.stringify({ ...tsconfig, files: ["bad.config.ts"] }));
   const r = await run(process.execPath, [tsc, "-p", project], { cwd: project });
@@ -136,7 +138,17 @@ test("the packed tarball installs locally and globally, and works with no checko
       // Plain node, no loader: the public API.
       const api = await ok(process.execPath, ["--input-type=module", "-e", 'const m = await import("layerfold"); console.log(JSON.stringify({ defineImage: typeof m.defineImage, error: new m.ConfigError("x").code, image: m.defineImage({ name: "a/b", tag: "1", layers: [] }).name }))'], { cwd: project, env });
       assert.deepEqual(JSON.parse(api), { defineImage: "function", error: "E_CONFIG", image: "a/b" });
-      await typecheck(project);
+      await typecheck(project, true);
+    });
+
+    await t.test("npx with no install (npx --package TARBALL layerfold, in a directory with no package.json)", async () => {
+      const dir = path.join(tmp.dir, "npx");
+      await mkdir(dir);
+      await cp(hello, path.join(dir, "hello"), { recursive: true });
+      const env = cleanEnv({ XDG_CACHE_HOME: path.join(tmp.dir, "cache-npx") });
+      const r = await run("npx", ["--yes", "--prefer-offline", `--package=${tarball}`, "--", "layerfold", "build", "-C", "hello", "--store", path.join(tmp.dir, "store-npx"), "-o", "none"], { cwd: dir, env });
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(DIGEST.exec(r.stdout)?.[1], digest, "the digest the repository built");
     });
 
     await t.test("global install (npm i -g) used by a non-root user", { skip: process.getuid?.() !== 0 && "creating a user needs root" }, async () => {
@@ -174,7 +186,7 @@ test("the packed tarball installs locally and globally, and works with no checko
       const api = await ok(process.execPath, ["--input-type=module", "-e", 'const m = await import("layerfold"); console.log(typeof m.defineImage)'], { ...as, cwd: program });
       assert.equal(api.trim(), "function");
       await cp(hello, path.join(program, "hello"), { recursive: true });
-      await typecheck(program);
+      await typecheck(program, false);
     });
 
     await t.test("the GitHub Action (action.yml) installs the tarball, builds and pushes to a registry", async () => {
