@@ -7,6 +7,7 @@ import { lockPathFor, makeLock, readLock, writeLock, lockText, type LockFile } f
 import { platformOf } from "../oci/image.ts";
 import type { Store } from "../store/store.ts";
 import type { LockedPackage, Platform, SourceContext, SourceKind } from "../sources/types.ts";
+import { readSourceFile } from "../sources/source-file.ts";
 import type { Logger } from "../util/log.ts";
 import { sha256Hex } from "../util/hash.ts";
 import { stableJson } from "../util/json.ts";
@@ -64,6 +65,7 @@ export async function resolveImage(cfg: LoadedConfig, kinds: SourceKind[], opts:
     update: opts.update ?? [],
     overrides: opts.overrides ?? {},
     sourceDateEpoch: epoch,
+    sourceFile: (source, file, what) => readSourceFile(packages, kinds, contextFor, source, file, what),
   });
   const optionsFor = (kind: SourceKind) => (cfg.image as Record<string, unknown>)[kind.layerKey];
 

@@ -55,6 +55,11 @@ export interface SourceContext {
   overrides: Record<string, string>;
   /** Deterministic timestamp (SOURCE_DATE_EPOCH) for anything a source generates. */
   sourceDateEpoch: number;
+  /**
+   * A file inside another source resolved before this kind (e.g. an app's requirements.txt at
+   * its pinned commit), by package id or name; undefined when that source has no such file.
+   */
+  sourceFile?(source: string, file: string, what: string): Promise<Buffer | undefined>;
 }
 
 export interface InstallContext extends SourceContext {
@@ -95,6 +100,11 @@ export interface SourceKind<LayerSpec = unknown, Options = unknown> {
   version?: string;
   /** Options for the TreeWriter (symlink policy, size limit). */
   treeOptions?: TreeWriterOptions;
+  /**
+   * Read one file (a relative path) from a resolved package's content, for other kinds that
+   * take their inputs from it; undefined when the package has no such file.
+   */
+  readFile?(pkg: LockedPackage, file: string, ctx: SourceContext): Promise<Buffer | undefined>;
   /** Fetch (verified) and install one package into a fresh tree. */
   install(pkg: LockedPackage, tree: TreeWriter, options: Options | undefined, ctx: InstallContext): Promise<void>;
   /**

@@ -21,14 +21,28 @@ import { parseWheelName, supportedTags, wheelRank, type Target } from "./tags.ts
 import { pathToFileURL } from "node:url";
 import { installWheel, schemeFor } from "./wheel.ts";
 
+const sourceFileSchema = z
+  .object({
+    /** A source of the image by id ("git:comfyui") or name ("comfyui"). */
+    source: z.string().min(1),
+    /** Path inside it, e.g. "requirements.txt". */
+    path: z.string().min(1),
+    /** No error when the source has no such file (e.g. a file later revisions add). */
+    optional: z.boolean().default(false),
+  })
+  .strict();
+
 export const pythonLayerSchema = z.union([
   z.array(z.string().min(1)),
   z
     .object({
       /** PEP 508 requirement strings. */
       requirements: z.array(z.string().min(1)).default([]),
-      /** pip requirement files, relative to the config file. */
-      files: z.array(z.string().min(1)).default([]),
+      /**
+       * pip requirement files: a path relative to the config file, or a file inside another
+       * source at the revision it pins, e.g. { source: "git:comfyui", path: "requirements.txt" }.
+       */
+      files: z.array(z.union([z.string().min(1), sourceFileSchema])).default([]),
     })
     .strict(),
 ]);
@@ -60,8 +74,17 @@ export const pythonOptionsSchema = z
     pipConfig: z.boolean().default(true),
     /** Replace every dependency's specifier on a project: { "some-dep": ">=1.2" }. */
     overrides: z.record(z.string()).default({}),
-    /** Dependencies to leave out of the image. */
-    drop: z.array(z.string()).default([]),
+    /**
+     * Requirements to leave out of the image, wherever they come from (a layer's list, a
+     * requirements file, a dependency's metadata): names, or { name: "why" }. `layerfold check`
+     * reports each installed distribution that asks for one as a note, with the reason.
+     */
+    drop: z.union([z.array(z.string().min(1)), z.record(z.string())]).default([]),
+    /**
+     * The venv also sees the interpreter's own site directories and the user's (~/.local), as
+     * `python -m venv --system-site-packages` does: `pip install --user` then works in the image.
+     */
+    systemSitePackages: z.boolean().default(false),
     /** Extra constraints (pip -c lines). */
     constraints: z.array(z.string()).default([]),
     /** Allow pre-releases everywhere (pip --pre). */
@@ -88,13 +111,35 @@ function requireOptions(o: PythonOptions | undefined): PythonOptions {
   return o;
 }
 
-/** Requirements of one layer, with requirement files read relative to the config. */
-function layerRequirements(spec: PythonLayerSpec, configDir: string, layerName: string): RequirementSet {
+/** Names python.drop leaves out, with the reason when the config gives one. */
+export function droppedRequirements(o: Pick<PythonOptions, "drop">): Map<string, string | undefined> {
+  const entries: Array<[string, string | undefined]> = Array.isArray(o.drop) ? o.drop.map((n) => [n, undefined]) : Object.entries(o.drop);
+  return new Map(entries.map(([n, why]) => [normalizeName(n), why]));
+}
+
+/** Requirements of one layer: its strings, files relative to the config, files inside other sources. */
+async function layerRequirements(spec: PythonLayerSpec, ctx: SourceContext, layerName: string): Promise<RequirementSet> {
   const set = emptySet();
   const strings = Array.isArray(spec) ? spec : spec.requirements;
   const files = Array.isArray(spec) ? [] : spec.files;
-  parseRequirementsText(strings.join("\n"), path.join(configDir, `(layer ${layerName})`), set);
-  for (const f of files) readRequirementsFile(path.resolve(configDir, f), set);
+  parseRequirementsText(strings.join("\n"), path.join(ctx.configDir, `(layer ${layerName})`), set);
+  for (const f of files) {
+    if (typeof f === "string") {
+      readRequirementsFile(path.resolve(ctx.configDir, f), set);
+      continue;
+    }
+    const what = `layer "${layerName}": python file ${f.path} of ${f.source}`;
+    if (!ctx.sourceFile) throw new ConfigError(`${what}: files inside other sources cannot be read here`);
+    const content = await ctx.sourceFile(f.source, f.path, what);
+    if (content === undefined) {
+      if (f.optional) continue;
+      throw new ConfigError(`${what}: ${f.source} has no file ${f.path} at the revision it pins; fix the path, or mark it optional: true if only some revisions have it`);
+    }
+    const text = content.toString("utf8");
+    const include = /^\s*(-r|--requirement|-c|--constraint)\b.*$/m.exec(text);
+    if (include) throw new ConfigError(`${what}: "${include[0].trim()}" includes another file, which is not supported inside a source; list that file in python.files too`);
+    parseRequirementsText(text, `${f.source}:${f.path}`, set);
+  }
   return set;
 }
 
@@ -210,7 +255,7 @@ export const pythonSource: SourceKind<PythonLayerSpec, PythonOptions> = {
   resolveInputs(specs, _options, ctx) {
     // The requirement files as parsed (their includes too). pip's configuration is left
     // out: it differs between machines, and a committed lock must not flip between them.
-    return specs.map((s, i) => (s === undefined ? null : layerRequirements(s, ctx.configDir, ctx.image.layers[i]!.name)));
+    return Promise.all(specs.map((s, i) => (s === undefined ? null : layerRequirements(s, ctx, ctx.image.layers[i]!.name))));
   },
 
   async resolve(specs, options, ctx) {
@@ -218,7 +263,8 @@ export const pythonSource: SourceKind<PythonLayerSpec, PythonOptions> = {
     if (specs.every((s) => s === undefined)) return { packages: [], roots };
     const o = requireOptions(options);
     const target = targetOf(o, ctx);
-    const sets = specs.map((s, i) => (s === undefined ? undefined : layerRequirements(s, ctx.configDir, ctx.image.layers[i]!.name)));
+    const sets = await Promise.all(specs.map((s, i) => (s === undefined ? undefined : layerRequirements(s, ctx, ctx.image.layers[i]!.name))));
+    const dropped = droppedRequirements(o);
     const firstLayer = sets.findIndex((s) => s !== undefined);
     const venv = o.prefix === "system" ? [] : [venvPackage(o)];
     const rootReqs: RootRequirement[] = [];
@@ -226,6 +272,11 @@ export const pythonSource: SourceKind<PythonLayerSpec, PythonOptions> = {
     const vcs: { req: Requirement; layer: string }[] = [];
     sets.forEach((s, i) => {
       for (const req of s?.requirements ?? []) {
+        if (dropped.has(req.key)) {
+          const why = dropped.get(req.key);
+          ctx.log.info(`python: layer "${ctx.image.layers[i]!.name}" asks for ${req.text}, which python.drop leaves out${why ? ` (${why})` : ""}`);
+          continue;
+        }
         if (req.url && parseVcsUrl(req.url)) {
           vcs.push({ req, layer: ctx.image.layers[i]!.name });
         } else if (req.url) {
@@ -271,7 +322,7 @@ export const pythonSource: SourceKind<PythonLayerSpec, PythonOptions> = {
       roots: rootReqs,
       constraints,
       overrides: Object.fromEntries(Object.entries(o.overrides).map(([k, v]) => [normalizeName(k), v])),
-      drop: o.drop.map(normalizeName),
+      drop: [...dropped.keys()],
       env: targetMarkerEnv({ version: o.version, fullVersion: o.fullVersion, arch: target.arch, implementation: o.implementation }),
       pre: o.pre || (pip?.pre ?? false) || sets.some((s) => s?.pre),
       preferred,
@@ -311,7 +362,9 @@ export const pythonSource: SourceKind<PythonLayerSpec, PythonOptions> = {
 
   installKey(pkg, options) {
     const o = requireOptions(options);
-    return stableJson({ scheme: 1, prefix: o.prefix, version: o.version, interpreter: o.interpreter, requested: pkg.meta?.requested === true });
+    // systemSitePackages changes only the venv's pyvenv.cfg, so only that tree's key (and only when set).
+    const venvOnly = pkg.name === VENV && o.systemSitePackages ? { systemSitePackages: true } : {};
+    return stableJson({ scheme: 1, prefix: o.prefix, version: o.version, interpreter: o.interpreter, requested: pkg.meta?.requested === true, ...venvOnly });
   },
 
   async install(pkg, tree, options, ctx) {
@@ -359,7 +412,7 @@ async function writeVenv(tree: TreeWriter, o: PythonOptions): Promise<void> {
   const root = o.prefix.replace(/^\/+/, "");
   const [maj, min] = o.version.split(".");
   const home = path.posix.dirname(o.interpreter);
-  await tree.addFile(`${root}/pyvenv.cfg`, `home = ${home}\ninclude-system-site-packages = false\nversion = ${o.fullVersion ?? o.version}\nexecutable = ${o.interpreter}\n`);
+  await tree.addFile(`${root}/pyvenv.cfg`, `home = ${home}\ninclude-system-site-packages = ${o.systemSitePackages}\nversion = ${o.fullVersion ?? o.version}\nexecutable = ${o.interpreter}\n`);
   await tree.addDir(`${root}/bin`);
   tree.addSymlink(`${root}/bin/python`, o.interpreter);
   tree.addSymlink(`${root}/bin/python${maj}`, "python");

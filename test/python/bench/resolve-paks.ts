@@ -58,10 +58,10 @@ for (;;) {
   } catch (err) {
     const m = /"([^"]+)" cannot be installed: no configured index offers it/.exec((err as Error).message);
     if (!m) { console.log((err as Error).message); break; }
-    o.drop.push(m[1]!);
+    (o.drop as string[]).push(m[1]!);
   }
 }
-console.log(`dropped dependencies no index offers: ${o.drop.join(" ")}`);
+console.log(`dropped dependencies no index offers: ${(o.drop as string[]).join(" ")}`);
 for (const run of ["cold", "warm"]) {
   const ctx = await makeCtx({ layers: layers.map((l) => l.name), store, log: createLogger({}) });
   const t0 = performance.now();
