@@ -1,6 +1,7 @@
 import { Command } from "commander";
 import { checkImage, type CheckReport } from "../runtime/check.ts";
 import { printSetuid } from "./inspect.ts";
+import { describeGap, droppedByConfig } from "../runtime/pycheck.ts";
 import { openImage } from "../runtime/image.ts";
 import { CheckFailedError } from "../errors.ts";
 import { formatBytes } from "../util/log.ts";
@@ -11,6 +12,7 @@ interface CheckFlags extends CommonFlags {
   imports?: boolean;
   libs?: boolean;
   dups?: boolean;
+  requirements?: boolean;
   skipImport?: string[];
   importTimeout: number;
   strictLibs?: boolean;
@@ -19,12 +21,13 @@ interface CheckFlags extends CommonFlags {
 
 export function checkCommand(): Command {
   return withConfigFlags(new Command("check"))
-    .description("check the image: import every Python distribution, resolve every ELF file's libraries, audit that no path is in two layers")
+    .description("check the image: import every Python distribution, check their requirements are met (pip check), resolve every ELF file's libraries, audit that no path is in two layers")
     .argument("[image]", "an OCI layout dir or NAME:TAG built here (default: the config's image)")
     .option("--layout <dir>", "check the image in this OCI layout")
     .option("--no-imports", "skip the Python import check")
     .option("--no-libs", "skip the shared-library check")
     .option("--no-dups", "skip the duplication audit")
+    .option("--no-requirements", "skip the Python dependency audit (what pip check checks)")
     .option("--skip-import <module>", "do not import this top-level module (repeatable)", collect)
     .option("--allow-missing <glob>", "a library name that may be missing, e.g. 'libfoo.so.*' (repeatable)", collect)
     .option("--strict-libs", "also fail on NVIDIA driver libraries and optional HPC transports (allowed by default)")
@@ -40,6 +43,8 @@ export function checkCommand(): Command {
         importTimeoutSec: flags.importTimeout,
         strictLibraries: flags.strictLibs,
         allowMissing: flags.allowMissing,
+        requirements: flags.requirements,
+        dropped: await droppedByConfig({ dir: flags.dir, config: flags.config, image: image ?? flags.layout }),
       });
       if (flags.json) printJson(report);
       else printReport(report);
@@ -95,6 +100,15 @@ function printReport(r: CheckReport): void {
     if (l.preloaded.length) w(`      note: ${l.preloaded.length} needs of Python extension modules are met by libraries their package loads first (e.g. ${l.preloaded[0]!.library} from ${l.preloaded[0]!.providedBy})`);
     if (l.unparsable.length) w(`      note: ${l.unparsable.length} files look like ELF but did not parse (e.g. ${l.unparsable[0]!.file}: ${l.unparsable[0]!.error})`);
     if (l.foreignArch) w(`      note: ${l.foreignArch} ELF files for another architecture were not checked`);
+  }
+  if (r.requirements) {
+    const q = r.requirements;
+    if (q.failures.length === 0) w(`ok    requirements: ${q.requirements} requirements of ${q.distributions} distributions met (${q.seconds.toFixed(1)}s)`);
+    else {
+      w(`FAIL  requirements: ${q.failures.length} of ${q.requirements} requirements of ${q.distributions} distributions not met (pip would refuse to install on top)`);
+      for (const g of q.failures) w(`      ${describeGap(g)}`);
+    }
+    for (const g of q.notes) w(`      note: ${describeGap(g)}`);
   }
   if (r.imports) {
     const i = r.imports;

@@ -1,12 +1,12 @@
-// `layerfold check`, the seed's check-packages: imports, shared libraries and
-// zero duplication, each reported precisely; any failure fails the check.
+// `layerfold check`, the seed's check-packages: imports, shared libraries,
+// Python dependency consistency (pip check) and zero duplication, each reported precisely; any failure fails the check.
 
 import { readFileSync } from "node:fs";
 import type { Store } from "../store/store.ts";
 import { checkDuplicates, type DupCheckResult } from "./dupcheck.ts";
 import type { RuntimeImage } from "./image.ts";
 import { checkLibraries, type LibCheckResult } from "./libcheck.ts";
-import { checkImports, type PyCheckResult } from "./pycheck.ts";
+import { auditRequirements, checkImports, type PyCheckResult, type RequirementsAudit } from "./pycheck.ts";
 import { namespaceProblem } from "./sandbox.ts";
 import { composeView, type ViewEntry } from "./view.ts";
 import { isPrivileged, privilegedFile, type PrivilegedFile } from "../util/modes.ts";
@@ -21,6 +21,10 @@ export interface CheckOptions {
   /** Globs of library names that may be missing. */
   allowMissing?: string[];
   importTimeoutSec?: number;
+  /** The dependency audit (what pip check checks); default on. */
+  requirements?: boolean;
+  /** Requirements the config drops on purpose (python.drop): notes, not failures. */
+  dropped?: Map<string, string | undefined>;
 }
 
 export interface CheckReport {
@@ -34,6 +38,7 @@ export interface CheckReport {
   paths: { problems: string[]; count: number };
   /** setuid/setgid files of the image (listed, not a failure: the sources' setuid policy decides). */
   setuid: PrivilegedFile[];
+  requirements?: RequirementsAudit;
   warnings: string[];
   seconds: number;
 }
@@ -60,6 +65,10 @@ export async function checkImage(store: Store, image: RuntimeImage, opts: CheckO
   if (opts.libraries !== false) {
     report.libraries = await checkLibraries(store, image, view, { architecture: image.config.architecture, env: image.config.config?.Env, readText, strict: opts.strictLibraries, allowMissing: opts.allowMissing });
     if (report.libraries.problems.length) report.ok = false;
+  }
+  if (opts.requirements !== false) {
+    report.requirements = auditRequirements(view, { readText, dropped: opts.dropped, architecture: image.config.architecture, env: image.config.config?.Env });
+    if (report.requirements.failures.length) report.ok = false;
   }
   if (opts.imports !== false) {
     const problem = namespaceProblem();

@@ -10,6 +10,11 @@ import type { Store } from "../store/store.ts";
 import type { RuntimeImage } from "./image.ts";
 import { runImage } from "./run.ts";
 import { lookup, type ImageView, type ViewEntry } from "./view.ts";
+import { evaluateMarker, normalizeName, parseRequirement, targetMarkerEnv, type MarkerEnv } from "../sources/python/pep508.ts";
+import { satisfies } from "../sources/python/resolver.ts";
+import { droppedRequirements, type PythonOptions } from "../sources/python/index.ts";
+import { loadConfig } from "../config/load.ts";
+import { sourceKinds } from "../sources/registry.ts";
 
 export interface Distribution {
   /** e.g. "torch-2.14.1" from torch-2.14.1.dist-info */
@@ -262,4 +267,149 @@ export async function checkImports(
   }
   result.seconds = (performance.now() - t0) / 1000;
   return result;
+}
+
+// ---------------------------------------------------------------------------
+// The dependency audit: what `pip check` checks, read from the installed
+// metadata without running anything. Each distribution's Requires-Dist (its
+// markers evaluated for the image's interpreter, no extras) must be installed
+// in the same environment, at a version its specifier allows. A requirement
+// the config drops on purpose (python.drop) is a note with the reason; every
+// other gap is a failure, since pip refuses to install on top of it.
+
+export interface RequirementGap {
+  /** The distribution that asks, "torch 2.14.1". */
+  distribution: string;
+  /** Its requirement as written, "cuda-bindings==13.0.3". */
+  requirement: string;
+  /** The installed version when it is there but does not fit. */
+  installed?: string;
+  /** Set when the config drops it on purpose; the reason when it gives one. */
+  dropped?: { reason?: string };
+}
+
+export interface RequirementsAudit {
+  distributions: number;
+  requirements: number;
+  failures: RequirementGap[];
+  notes: RequirementGap[];
+  seconds: number;
+}
+
+interface InstalledDist {
+  key: string;
+  name: string;
+  version: string;
+  requires: string[];
+  env: MarkerEnv;
+  group: string;
+}
+
+/** Header values of an email-style metadata file (METADATA, PKG-INFO), up to the body. */
+function headers(text: string): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  let last: string | undefined;
+  for (const line of text.split(/\r?\n/)) {
+    if (line === "") break;
+    if (/^[ \t]/.test(line) && last) {
+      const vals = out.get(last)!;
+      vals[vals.length - 1] += ` ${line.trim()}`;
+      continue;
+    }
+    const i = line.indexOf(":");
+    if (i <= 0) continue;
+    last = line.slice(0, i).toLowerCase();
+    out.set(last, [...(out.get(last) ?? []), line.slice(i + 1).trim()]);
+  }
+  return out;
+}
+
+/** egg-info's requires.txt: the unconditional lines (before any [extra] or [:marker] section). */
+const eggRequires = (text: string | undefined) => (text ?? "").split(/\r?\n/).map((l) => l.trim()).filter((l, i, all) => l && !l.startsWith("#") && !all.slice(0, i + 1).some((x) => x.trim().startsWith("[")));
+
+export function auditRequirements(
+  view: ImageView,
+  opts: { readText: (e: ViewEntry) => string | undefined; dropped?: Map<string, string | undefined>; architecture?: string; env?: string[] },
+): RequirementsAudit {
+  const t0 = performance.now();
+  const arch = ({ amd64: "x86_64", arm64: "aarch64" } as Record<string, string>)[opts.architecture ?? "amd64"] ?? opts.architecture ?? "x86_64";
+  const text = (p: string) => {
+    const e = lookup(view, p);
+    return e?.type === "file" ? opts.readText(e) : undefined;
+  };
+  const dists: InstalledDist[] = [];
+  for (const d of findDistributions(view, opts.readText)) {
+    const egg = d.infoDir.endsWith(".egg-info");
+    const meta = text(`${d.infoDir}/${egg ? "PKG-INFO" : "METADATA"}`);
+    if (meta === undefined) continue;
+    const h = headers(meta);
+    const name = h.get("name")?.[0];
+    const version = h.get("version")?.[0];
+    if (!name || !version) continue;
+    const ver = /\/lib\/python(\d+\.\d+)\//.exec(`${d.siteDir}/`)?.[1] ?? "3";
+    // A venv records the interpreter's full version in pyvenv.cfg; markers on python_full_version need it.
+    const prefix = /^(.*)\/lib\/python\d/.exec(d.siteDir)?.[1];
+    const full = prefix ? /^version\s*=\s*(\d+\.\d+\.\d+)/m.exec(text(`${prefix}/pyvenv.cfg`) ?? "")?.[1] : undefined;
+    dists.push({
+      key: normalizeName(name),
+      name,
+      version,
+      requires: [...(h.get("requires-dist") ?? []), ...(egg ? eggRequires(text(`${d.infoDir}/requires.txt`)) : [])],
+      env: targetMarkerEnv({ version: ver, fullVersion: full, arch }),
+      group: interpreterFor(view, d.siteDir, opts.env ?? []) ?? d.siteDir,
+    });
+  }
+  const installed = new Map<string, Map<string, InstalledDist>>();
+  for (const d of dists) {
+    const g = installed.get(d.group) ?? new Map<string, InstalledDist>();
+    if (!g.has(d.key)) g.set(d.key, d); // the first on the path wins, as in sys.path order (sorted paths here)
+    installed.set(d.group, g);
+  }
+  const audit: RequirementsAudit = { distributions: dists.length, requirements: 0, failures: [], notes: [], seconds: 0 };
+  for (const d of dists) {
+    const who = `${d.name} ${d.version}`;
+    for (const line of d.requires) {
+      let req;
+      try {
+        req = parseRequirement(line, `${who} metadata`);
+      } catch (err) {
+        audit.failures.push({ distribution: who, requirement: `${line} (unreadable: ${(err as Error).message})` });
+        continue;
+      }
+      if (req.marker && !evaluateMarker(req.marker, d.env, [])) continue;
+      audit.requirements++;
+      if (opts.dropped?.has(req.key)) {
+        const reason = opts.dropped.get(req.key);
+        audit.notes.push({ distribution: who, requirement: req.text, dropped: reason ? { reason } : {} });
+        continue;
+      }
+      const have = installed.get(d.group)!.get(req.key);
+      if (!have) audit.failures.push({ distribution: who, requirement: req.text });
+      else if (req.specifier && !satisfies(have.version, req.specifier)) audit.failures.push({ distribution: who, requirement: req.text, installed: have.version });
+    }
+  }
+  audit.seconds = (performance.now() - t0) / 1000;
+  return audit;
+}
+
+/** One line per gap, in pip check's words. */
+export function describeGap(g: RequirementGap): string {
+  if (g.dropped) return `${g.distribution} requires ${g.requirement}, which the config drops on purpose${g.dropped.reason ? ` (${g.dropped.reason})` : ""}`;
+  if (g.installed) return `${g.distribution} requires ${g.requirement}, but ${g.installed} is installed`;
+  return `${g.distribution} requires ${g.requirement}, which is not installed`;
+}
+
+/**
+ * What the image's config drops on purpose (python.drop), when the image comes from a
+ * config (not a layout or another build by name); empty otherwise.
+ */
+export async function droppedByConfig(sel: { dir?: string; config?: string; image?: string }): Promise<Map<string, string | undefined>> {
+  if (sel.image && !sel.config) return new Map();
+  try {
+    const cfg = await loadConfig({ dir: sel.dir, file: sel.config }, sourceKinds);
+    const python = (cfg.image as { python?: Pick<PythonOptions, "drop"> }).python;
+    return python?.drop ? droppedRequirements(python) : new Map();
+  } catch {
+    return new Map();
+  }
 }

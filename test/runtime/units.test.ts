@@ -9,7 +9,7 @@ import path from "node:path";
 import { test } from "node:test";
 import { readElf } from "../../src/runtime/elf.ts";
 import { ldSoConfDirs } from "../../src/runtime/libcheck.ts";
-import { topLevelModules } from "../../src/runtime/pycheck.ts";
+import { auditRequirements, describeGap, topLevelModules } from "../../src/runtime/pycheck.ts";
 import { commandLine, environment, parseVolume } from "../../src/runtime/run.ts";
 import { composeView, resolveInView, type ImageView, type ViewEntry } from "../../src/runtime/view.ts";
 import type { RuntimeImage } from "../../src/runtime/image.ts";
@@ -120,4 +120,38 @@ test("ld.so.conf: includes with globs, comments, several dirs per line", () => {
   for (const p of Object.keys(files)) entries.set(p, { path: p, type: "file", mode: 0o644, uid: 0, gid: 0, layer: 0, packageId: "", treeKey: "", host: p });
   const view: ImageView = { entries, sorted: [...entries.keys()].sort(), pathProblems: [], pathProblemCount: 0 };
   assert.deepEqual(ldSoConfDirs(view, (e) => files[e.host!]), ["/usr/local/cuda/lib64", "/usr/local/cuda/extras", "/usr/local/lib/x86_64-linux-gnu", "/lib/x86_64-linux-gnu", "/opt/extra/lib"]);
+});
+
+test("dependency audit (pip check from metadata): missing and mismatched requirements fail, dropped ones are notes, markers and extras count as pip counts them", () => {
+  const site = "opt/venv/lib/python3.11/site-packages";
+  const meta = (name: string, version: string, requires: string[] = []) => ["Metadata-Version: 2.1", `Name: ${name}`, `Version: ${version}`, ...requires.map((r) => `Requires-Dist: ${r}`), "", "Body: not a header"].join("\n");
+  const files: Record<string, string> = {
+    "opt/venv/pyvenv.cfg": "home = /usr/bin\ninclude-system-site-packages = true\nversion = 3.11.2\n",
+    [`${site}/torch-2.14.1.dist-info/METADATA`]: meta("torch", "2.14.1", ["cuda-bindings==13.0.3; platform_system == \"Linux\"", "numpy", "sympy>=1.13.3", "typing_extensions>=4.10.0", "opt-einsum>=3.3; extra == \"opt-einsum\""]),
+    [`${site}/numpy-2.3.5.dist-info/METADATA`]: meta("numpy", "2.3.5"),
+    [`${site}/sympy-1.12.dist-info/METADATA`]: meta("SymPy", "1.12", ["mpmath<1.4,>=1.1.0", "winreg; sys_platform == \"win32\"", "old-thing; python_full_version < \"3.11.1\""]),
+    [`${site}/mpmath-1.3.0.dist-info/METADATA`]: meta("mpmath", "1.3.0"),
+    [`${site}/typing_extensions-4.15.0.dist-info/METADATA`]: meta("typing_extensions", "4.15.0"),
+    [`${site}/kornia-0.7.1.dist-info/METADATA`]: meta("kornia", "0.7.1", ["torch>=1.9.1", "packaging"]),
+  };
+  const entries = new Map<string, ViewEntry>();
+  const dir = (d: string) => entries.set(d, { path: d, type: "dir", mode: 0o755, uid: 0, gid: 0, layer: 0, packageId: "", treeKey: "" });
+  for (const p of Object.keys(files)) {
+    const parts = p.split("/");
+    for (let i = 1; i < parts.length; i++) dir(parts.slice(0, i).join("/"));
+    entries.set(p, { path: p, type: "file", mode: 0o644, uid: 0, gid: 0, layer: 0, packageId: "", treeKey: "", host: p });
+  }
+  entries.set("opt/venv/bin/python3", { path: "opt/venv/bin/python3", type: "file", mode: 0o755, uid: 0, gid: 0, layer: 0, packageId: "", treeKey: "", host: "x" });
+  const view: ImageView = { entries, sorted: [...entries.keys()].sort(), warnings: [] };
+  const audit = auditRequirements(view, { readText: (e) => files[e.host!], dropped: new Map([["cuda-bindings", "not on the indexes"]]), architecture: "amd64" });
+  assert.equal(audit.distributions, 6);
+  assert.deepEqual(audit.failures.map(describeGap).sort(), [
+    "kornia 0.7.1 requires packaging, which is not installed",
+    "torch 2.14.1 requires sympy>=1.13.3, but 1.12 is installed",
+  ]);
+  assert.deepEqual(audit.notes.map(describeGap), ['torch 2.14.1 requires cuda-bindings==13.0.3; platform_system == "Linux", which the config drops on purpose (not on the indexes)']);
+  // Without the drop, the same gap is a failure.
+  const strict = auditRequirements(view, { readText: (e) => files[e.host!], architecture: "amd64" });
+  assert.equal(strict.failures.length, 3);
+  assert.equal(strict.notes.length, 0);
 });

@@ -85,7 +85,7 @@ const specMentionsPre = (spec: string): boolean => spec.split(",").some((s) => i
 
 // pep440.satisfies parses the specifier on every call; the resolver asks the same questions many times.
 const satisfiesCache = new Map<string, boolean>();
-function satisfies(version: string, spec: string): boolean {
+export function satisfies(version: string, spec: string): boolean {
   if (!spec) return true;
   if (spec.startsWith("===")) return version === spec.slice(3);
   const key = `${version}\0${spec}`;
