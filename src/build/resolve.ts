@@ -2,7 +2,7 @@
 // result is compared with and written to layerfold.lock.
 
 import type { LoadedConfig } from "../config/load.ts";
-import { LockError, ResolveError } from "../errors.ts";
+import { ConfigError, LayerfoldError, LockError, ResolveError } from "../errors.ts";
 import { lockPathFor, makeLock, readLock, writeLock, lockText, type LockFile } from "../lock/lock.ts";
 import { platformOf } from "../oci/image.ts";
 import type { Store } from "../store/store.ts";
@@ -25,6 +25,8 @@ export interface ResolveOptions {
    * (builds). `layerfold lock` leaves it off: it resolves for real, to fill and check.
    */
   reuseLock?: boolean;
+  /** lock --check: report what cannot be resolved here (Resolution.unresolvable) and resolve the rest. */
+  collectUnresolvable?: boolean;
 }
 
 export interface Resolution {
@@ -38,6 +40,8 @@ export interface Resolution {
   /** Write layerfold.lock if it changed (packages or inputs) and was not written yet; true when written. */
   saveLock(): Promise<boolean>;
   contextFor(kind: SourceKind): SourceContext;
+  /** With collectUnresolvable: what could not be resolved on this machine, and why. */
+  unresolvable: Array<{ id: string; why: string }>;
   optionsFor(kind: SourceKind): unknown;
 }
 
@@ -66,7 +70,10 @@ export async function resolveImage(cfg: LoadedConfig, kinds: SourceKind[], opts:
     overrides: opts.overrides ?? {},
     sourceDateEpoch: epoch,
     sourceFile: (source, file, what) => readSourceFile(packages, kinds, contextFor, source, file, what),
+    // Requirement files are read twice (inputs digest, then resolve): one report each.
+    ...(opts.collectUnresolvable ? { unresolvable: (id: string, why: string) => void (unresolvable.some((u) => u.id === id) || unresolvable.push({ id, why })) } : {}),
   });
+  const unresolvable: Array<{ id: string; why: string }> = [];
   const optionsFor = (kind: SourceKind) => (cfg.image as Record<string, unknown>)[kind.layerKey];
 
   const packages = new Map<string, LockedPackage>();
@@ -88,7 +95,14 @@ export async function resolveImage(cfg: LoadedConfig, kinds: SourceKind[], opts:
         }
       }
     }
-    result ??= await kind.resolve(specs, optionsFor(kind), ctx);
+    try {
+      result ??= await kind.resolve(specs, optionsFor(kind), ctx);
+    } catch (err) {
+      // A config error stays an error; anything this machine cannot reach is reported.
+      if (!opts.collectUnresolvable || !(err instanceof LayerfoldError) || err instanceof ConfigError) throw err;
+      unresolvable.push({ id: `${kind.kind}:*`, why: err.message });
+      continue;
+    }
     for (const p of result.packages) {
       if (packages.has(p.id)) throw new ResolveError(`two packages resolve to the same id ${p.id}; give one of them a distinct name`);
       packages.set(p.id, p);
@@ -112,5 +126,5 @@ export async function resolveImage(cfg: LoadedConfig, kinds: SourceKind[], opts:
     return true;
   };
   if (opts.writeLock ?? true) await saveLock();
-  return { packages, roots, lock, previousLock, lockChanged, lockFile, saveLock, contextFor, optionsFor };
+  return { packages, roots, lock, previousLock, lockChanged, lockFile, saveLock, contextFor, optionsFor, unresolvable };
 }

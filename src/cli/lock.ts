@@ -28,6 +28,8 @@ export function lockCommand(): Command {
         update: flags.update,
         overrides,
         writeLock: !flags.check,
+        // --check lists what this machine cannot resolve (an unreachable index or repository) instead of stopping at the first.
+        collectUnresolvable: flags.check,
       });
       if (!flags.check) {
         if (flags.json) return printJson({ lockFile: res.lockFile, changed: res.lockChanged, packages: res.lock.packages.length });
@@ -35,22 +37,24 @@ export function lockCommand(): Command {
         return;
       }
       const rows = lockStatus(res.previousLock, res.lock.packages);
-      const counts = { ok: 0, missing: 0, stale: 0 };
+      const counts = { ok: 0, missing: 0, stale: 0, unresolvable: res.unresolvable.length };
       for (const r of rows) counts[r.status]++;
-      if (flags.json) printJson({ lockFile: res.lockFile, counts, entries: rows });
+      if (flags.json) printJson({ lockFile: res.lockFile, counts, entries: rows, unresolvable: res.unresolvable });
       else if (!flags.quiet) {
         for (const r of rows) process.stdout.write(`${r.status.padEnd(8)}${r.id} ${r.version}${r.file ? ` ${r.file}` : ""}${r.detail ? `  (${r.detail})` : ""}\n`);
-        process.stdout.write(`${counts.ok} ok, ${counts.missing} missing, ${counts.stale} stale\n`);
+        for (const u of res.unresolvable) process.stdout.write(`${"unresolvable".padEnd(13)}${u.id}  ${u.why.split("\n")[0]}\n`);
+        process.stdout.write(`${counts.ok} ok, ${counts.missing} missing, ${counts.stale} stale${counts.unresolvable ? `, ${counts.unresolvable} cannot be resolved on this machine` : ""}\n`);
       }
-      if (counts.missing || counts.stale) {
+      if (counts.missing || counts.stale || counts.unresolvable) {
         // Name what is stale (e.g. a version the archive no longer offers) and the command that takes the new one.
         const stale = rows.filter((r) => r.status === "stale" && r.detail !== "no longer in the config");
         const named = stale.slice(0, 10).map((r) => `${r.id} (${r.detail}; now ${r.version})`).join(", ") + (stale.length > 10 ? `, … ${stale.length - 10} more` : "");
         const update = [...new Set(stale.map((r) => `--update ${r.id.slice(r.id.indexOf(":") + 1)}`))].join(" ");
+        const unresolvable = counts.unresolvable ? `; ${counts.unresolvable} cannot be resolved here (listed above): a machine that reaches their indexes and repositories can fill them in` : "";
         throw new LockError(
           `${res.lockFile}: ${counts.missing} missing and ${counts.stale} stale entries` +
             (stale.length ? `. Stale: ${named}. \`layerfold lock ${update}\` takes the new version${stale.length > 1 ? "s" : ""} and changes nothing else` : "") +
-            `; \`layerfold lock\` fills in and refreshes everything`,
+            `${unresolvable}; \`layerfold lock\` fills in and refreshes everything`,
         );
       }
     });

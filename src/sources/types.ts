@@ -60,6 +60,11 @@ export interface SourceContext {
    * its pinned commit), by package id or name; undefined when that source has no such file.
    */
   sourceFile?(source: string, file: string, what: string): Promise<Buffer | undefined>;
+  /**
+   * `lock --check`: instead of failing on something this machine cannot reach (an index, a
+   * repository), a kind may report it here and resolve the rest. Unset in builds.
+   */
+  unresolvable?(id: string, why: string): void;
 }
 
 export interface InstallContext extends SourceContext {

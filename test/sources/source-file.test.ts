@@ -185,3 +185,28 @@ test("gitDir with an override: the checkout's own HEAD is bundled; a plain direc
   assert.equal(p.code, 0, p.stderr);
   assert.match(p.stderr, /not a git checkout, so the image gets no \/opt\/app\/\.git/);
 });
+
+test("lock --check lists what this machine cannot resolve (an unreachable repository's requirements, a project no index offers) and still checks the rest", async () => {
+  const dir = path.join(tmp.dir, "p6");
+  await mkdir(dir, { recursive: true });
+  await writeFile(
+    path.join(dir, "layerfold.config.ts"),
+    `import { defineImage } from ${JSON.stringify(path.join(repoRoot, "src/index.ts"))};
+export default defineImage({ name: "srcfile/check", python: { version: "3.11", platform: { glibc: "2.36" }, interpreter: "/usr/bin/python3.11", pipConfig: false, indexes: [{ url: ${JSON.stringify(`${index.url}/simple`)} }] }, layers: [
+  { name: "app", git: [{ url: "file://${tmp.dir}/no-such-repo", rev: "${"a".repeat(40)}", dest: "/opt/app", name: "app" }] },
+  { name: "deps", python: { requirements: ["beta", "nothere>=1"], files: [{ source: "git:app", path: "requirements.txt" }] } },
+]});\n`,
+  );
+  const r = await runCli(["lock", "--check", "-C", dir, "--store", path.join(tmp.dir, "store6")]);
+  assert.equal(r.code, 9, r.stderr);
+  const lines = r.stdout.split("\n");
+  assert.deepEqual(lines.filter((l) => l.startsWith("unresolvable")).map((l) => l.split(/\s+/)[1]), ["git:app:requirements.txt", "py:nothere"]);
+  assert.match(r.stdout, /^unresolvable +py:nothere +nothere>=1: no configured index offers it/m);
+  assert.match(r.stdout, /^unresolvable +git:app:requirements\.txt +the requirements in it are unknown here: .*unreachable/m);
+  assert.deepEqual(lines.filter((l) => l.startsWith("missing")).map((l) => l.split(/\s+/)[1]), ["git:app", "py:_venv", "py:beta", "py:gamma"]);
+  assert.match(r.stdout, /2 cannot be resolved on this machine/);
+  // Without --check the first of them is an error, as before.
+  const lock = await runCli(["lock", "-C", dir, "--store", path.join(tmp.dir, "store6")]);
+  assert.equal(lock.code, 7, lock.stderr);
+  assert.match(lock.stderr, /git:app.*unreachable/);
+});

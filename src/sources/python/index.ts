@@ -6,7 +6,7 @@
 import { z } from "zod";
 import * as pep440 from "@renovatebot/pep440";
 import path from "node:path";
-import { ConfigError, HashMismatchError, LockError, NetworkError, ResolveError } from "../../errors.ts";
+import { ConfigError, HashMismatchError, LayerfoldError, LockError, NetworkError, ResolveError } from "../../errors.ts";
 import { buildFromGit, parseVcsUrl, type BuildContext } from "./build.ts";
 import { fetchToStore } from "../../fetch/fetch.ts";
 import { stableJson } from "../../util/json.ts";
@@ -130,7 +130,15 @@ async function layerRequirements(spec: PythonLayerSpec, ctx: SourceContext, laye
     }
     const what = `layer "${layerName}": python file ${f.path} of ${f.source}`;
     if (!ctx.sourceFile) throw new ConfigError(`${what}: files inside other sources cannot be read here`);
-    const content = await ctx.sourceFile(f.source, f.path, what);
+    let content: Buffer | undefined;
+    try {
+      content = await ctx.sourceFile(f.source, f.path, what);
+    } catch (err) {
+      // lock --check on a machine that cannot reach the source: say so and resolve the rest.
+      if (!ctx.unresolvable || err instanceof ConfigError || !(err instanceof LayerfoldError)) throw err;
+      ctx.unresolvable(`${f.source}:${f.path}`, `the requirements in it are unknown here: ${err.message.split("\n")[0]}`);
+      continue;
+    }
     if (content === undefined) {
       if (f.optional) continue;
       throw new ConfigError(`${what}: ${f.source} has no file ${f.path} at the revision it pins; fix the path, or mark it optional: true if only some revisions have it`);
@@ -299,10 +307,20 @@ export const pythonSource: SourceKind<PythonLayerSpec, PythonOptions> = {
 
     const finder = finderFor(o, ctx, sets.filter((s): s is RequirementSet => s !== undefined));
     const commits = new Map<string, string>();
-    for (const { req } of vcs) {
+    for (const { req, layer } of vcs) {
       const prev = ctx.locked.find((p) => p.id === `py:${req.key}` && p.artifact?.url === lockUrl(req.url!));
       const lockedCommit = prev && !ctx.update.map(normalizeName).includes(req.key) ? (prev.meta?.commit as string | undefined) : undefined;
-      const built = await buildFromGit(req.key, req.url!, buildContext(o, ctx, finder, target), lockedCommit);
+      let built;
+      try {
+        built = await buildFromGit(req.key, req.url!, buildContext(o, ctx, finder, target), lockedCommit);
+      } catch (err) {
+        if (!ctx.unresolvable || !(err instanceof LayerfoldError) || err instanceof ConfigError) throw err;
+        ctx.unresolvable(`py:${req.key}`, `layer "${layer}" names ${req.text}: ${err.message.split("\n")[0]}`);
+        const i = rootReqs.findIndex((r) => r.req === req);
+        if (i >= 0) rootReqs.splice(i, 1);
+        for (const r of roots) if (r.includes(`py:${req.key}`)) r.splice(r.indexOf(`py:${req.key}`), 1);
+        continue;
+      }
       commits.set(req.key, built.commit);
       direct.set(req.key, { file: built.file, url: pathToFileURL(ctx.store.blobPath(built.sha256)).href, sha256: built.sha256, wheel: parseWheelName(built.file), source: "PEP 517 build" });
     }
@@ -318,15 +336,32 @@ export const pythonSource: SourceKind<PythonLayerSpec, PythonOptions> = {
     const update = new Set(ctx.update.map(normalizeName));
     const preferred = new Map(ctx.locked.filter((p) => !update.has(p.name)).map((p) => [p.name, p.version]));
     const started = Date.now();
-    const resolved = await new Resolver(makeProvider(finder, target, direct), {
-      roots: rootReqs,
-      constraints,
-      overrides: Object.fromEntries(Object.entries(o.overrides).map(([k, v]) => [normalizeName(k), v])),
-      drop: [...dropped.keys()],
-      env: targetMarkerEnv({ version: o.version, fullVersion: o.fullVersion, arch: target.arch, implementation: o.implementation }),
-      pre: o.pre || (pip?.pre ?? false) || sets.some((s) => s?.pre),
-      preferred,
-    }).resolve();
+    const missing = new Set<string>();
+    const resolveOnce = () =>
+      new Resolver(makeProvider(finder, target, direct), {
+        roots: rootReqs.filter((r) => !missing.has(r.req.key)),
+        constraints,
+        overrides: Object.fromEntries(Object.entries(o.overrides).map(([k, v]) => [normalizeName(k), v])),
+        drop: [...dropped.keys(), ...missing],
+        env: targetMarkerEnv({ version: o.version, fullVersion: o.fullVersion, arch: target.arch, implementation: o.implementation }),
+        pre: o.pre || (pip?.pre ?? false) || sets.some((s) => s?.pre),
+        preferred,
+      }).resolve();
+    let resolved: Awaited<ReturnType<typeof resolveOnce>>;
+    for (;;) {
+      try {
+        resolved = await resolveOnce();
+        break;
+      } catch (err) {
+        // lock --check: a project no reachable index offers is reported, and the rest resolved without it.
+        const m = err instanceof ResolveError ? /"([^"]+)" cannot be installed: ([^\n]*)/.exec(err.message) : null;
+        if (!ctx.unresolvable || !m || missing.has(m[1]!)) throw err;
+        missing.add(m[1]!);
+        const wanted = /\n {2}(.*?) {3}<- /.exec((err as ResolveError).message.slice(m.index))?.[1];
+        ctx.unresolvable(`py:${m[1]}`, `${wanted ? `${wanted}: ` : ""}${m[2]}`);
+      }
+    }
+    for (const r of roots) for (const k of missing) if (r.includes(`py:${k}`)) r.splice(r.indexOf(`py:${k}`), 1);
     ctx.log.info(`python: resolved ${resolved.size} distributions in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 
     const requested = new Set(rootReqs.map((r) => r.req.key));
