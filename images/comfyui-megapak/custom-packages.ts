@@ -41,39 +41,21 @@ export const seedTorch: TorchSet = {
   ],
 };
 
-/** ComfyUI, pinned to a commit whose comfyui_version.py says 0.3.41. */
+/**
+ * ComfyUI, pinned to a commit whose comfyui_version.py says 0.3.41, bundled as a shallow git
+ * clone on master (as upstream's image bundles a clone), so ComfyUI-Manager can tell its
+ * revision. Its Python requirements are read from the pinned source itself (package-lists.ts).
+ */
 export const comfyui = {
   url: "https://github.com/comfyanonymous/ComfyUI.git",
   rev: "4e95c0c104240dcef27927617756e21ebab2173e",
   dest: "/default-comfyui-bundle/ComfyUI",
   name: "comfyui",
+  gitDir: { branch: "master" },
 };
 
-/** ComfyUI's own Python requirements at that commit (frontend = the web root). */
-export const comfyuiRequirements = [
-  "comfyui-frontend-package==1.22.2",
-  "comfyui-workflow-templates==0.1.29",
-  "comfyui-embedded-docs==0.2.2",
-  "torchsde",
-  "numpy>=1.25.0",
-  "einops",
-  "transformers>=4.28.1",
-  "tokenizers>=0.13.3",
-  "sentencepiece",
-  "safetensors>=0.4.2",
-  "aiohttp>=3.11.8",
-  "yarl>=1.18.0",
-  "pyyaml",
-  "Pillow",
-  "scipy",
-  "tqdm",
-  "psutil",
-  "alembic",
-  "SQLAlchemy",
-  "kornia>=0.7.1",
-  "spandrel",
-  "soundfile",
-  "av>=14.2.0",
-  "pydantic~=2.0",
-  "pydantic-settings~=2.0",
+/** The app's requirement files, read at the pinned commit; later commits move the manager to manager_requirements.txt. */
+export const comfyuiRequirementFiles = [
+  { source: "git:comfyui", path: "requirements.txt" },
+  { source: "git:comfyui", path: "manager_requirements.txt", optional: true },
 ];

@@ -23,7 +23,9 @@ export function megapak(v: Variant) {
       prefix: "/opt/venv",
       interpreter: v.python.interpreter,
       indexes: v.python.indexes ?? [],
-      drop: v.python.drop ?? [],
+      drop: v.python.drop ?? {},
+      // The venv also sees ~/.local, so what users pip install at run time lands there (see pip.conf in 04-python).
+      systemSitePackages: true,
     },
     layers: layers(v),
     // Upstream installs all four opencv flavours, which overwrite each other's cv2/;
@@ -38,6 +40,8 @@ export function megapak(v: Variant) {
         LANG: "C.UTF-8",
         HOME: "/root",
         CLI_ARGS: "",
+        // Upstream's: no warning about pip running as root (the container's only user).
+        PIP_ROOT_USER_ACTION: "ignore",
       },
       entrypoint: ["/bin/bash", "/runner-scripts/entrypoint.sh"],
       workdir: "/root",
