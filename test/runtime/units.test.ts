@@ -142,7 +142,7 @@ test("dependency audit (pip check from metadata): missing and mismatched require
     entries.set(p, { path: p, type: "file", mode: 0o644, uid: 0, gid: 0, layer: 0, packageId: "", treeKey: "", host: p });
   }
   entries.set("opt/venv/bin/python3", { path: "opt/venv/bin/python3", type: "file", mode: 0o755, uid: 0, gid: 0, layer: 0, packageId: "", treeKey: "", host: "x" });
-  const view: ImageView = { entries, sorted: [...entries.keys()].sort(), warnings: [] };
+  const view: ImageView = { entries, sorted: [...entries.keys()].sort(), pathProblems: [], pathProblemCount: 0 };
   const audit = auditRequirements(view, { readText: (e) => files[e.host!], dropped: new Map([["cuda-bindings", "not on the indexes"]]), architecture: "amd64" });
   assert.equal(audit.distributions, 6);
   assert.deepEqual(audit.failures.map(describeGap).sort(), [
