@@ -130,7 +130,8 @@ test("a layer planned from itself and the layers below is recorded, and the next
     assert.equal(second[0]!.key, "0".repeat(64));
     // A record that does not match its trees is refused when the layer is built, and removed.
     assert.throws(() => second[0]!.input(), CorruptStoreError);
-    await new Promise((r) => setTimeout(r, 10));
+    // The removal is not awaited by the build; wait for it (a fixed 10 ms failed under load).
+    for (let t = 0; t < 500 && (await readdir(path.join(root, "plans"))).length > 0; t++) await new Promise((r) => setTimeout(r, 10));
     assert.deepEqual(await readdir(path.join(root, "plans")), []);
     const third = new ImagePlan(layers, (id) => trees[id]!, o, store).partsOf(0);
     assert.equal(third[0]!.key, first[0]!.key);
