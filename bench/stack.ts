@@ -45,12 +45,12 @@ const lf = (args: string[]) => timedCmd(process.execPath, [cli, ...args]);
 
 export interface LayerInfo { name: string; digest: string; size: number; uncompressedSize: number; reused: boolean; seconds?: number; packages?: string[] }
 
-/** A copy of an example in `dir`, importing the library from this checkout; `edit` rewrites its config text. */
+/** A copy of an example in `dir` (its `import "layerfold"` gets the running CLI's copy); `edit` rewrites its config text. */
 export async function prepareExample(name: string, dir: string, edit: (cfg: string) => string = (c) => c): Promise<string> {
   const ex = path.join(dir, name);
   await cp(path.join(repo, "examples", name), ex, { recursive: true, filter: (s) => !/\/out$/.test(s) });
   const cfg = path.join(ex, "layerfold.config.ts");
-  await writeFile(cfg, edit((await readFile(cfg, "utf8")).replace("../../src/index.ts", path.join(repo, "src", "index.ts"))));
+  await writeFile(cfg, edit(await readFile(cfg, "utf8")));
   return ex;
 }
 
