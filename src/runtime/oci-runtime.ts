@@ -17,11 +17,12 @@
 import { spawn, spawnSync, type ChildProcess, type StdioOptions } from "node:child_process";
 import { accessSync, constants as fsc, readFileSync } from "node:fs";
 import { findOnPath } from "../util/fs.ts";
-import { chmod, chown, mkdir, mkdtemp, readFile, rm, rmdir, writeFile } from "node:fs/promises";
+import { chmod, chown, mkdir, mkdtemp, readFile, rm, rmdir, stat, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { RuntimeError } from "../errors.ts";
 import type { IdMapping } from "./idmap.ts";
+import { idmappedBindLines } from "./idmapped-mount.ts";
 import { runtimeSpec, type ContainerConfig } from "./oci-spec.ts";
 import { spawnInUserns, USERNS_WAIT } from "./userns.ts";
 
@@ -105,7 +106,17 @@ export async function runContainer(s: ContainerStart): Promise<ContainerRun> {
     merged = await mkdtemp(path.join(ROOT_MOUNTS, "root-"));
     await chmod(merged, 0o711);
   }
-  const config = { ...s.config, rootfs: merged };
+  // As root, each -v is staged in the run dir as an idmapped mount and the runtime binds that.
+  const staged: string[] = [];
+  const binds = await Promise.all(s.config.binds.map(async (b, i) => {
+    if (s.mapping.rootless || !b.volume) return b;
+    const stage = path.join(dir, `volume-${i}`);
+    if ((await stat(b.host)).isDirectory()) await mkdir(stage);
+    else await writeFile(stage, "");
+    staged.push(...idmappedBindLines(b.host, stage, s.rootOwner.uid, s.rootOwner.gid, `-v ${b.host}:${b.container}`, 6));
+    return { ...b, host: stage };
+  }));
+  const config = { ...s.config, binds, rootfs: merged };
   await writeFile(path.join(dir, "config.json"), JSON.stringify(runtimeSpec(config)));
   const id = `layerfold-${path.basename(dir).slice(4)}-${process.pid}`;
   const opts = [`lowerdir=${s.lower}`, `upperdir=${upper}`, `workdir=${work}`, ...(s.mapping.rootless ? ["userxattr"] : [])].join(",");
@@ -114,6 +125,7 @@ export async function runContainer(s: ContainerStart): Promise<ContainerRun> {
     "set -e",
     ...(s.mapping.rootless ? [USERNS_WAIT] : []),
     `mount -t overlay overlay -o ${q(opts)} ${q(merged)}`,
+    ...staged,
     "set +e",
     // The terminal's Ctrl-C reaches the runtime, which passes it to the container.
     "trap '' INT HUP TERM",

@@ -48,6 +48,8 @@ export interface BindMount {
   host: string;
   container: string;
   readonly?: boolean;
+  /** A -v the user gave: as root it is shown through the container's id mapping (idmapped-mount.ts). */
+  volume?: boolean;
 }
 
 export interface ContainerConfig {

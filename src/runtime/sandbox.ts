@@ -101,7 +101,7 @@ export async function startSandbox(spec: SandboxSpec, stdio: "inherit" | "pipe")
       throw new RuntimeError(`-v ${m.host}:${m.container}: ${m.host} does not exist on the host`);
     }
     if ((await resolveInRoot(spec.rootfs, m.container)) === "") throw new RuntimeError(`-v ${m.host}:${m.container}: cannot mount over the image's root directory`);
-    binds.push({ host: path.resolve(m.host), container: m.container, readonly: m.readonly });
+    binds.push({ host: path.resolve(m.host), container: m.container, readonly: m.readonly, volume: true });
   }
   // Never the host's terminal inside: with a tty the runtime gives the command a
   // pty of its own and relays to ours; without, a terminal on our side is

@@ -217,12 +217,23 @@ for (const who of [asRoot, asNonRoot]) {
 }
 
 describe("volumes and owners", { skip: noContainers }, () => {
-  test("as root, the container's root cannot write a root-owned host directory it is given with -v", { skip: noContainers }, async () => {
+  test("as root, -v is seen through the container's mapping (idmapped): host root's files are its root's, as with docker", { skip: noContainers }, async () => {
     const dir = path.join(tmp.dir, "rootvol");
     await mkdir(dir, { mode: 0o755 });
-    const r = await asRoot.run(["-v", `${dir}:/data`, "--", "write", "/data/x"]);
-    assert.match(r.stdout, /^write \/data\/x: Permission denied$/m, r.stderr);
-    assert.equal(await exists(path.join(dir, "x")), false);
+    const { writeFile } = await import("node:fs/promises");
+    await writeFile(path.join(dir, "secret"), "root only\n", { mode: 0o600 });
+    const read = await asRoot.run(["--entrypoint", "/usr/bin/probe", "-v", `${dir}:/data`, "--", "cat", "/data/secret"]);
+    assert.equal(read.stdout, "root only\n", read.stderr);
+    assert.doesNotMatch(read.stderr, /warning/);
+    const w = await asRoot.run(["-v", `${dir}:/data`, "--", "write", "/data/x"]);
+    assert.match(w.stdout, /^write \/data\/x: ok$/m, w.stderr);
+    assert.equal((await stat(path.join(dir, "x"))).uid, 0);
+    const ro = await asRoot.run(["-v", `${dir}:/data:ro`, "--", "write", "/data/y"]);
+    assert.match(ro.stdout, /^write \/data\/y: Read-only file system$/m, ro.stderr);
+    assert.equal(await exists(path.join(dir, "y")), false);
+    // A single file too.
+    const f = await asRoot.run(["--entrypoint", "/usr/bin/probe", "-v", `${path.join(dir, "secret")}:/etc/secret:ro`, "--", "cat", "/etc/secret"]);
+    assert.equal(f.stdout, "root only\n", f.stderr);
   });
 
   test("rootless: -v of the user's own directory is writable, files are the user's; image owners are kept", { skip: noRootless }, async () => {
