@@ -321,6 +321,19 @@ describe("check", { skip: noDebian }, () => {
       assert.match(run.stdout, /^evil escape (PermissionError|FileNotFoundError|OSError)$/m, run.stdout + run.stderr);
       assert.match(run.stdout, /^evil core_pattern (PermissionError|OSError)$/m);
       assert.match(run.stdout, /^evil connect ConnectionRefusedError$/m);
+      // And as a non-root user, from an OCI layout into a store of their own.
+      if (!noRootless) {
+        const pyLayout = path.join(tmp.dir, "py-layout");
+        assert.equal((await runCli(["build", "-C", dir, "--store", shared, "-o", `oci:${pyLayout}`, "-q"])).code, 0);
+        execFileSync("chmod", ["-R", "a+rX", pyLayout]);
+        const u = await asUser(user!, userHome, [process.execPath, bundle, "check", "--layout", pyLayout, "--store", userStore, "--json", "--no-dups"]);
+        assert.equal(u.code, 15, u.stderr); // E_CHECK_FAILED: bad_mod does not import
+        const ur = JSON.parse(u.stdout);
+        assert.equal(ur.imports.imported, 2, u.stdout);
+        assert.deepEqual(ur.imports.failures.map((f: { module: string }) => f.module), ["bad_mod"]);
+        assert.equal(await exists(hostFile), false);
+        assert.equal(connections, 0);
+      }
     } finally {
       server.close();
     }
