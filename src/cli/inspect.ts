@@ -4,6 +4,7 @@ import { Command } from "commander";
 import { buildRecordKey, layerSummary, type BuildRecord } from "../build/build.ts";
 import { loadConfig } from "../config/load.ts";
 import { NotFoundError } from "../errors.ts";
+import type { ImageConfigFile, ImageManifest } from "../oci/types.ts";
 import { sourceKinds } from "../sources/registry.ts";
 import type { Store } from "../store/store.ts";
 import { formatBytes } from "../util/log.ts";
@@ -43,20 +44,20 @@ export function inspectCommand(): Command {
     .action(async (flags: InspectFlags) => {
       const store = storeFrom(flags);
       const rec = await findBuildRecord(store, flags);
-      const layers = rec.layers.map(layerSummary);
+      const layers = imageLayers(rec);
       const setuid = await privilegedFilesOf(store, rec);
       if (flags.json) return printJson({ image: `${rec.name}:${rec.tag}`, manifestDigest: rec.manifestDigest, droppedLayers: rec.droppedLayers, layers, setuid });
       process.stdout.write(`${rec.name}:${rec.tag}  ${rec.manifestDigest}\n`);
       process.stdout.write(`${"#".padEnd(4)}${"layer".padEnd(22)}${"pkgs".padStart(6)}${"compressed".padStart(13)}${"uncompressed".padStart(14)}  ${"digest".padEnd(14)}state\n`);
       layers.forEach((l, i) => {
         process.stdout.write(
-          `${String(i + 1).padEnd(4)}${l.name.padEnd(22)}${String(l.packages.length).padStart(6)}${formatBytes(l.size).padStart(13)}${formatBytes(l.uncompressedSize).padStart(14)}  ${l.digest.slice(7, 19).padEnd(14)}${l.reused ? "reused" : "built"}${l.chunked ? `, zstd:chunked (TOC ${formatBytes(l.chunked.tocBytes)}${l.chunked.contentFrames !== undefined ? `, ${l.chunked.contentFrames} file frames` : ""})` : ""}\n`,
+          `${String(i + 1).padEnd(4)}${l.name.padEnd(22)}${String(l.packages.length).padStart(6)}${formatBytes(l.size).padStart(13)}${(l.uncompressedSize < 0 ? "?" : formatBytes(l.uncompressedSize)).padStart(14)}  ${l.digest.slice(7, 19).padEnd(14)}${l.base ? "base image" : l.reused ? "reused" : "built"}${l.chunked ? `, zstd:chunked (TOC ${formatBytes(l.chunked.tocBytes)}${l.chunked.contentFrames !== undefined ? `, ${l.chunked.contentFrames} file frames` : ""})` : ""}\n`,
         );
         for (const p of l.packages) process.stdout.write(`      ${p}\n`);
       });
       printSetuid((line) => process.stdout.write(`${line}\n`), setuid);
       const total = layers.reduce((n, l) => n + l.size, 0);
-      process.stdout.write(`total ${formatBytes(total)} compressed, ${formatBytes(layers.reduce((n, l) => n + l.uncompressedSize, 0))} uncompressed\n`);
+      process.stdout.write(`total ${formatBytes(total)} compressed, ${formatBytes(layers.reduce((n, l) => n + Math.max(0, l.uncompressedSize), 0))} uncompressed${layers.some((l) => l.base) ? " (without the base image's)" : ""}\n`);
     });
 }
 
@@ -80,4 +81,16 @@ export function printSetuid(w: (line: string) => void, files: PrivilegedFile[]):
   if (!files.length) return w("setuid/setgid files: none");
   w(`setuid/setgid files: ${files.length} (the sources' setuid policy keeps them; see README "setuid")`);
   for (const f of files) w(`      ${f.path}  ${f.mode} ${f.grants}  ${f.packageId} in layer ${f.layer}`);
+}
+
+/** Every layer of the image in manifest order: the base image's (from the manifest; sizes uncompressed unknown) and the build's. */
+export function imageLayers(rec: BuildRecord): Array<ReturnType<typeof layerSummary> & { base?: true }> {
+  const manifest = JSON.parse(rec.manifest) as ImageManifest;
+  const diffIds = (JSON.parse(rec.config) as ImageConfigFile).rootfs.diff_ids;
+  const own = new Map(rec.layers.map((l) => [l.digest, l]));
+  return manifest.layers.map((d, i) => {
+    const l = own.get(d.digest);
+    if (l) return layerSummary(l);
+    return { name: `base ${i + 1}`, digest: d.digest, diffId: diffIds[i] ?? "", size: d.size, uncompressedSize: -1, mediaType: d.mediaType, reused: true, packages: [], base: true as const };
+  });
 }

@@ -47,13 +47,13 @@ export async function checkDuplicates(store: Store, image: RuntimeImage): Promis
   const layers: DupCheckResult["layers"] = [];
   const listings = await mapPool(image.layers, 2, async (l, i): Promise<Listing> => {
     const hex = hexOf(l.digest);
-    const state = image.kind === "from-build" ? await store.checkBlob(hex) : "missing";
+    const state = l.source === "trees" ? await store.checkBlob(hex) : "missing";
     if (state === "damaged") throw damagedLayerError(l.name, l.digest, "check again");
     if (state === "ok") {
       layers[i] = { name: l.name, entries: 0, source: "tar" };
       return listTar(store.blobPath(hex), `layer ${l.name} (${l.digest})`);
     }
-    // Layout layers were unpacked into trees that hold exactly the tar's entries.
+    // Layers read from their blobs were unpacked into trees that hold exactly the tar's entries.
     layers[i] = { name: l.name, entries: 0, source: "tree" };
     return l.trees.flatMap(({ tree }) => tree.manifest.entries.filter((e) => e.type !== "dir").map((e) => ({ path: e.path, size: e.size ?? 0 })));
   });

@@ -19,7 +19,7 @@ import type { RuntimeImage } from "./image.ts";
 import { composeView, type ImageView } from "./view.ts";
 
 /** Bump when materialisation changes, so old cached root filesystems are not reused. */
-const ROOTFS_FORMAT = 1;
+const ROOTFS_FORMAT = 2; // 2: a build's base-image layers are part of it
 
 export interface Rootfs {
   /** The materialised root directory (use read-only, as an overlay lower dir). */

@@ -5,7 +5,7 @@
 
 import path from "node:path";
 import type { EntryType, TreeEntry } from "../store/tree.ts";
-import type { RuntimeImage } from "./image.ts";
+import type { RuntimeImage, RuntimeLayer } from "./image.ts";
 
 export interface ViewEntry {
   path: string;
@@ -71,56 +71,58 @@ export function composeView(image: RuntimeImage): ImageView {
   const problem = (text: () => string) => { if (pathProblemCount++ < 20) pathProblems.push(text()); };
   // A layout's layers are named "layer N <digest>" and hold no packages.
   const where = (e: ViewEntry) => (e.packageId.startsWith("layer:") ? "" : `${e.packageId}, `) + (image.kind === "from-layout" ? "" : "layer ") + (image.layers[e.layer]?.name ?? "?");
-  if (image.kind === "from-build") {
-    // The planner's rule: the first package to provide a path owns it, unless the
-    // config names another owner; directories keep their first provider's metadata.
-    const owners = new Map(Object.entries(image.conflicts).map(([p, id]) => [p.replace(/^\/+/, ""), id]));
-    const seen = new Set<string>();
-    image.layers.forEach((layer, li) => {
-      for (const { id, tree } of layer.trees) {
-        if (seen.has(id)) continue; // a package split over several layers
-        seen.add(id);
-        let index: Map<string, TreeEntry> | undefined;
-        const treeEntries = () => (index ??= new Map(tree.manifest.entries.map((e) => [e.path, e])));
-        for (const e of tree.manifest.entries) {
-          const prev = entries.get(e.path);
-          if (prev && (e.type === "dir" || prev.type === "dir")) continue;
-          if (prev && owners.get(e.path) !== id) continue;
-          entries.set(e.path, toView(e, tree.rootDir, li, id, tree.key, treeEntries));
+  // Package trees: the planner's rule. The first package to provide a path owns it, unless
+  // the config names another owner; directories keep their first provider's metadata.
+  // Over a base-image layer's path, the upper layer wins, as a runtime unpacks it.
+  const owners = new Map(Object.entries(image.conflicts).map(([p, id]) => [p.replace(/^\/+/, ""), id]));
+  const seen = new Set<string>();
+  const fromBase = (e: ViewEntry) => e.layer >= 0 && image.layers[e.layer]!.base === true;
+  const applyTrees = (layer: RuntimeLayer, li: number) => {
+    for (const { id, tree } of layer.trees) {
+      if (seen.has(id)) continue; // a package split over several layers
+      seen.add(id);
+      let index: Map<string, TreeEntry> | undefined;
+      const treeEntries = () => (index ??= new Map(tree.manifest.entries.map((e) => [e.path, e])));
+      for (const e of tree.manifest.entries) {
+        const prev = entries.get(e.path);
+        if (prev && !fromBase(prev)) {
+          if (e.type === "dir" || prev.type === "dir") continue;
+          if (owners.get(e.path) !== id) continue;
         }
+        entries.set(e.path, toView(e, tree.rootDir, li, id, tree.key, treeEntries));
       }
-    });
-  } else {
-    // Layer tars in order, with OCI whiteouts: .wh.NAME deletes NAME from lower
-    // layers, .wh..wh..opq hides a directory's lower contents.
-    image.layers.forEach((layer, li) => {
-      for (const { id, tree } of layer.trees) {
-        let index: Map<string, TreeEntry> | undefined;
-        const treeEntries = () => (index ??= new Map(tree.manifest.entries.map((e) => [e.path, e])));
-        const removed = new Set<string>(); // these paths and everything under them
-        const emptied = new Set<string>(); // everything under these
-        for (const e of tree.manifest.entries) {
-          const base = path.posix.basename(e.path);
-          const dir = path.posix.dirname(e.path);
-          if (base === OPAQUE) emptied.add(dir);
-          else if (base.startsWith(WH)) removed.add(dir === "." ? base.slice(WH.length) : `${dir}/${base.slice(WH.length)}`);
-          else if (e.type !== "dir" && entries.get(e.path)?.type === "dir") emptied.add(e.path);
-        }
-        if (removed.size || emptied.size) {
-          for (const p of [...entries.keys()]) if (underAny(p, removed, false) || underAny(p, emptied, true)) entries.delete(p);
-        }
-        for (const e of tree.manifest.entries) {
-          if (path.posix.basename(e.path).startsWith(WH)) continue;
-          const prev = entries.get(e.path);
-          const next = toView(e, tree.rootDir, li, id, tree.key, treeEntries);
-          if (e.type === "dir" && prev && prev.type !== "dir") {
-            problem(() => `/${e.path}: a directory in ${where(next)} replaces the ${prev.type}${prev.target ? ` to ${prev.target}` : ""} of ${where(prev)}, hiding what was there`);
-          }
-          entries.set(e.path, next);
-        }
+    }
+  };
+  // Layer tars in order, with OCI whiteouts: .wh.NAME deletes NAME from lower
+  // layers, .wh..wh..opq hides a directory's lower contents.
+  const applyBlob = (layer: RuntimeLayer, li: number) => {
+    for (const { id, tree } of layer.trees) {
+      let index: Map<string, TreeEntry> | undefined;
+      const treeEntries = () => (index ??= new Map(tree.manifest.entries.map((e) => [e.path, e])));
+      const removed = new Set<string>(); // these paths and everything under them
+      const emptied = new Set<string>(); // everything under these
+      for (const e of tree.manifest.entries) {
+        const base = path.posix.basename(e.path);
+        const dir = path.posix.dirname(e.path);
+        if (base === OPAQUE) emptied.add(dir);
+        else if (base.startsWith(WH)) removed.add(dir === "." ? base.slice(WH.length) : `${dir}/${base.slice(WH.length)}`);
+        else if (e.type !== "dir" && entries.get(e.path)?.type === "dir") emptied.add(e.path);
       }
-    });
-  }
+      if (removed.size || emptied.size) {
+        for (const p of [...entries.keys()]) if (underAny(p, removed, false) || underAny(p, emptied, true)) entries.delete(p);
+      }
+      for (const e of tree.manifest.entries) {
+        if (path.posix.basename(e.path).startsWith(WH)) continue;
+        const prev = entries.get(e.path);
+        const next = toView(e, tree.rootDir, li, id, tree.key, treeEntries);
+        if (e.type === "dir" && prev && prev.type !== "dir") {
+          problem(() => `/${e.path}: a directory in ${where(next)} replaces the ${prev.type}${prev.target ? ` to ${prev.target}` : ""} of ${where(prev)}, hiding what was there`);
+        }
+        entries.set(e.path, next);
+      }
+    }
+  };
+  image.layers.forEach((layer, li) => (layer.source === "trees" ? applyTrees(layer, li) : applyBlob(layer, li)));
   // Every entry needs a directory parent: synthesise missing ones, and drop what
   // lies under a file or symlink (it could only be reached through the host).
   const sorted = [...entries.keys()].sort();

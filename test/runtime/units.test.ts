@@ -78,8 +78,8 @@ test("layout view: whiteouts and opaque dirs hide lower entries; a file over a d
   const image: RuntimeImage = {
     ref: "t", manifestDigest: "sha256:0", config: { architecture: "amd64", os: "linux", config: {}, rootfs: { type: "layers", diff_ids: [] } }, kind: "from-layout", conflicts: {},
     layers: [
-      { name: "1", digest: "sha256:1", mediaType: "", trees: [{ id: "l1", tree: tree("l1", [entry("etc", "dir"), entry("etc/a", "file"), entry("etc/gone", "file"), entry("opt", "dir"), entry("opt/old", "file"), entry("var", "dir"), entry("var/x", "file"), entry("lib", "symlink", { target: "usr/lib" })]) }] },
-      { name: "2", digest: "sha256:2", mediaType: "", trees: [{ id: "l2", tree: tree("l2", [entry("etc/.wh.gone", "file"), entry("etc/a", "file", { mode: 0o600 }), entry("opt/.wh..wh..opq", "file"), entry("opt/new", "file"), entry("var", "file"), entry("lib/under-link", "file"), entry("usr/lib/libz.so.1", "file")]) }] },
+      { name: "1", digest: "sha256:1", mediaType: "", source: "blob", trees: [{ id: "l1", tree: tree("l1", [entry("etc", "dir"), entry("etc/a", "file"), entry("etc/gone", "file"), entry("opt", "dir"), entry("opt/old", "file"), entry("var", "dir"), entry("var/x", "file"), entry("lib", "symlink", { target: "usr/lib" })]) }] },
+      { name: "2", digest: "sha256:2", mediaType: "", source: "blob", trees: [{ id: "l2", tree: tree("l2", [entry("etc/.wh.gone", "file"), entry("etc/a", "file", { mode: 0o600 }), entry("opt/.wh..wh..opq", "file"), entry("opt/new", "file"), entry("var", "file"), entry("lib/under-link", "file"), entry("usr/lib/libz.so.1", "file")]) }] },
     ],
   };
   const view = composeView(image);
@@ -97,8 +97,8 @@ test("layout view: a directory unpacked over a lower symlink hides its target, a
   const image: RuntimeImage = {
     ref: "t", manifestDigest: "sha256:0", config: { architecture: "amd64", os: "linux", config: {}, rootfs: { type: "layers", diff_ids: [] } }, kind: "from-layout", conflicts: {},
     layers: [
-      { name: "base", digest: "sha256:1", mediaType: "", trees: [{ id: "l1", tree: tree("l1", [entry("bin", "symlink", { target: "usr/bin" }), entry("usr", "dir"), entry("usr/bin", "dir"), entry("usr/bin/sh", "file")]) }] },
-      { name: "tools", digest: "sha256:2", mediaType: "", trees: [{ id: "l2", tree: tree("l2", [entry("bin", "dir"), entry("bin/mytool", "file")]) }] },
+      { name: "base", digest: "sha256:1", mediaType: "", source: "blob", trees: [{ id: "l1", tree: tree("l1", [entry("bin", "symlink", { target: "usr/bin" }), entry("usr", "dir"), entry("usr/bin", "dir"), entry("usr/bin/sh", "file")]) }] },
+      { name: "tools", digest: "sha256:2", mediaType: "", source: "blob", trees: [{ id: "l2", tree: tree("l2", [entry("bin", "dir"), entry("bin/mytool", "file")]) }] },
     ],
   };
   const view = composeView(image);
