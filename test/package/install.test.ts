@@ -53,6 +53,8 @@ async function typecheck(project: string, withBadConfig: boolean): Promise<void>
   const tsconfig = {
     compilerOptions: {
       strict: true, module: "nodenext", moduleResolution: "nodenext", target: "es2022", noEmit: true,
+      // The stricter flags some projects add: the declarations must hold under them too.
+      exactOptionalPropertyTypes: true, noUncheckedIndexedAccess: true, noPropertyAccessFromIndexSignature: true, isolatedModules: true,
       // No skipLibCheck: the shipped declarations are checked too. @types/node as a user's project has it.
       typeRoots: [path.join(repoRoot, "node_modules", "@types")], types: ["node"],
     },
