@@ -155,6 +155,15 @@ test("IMAGE as NAME:TAG of a build in the store", { skip }, async () => {
   assert.match(r.stdout, /arg=named/);
 });
 
+test("bad input: no OCI runtime, a uid outside the container's range: clear errors before anything runs", { skip }, async () => {
+  const none = await runCli(["run", "-C", probe, "--store", store, "--", "info"], { env: { LAYERFOLD_RUNTIME: "no-such-runtime" } });
+  assert.equal(none.code, 125, none.stderr);
+  assert.match(none.stderr, /error\[E_RUNTIME\]: cannot run the image here: the OCI runtime no-such-runtime is not installed; install it \(`apt-get install runc`/);
+  const far = await cli(["-u", "70000", "--", "info"]);
+  assert.equal(far.code, 125, far.stderr);
+  assert.match(far.stderr, /error\[E_RUNTIME\]: user 70000:70000: uid 70000 and gid 70000 cannot be used in the container: the container's ids go from 0 to 65535/);
+});
+
 test("shell: an image without /bin/sh gets a clear error", async () => {
   const r = await runCli(["shell", "-C", probe, "--store", store]);
   assert.equal(r.code, 127, r.stderr);
