@@ -262,7 +262,7 @@ export async function writeChunkedZstd(store: Store, entries: LayerEntry[], mtim
   const segs = planFrames(entries, mtime, `${context} zstd:chunked ${CHUNKED_FORMAT}`);
   const pieces = segs.map((seg, s) => segmentPieces(entries, mtime, seg, s === segs.length - 1));
   const buf = takeChunk();
-  const work = await mkdtemp(path.join(scratchDir(store), "layerfold-chunked-"));
+  const work = await mkdtemp(path.join(scratchDir(store), `layerfold-chunked-${process.pid}-`));
   const jobs: Job[] = [];
   try {
     const known = await Promise.all(segs.map((seg) => store.getRecord<SegmentRecord>(RECORD_KIND, seg.key)));

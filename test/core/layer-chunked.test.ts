@@ -227,6 +227,47 @@ test("zstd:chunked: the TOC says what skopeo's own zstd:chunked writer says of t
   }
 });
 
+test("zstd:chunked: a failing zstd fails the layer cleanly, with its message, and leaves nothing behind", async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    // A zstd that reports the real version (the layer key asks) and fails on everything else. In a
+    // child process: the zstd program is looked up once per process.
+    const bin = path.join(dir, "bin");
+    await mkdir(bin);
+    const real = execFileSync("sh", ["-c", "command -v zstd"], { encoding: "utf8" }).trim();
+    await writeFile(path.join(bin, "zstd"), `#!/bin/sh\ncase "$1" in -V) exec ${real} -V;; esac\necho "zstd: simulated failure" >&2\nexit 1\n`, { mode: 0o755 });
+    const src = path.resolve(import.meta.dirname, "../../src");
+    const script = path.join(dir, "build.mts");
+    await writeFile(script, `
+      import { readdir } from "node:fs/promises";
+      import { Store } from ${JSON.stringify(`${src}/store/store.ts`)};
+      import { buildLayer, layerKey } from ${JSON.stringify(`${src}/layer/layer.ts`)};
+      import { withParents } from ${JSON.stringify(`${src}/layer/tar-writer.ts`)};
+      const store = new Store(${JSON.stringify(path.join(dir, "s"))});
+      const entries = [];
+      // A file over 1 MiB goes through the FIFOs, the small ones through --filelist batches.
+      for (const [name, bytes] of [["alpha", 3 << 20], ["beta", 4096]]) {
+        const { tree } = await store.ensureTree("tree-" + name, "test:" + name, async (w) => { await w.addFile("opt/" + name, Buffer.alloc(bytes, 1)); });
+        entries.push(...tree.manifest.entries.map((entry) => ({ entry, rootDir: tree.rootDir, packageId: "test:" + name, treeKey: tree.key })));
+      }
+      const input = { name: "l", packages: [], entries: withParents(entries), compression: "zstd:chunked", mtime: 0 };
+      const key = layerKey(input);
+      try { await buildLayer(store, input, key); console.log("built"); } catch (err) { console.log("error: " + err.message); }
+      const mine = (d) => readdir(d).then((xs) => xs.filter((x) => x.startsWith("layerfold-chunked-" + process.pid + "-")), () => []);
+      console.log("scratch: " + JSON.stringify([...(await mine("/dev/shm")), ...(await mine(store.tmpDir))]));
+      console.log("tmp: " + JSON.stringify(await readdir(store.tmpDir).catch(() => [])));
+      console.log("record: " + JSON.stringify(await store.getRecord("layers", key)));
+    `);
+    const out = execFileSync(process.execPath, ["--import", "tsx", script], { encoding: "utf8", timeout: 60_000, env: { ...process.env, PATH: `${bin}:${process.env.PATH}` } });
+    assert.match(out, /error: zstd compression failed \(exit 1\): zstd: simulated failure/);
+    assert.match(out, /scratch: \[\]/, "no scratch files or FIFOs left");
+    assert.match(out, /tmp: \[\]/, "no temp blob left");
+    assert.match(out, /record: undefined/, "no layer record");
+  } finally {
+    await cleanup();
+  }
+});
+
 /** The app layer of the hello example with an extra file set, as a config edit: `data` files go to /opt/data. */
 async function helloWithData(dir: string, files: Record<string, Buffer>): Promise<string> {
   const example = await helloExample(dir);
