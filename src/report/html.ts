@@ -46,7 +46,7 @@ ${stackedBar(model, "uncompressedSize", "uncompressed", 72, W)}
       (l, i) => `<tr class="layer-row" data-layer="${esc(l.name)}" data-size="${l.size}" data-uncompressed="${l.uncompressedSize}" data-packages="${l.packages.length}">
 <td><span class="sw" style="background:${layerColor(i)}"></span>${i + 1}</td><td>${esc(l.name)}</td><td class="n">${l.packages.length}</td>
 <td class="n">${formatBytes(l.size)}</td><td class="n">${formatBytes(l.uncompressedSize)}</td><td class="n">${pct(l.size, model.totals.size)}</td>
-<td><code title="${esc(l.digest)}">${esc(l.digest.slice(7, 19))}</code></td><td>${l.reused ? "reused" : "built"}</td></tr>`,
+<td><code title="${esc(l.digest)}">${esc(l.digest.slice(7, 19))}</code></td><td>${l.reused ? "reused" : "built"}${l.chunked ? `, <span title="TOC ${esc(l.chunked.toc)}">zstd:chunked</span>` : ""}</td></tr>`,
     )
     .join("\n");
   return `<section id="layers"><h2>Layers</h2>${bars}
