@@ -284,7 +284,8 @@ test("zstd:chunked: podman pulls it partially, runs it, and fetches only the cha
   const proxy = await startProxy(reg.url);
   const pm = await podman({ partialPulls: true });
   try {
-    const files = { "big.bin": randomish("big", 3 << 20), "changes.bin": randomish("v1", 200_000), "same.txt": Buffer.from("unchanged\n".repeat(1000)) };
+    // huge.bin is over FILE_CHUNK: two chunk frames, which podman must put together.
+    const files = { "big.bin": randomish("big", 3 << 20), "huge.bin": Buffer.concat([Buffer.alloc(FILE_CHUNK, 5), randomish("huge", 1 << 20)]), "changes.bin": randomish("v1", 200_000), "same.txt": Buffer.from("unchanged\n".repeat(1000)) };
     const store = path.join(dir, "store");
     const buildPush = async (example: string, tag: string) => {
       const built = await runCli(["build", "-C", example, "--store", store, "--compression", "zstd:chunked", "-o", "none", "--json", "-q"]);
@@ -330,6 +331,7 @@ test("zstd:chunked: podman pulls it partially, runs it, and fetches only the cha
     const mount = (await pm.exec(["image", "mount", `${proxy.host}/hello:2`])).stdout.trim();
     assert.equal(sha(await readFile(path.join(mount, "opt/data/changes.bin"))), sha(randomish("v2", 200_000)), "the changed file has its new content");
     assert.equal(sha(await readFile(path.join(mount, "opt/data/big.bin"))), sha(files["big.bin"]), "an unchanged file, not fetched again, is whole");
+    assert.equal(sha(await readFile(path.join(mount, "opt/data/huge.bin"))), sha(files["huge.bin"]), "a file in two chunk frames is whole");
     await pm.exec(["image", "unmount", `${proxy.host}/hello:2`]);
     // skopeo copies the update, verifying every blob's digest.
     await run("skopeo", ["copy", "--src-tls-verify=false", `docker://${reg.host}/hello:2`, `oci:${path.join(dir, "copy")}`]);
