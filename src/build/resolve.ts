@@ -3,6 +3,7 @@
 
 import type { LoadedConfig } from "../config/load.ts";
 import { ConfigError, LayerfoldError, LockError, ResolveError } from "../errors.ts";
+import { checkNamedPackages } from "../lock/named.ts";
 import { lockPathFor, makeLock, readLock, writeLock, lockText, type LockFile } from "../lock/lock.ts";
 import { platformOf } from "../oci/image.ts";
 import type { Store } from "../store/store.ts";
@@ -110,6 +111,7 @@ export async function resolveImage(cfg: LoadedConfig, kinds: SourceKind[], opts:
     result.roots.forEach((r, i) => roots[i]!.push(...r));
   }
 
+  checkNamedPackages(packages.values(), kinds, { update: opts.update, overrides: opts.overrides });
   const lockable = [...packages.values()].filter((p) => !kinds.find((k) => k.kind === p.kind)?.local);
   const lock = makeLock(`${cfg.image.name}:${cfg.image.tag}`, lockable, inputs);
   // What changed: the packages (an error under --frozen), or only the inputs digests.

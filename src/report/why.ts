@@ -4,7 +4,9 @@
 // it is exactly the path that decided the package's layer.
 
 import { NotFoundError } from "../errors.ts";
-import { editDistance } from "../util/names.ts";
+import { editDistance, normalizeName } from "../util/names.ts";
+
+export { normalizeName };
 import type { ImageModel, ModelPackage } from "./model.ts";
 
 export interface WhyMatch {
@@ -20,8 +22,6 @@ export interface WhyMatch {
   bytes?: number;
 }
 
-/** Names compare case-insensitively with runs of -, _ and . as one separator (PEP 503 style). */
-export const normalizeName = (s: string): string => s.toLowerCase().replace(/[-_.]+/g, "-");
 
 /** Up to `limit` package ids whose names are close to the query (edit distance or substring). */
 export function closeNames(query: string, ids: string[], limit = 5): string[] {

@@ -80,6 +80,8 @@ export interface SourceKind<LayerSpec = unknown, Options = unknown> {
    * every build and are not written to layerfold.lock.
    */
   local?: boolean;
+  /** Its packages can be replaced by a local directory (--override NAME=DIR). */
+  acceptsOverrides?: boolean;
   /** Key of this kind's specs in a layer definition, e.g. "debian" in { name, debian: [...] }. */
   layerKey: string;
   layerSchema: z.ZodType<LayerSpec, z.ZodTypeDef, unknown>;

@@ -1,5 +1,8 @@
 // Close names, for "did you mean" hints: a typo in a config key, a package name, a flag.
 
+/** Names compare case-insensitively with runs of -, _ and . as one separator (PEP 503 style). */
+export const normalizeName = (s: string): string => s.toLowerCase().replace(/[-_.]+/g, "-");
+
 /** Levenshtein distance. */
 export function editDistance(a: string, b: string): number {
   const prev = Array.from({ length: b.length + 1 }, (_, j) => j);

@@ -82,6 +82,28 @@ test("one inline path in two layers: the same spec is one file, different ones a
   assert.equal(mode.outExists, false);
 });
 
+test("--override and lock --update name packages the image has", async () => {
+  const dir = path.join(tmp.dir, "named");
+  await mkdir(dir, { recursive: true });
+  await writeFile(path.join(dir, "x"), "x");
+  await writeFile(path.join(dir, "layerfold.config.ts"), `import { defineImage } from ${JSON.stringify(lib)};\nexport default defineImage({ name: "bad/named", layers: [{ name: "a", files: [{ src: "./x", dest: "/opt/x", name: "app" }], inline: [{ path: "/etc/y", text: "y" }] }] });\n`);
+  const store = path.join(tmp.dir, "store");
+  const nope = await runCli(["build", "-C", dir, "--store", store, "--override", `nope=${tmp.dir}`]);
+  assert.equal(nope.code, 2, nope.stderr);
+  assert.match(nope.stderr, /error\[E_USAGE\]: --override nope=\S+: no package named "nope" in the image takes an override \(files, git, python packages do\)/);
+  const typo = await runCli(["build", "-C", dir, "--store", store, "--override", `ap=${tmp.dir}`]);
+  assert.match(typo.stderr, /did you mean file:app\?/);
+  const inline = await runCli(["build", "-C", dir, "--store", store, "--override", `inline:/etc/y=${tmp.dir}`]);
+  assert.equal(inline.code, 2, inline.stderr);
+  assert.match(inline.stderr, /inline:\/etc\/y cannot be replaced by a local directory; overrides are for files, git, python packages/);
+  assert.equal(existsSync(path.join(dir, "out")), false, "nothing built");
+  const ok = await runCli(["build", "-C", dir, "--store", store, "-o", "none", "--override", `app=${path.join(dir, "x")}`]);
+  assert.equal(ok.code, 0, ok.stderr);
+  const update = await runCli(["lock", "-C", dir, "--store", store, "--update", "nosuchpkg"]);
+  assert.equal(update.code, 2, update.stderr);
+  assert.match(update.stderr, /error\[E_USAGE\]: --update nosuchpkg: no package of that name in the image \(2 packages\)/);
+});
+
 test("a missing file is named", async () => {
   const r = await buildWith(`[{ name: "a", files: [{ src: "./nope", dest: "/opt/x" }] }]`);
   assert.equal(r.code, 2);

@@ -85,6 +85,7 @@ export const filesSource: SourceKind<FileSpec[], undefined> = {
   kind: "file",
   layerKey: "files",
   local: true,
+  acceptsOverrides: true,
   layerSchema: z.array(fileSpecSchema),
   async resolve(specs, _opts, ctx) {
     const packages: LockedPackage[] = [];

@@ -104,6 +104,7 @@ async function fetchCommit(spec: GitSpec, pkg: LockedPackage, ctx: SourceContext
 export const gitSource: SourceKind<GitSpec[], undefined> = {
   kind: "git",
   layerKey: "git",
+  acceptsOverrides: true,
   layerSchema: z.array(gitSpecSchema),
   async resolve(specs, _opts, ctx) {
     const packages: LockedPackage[] = [];

@@ -256,6 +256,7 @@ function comparePep440(a: string, b: string): number {
 export const pythonSource: SourceKind<PythonLayerSpec, PythonOptions> = {
   kind: "py",
   layerKey: "python",
+  acceptsOverrides: true,
   layerSchema: pythonLayerSchema,
   optionsSchema: pythonOptionsSchema,
   treeOptions: { symlinks: "image" },
