@@ -104,6 +104,13 @@ test("--override and lock --update name packages the image has", async () => {
   assert.match(update.stderr, /error\[E_USAGE\]: --update nosuchpkg: no package of that name in the image \(2 packages\)/);
 });
 
+test("a bad requirement written in the config is named by its layer and index", async () => {
+  const r = await buildWith(`[{ name: "a", inline: [{ path: "/x", text: "y" }] }, { name: "b", python: ["six", "foo==="] }]`, {}, `python: { version: "3.11", platform: { glibc: "2.36" }, interpreter: "/usr/bin/python3.11" },`);
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr, /error\[E_CONFIG\]: layer "b" python\[1\]: /);
+  assert.doesNotMatch(r.stderr, /\(layer b\)/);
+});
+
 test("a missing file is named", async () => {
   const r = await buildWith(`[{ name: "a", files: [{ src: "./nope", dest: "/opt/x" }] }]`);
   assert.equal(r.code, 2);

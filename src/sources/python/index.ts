@@ -122,7 +122,8 @@ async function layerRequirements(spec: PythonLayerSpec, ctx: SourceContext, laye
   const set = emptySet();
   const strings = Array.isArray(spec) ? spec : spec.requirements;
   const files = Array.isArray(spec) ? [] : spec.files;
-  parseRequirementsText(strings.join("\n"), path.join(ctx.configDir, `(layer ${layerName})`), set);
+  // Written in the config: relative -r paths are the config directory's, and a line is named by its layer and index.
+  parseRequirementsText(strings.join("\n"), path.join(ctx.configDir, "layerfold.config.ts"), set, undefined, false, (n) => `layer "${layerName}" python[${n - 1}]`);
   for (const f of files) {
     if (typeof f === "string") {
       readRequirementsFile(path.resolve(ctx.configDir, f), set);

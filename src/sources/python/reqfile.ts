@@ -28,11 +28,16 @@ function urlRequirement(line: string, what: string): Requirement {
   return { name, key: normalizeName(name), extras: [], specifier: "", url: line, text: line };
 }
 
-export function parseRequirementsText(text: string, file: string, into: RequirementSet = emptySet(), seen = new Set<string>(), asConstraints = false): RequirementSet {
+/**
+ * `file` is where the text comes from: relative -r/-c/-f paths are read from its directory,
+ * and errors name `file:LINE`, unless `lineName` names a line otherwise (requirements written
+ * in the config have no file: `layer "app" python[2]`).
+ */
+export function parseRequirementsText(text: string, file: string, into: RequirementSet = emptySet(), seen = new Set<string>(), asConstraints = false, lineName?: (line: number) => string): RequirementSet {
   const dir = path.dirname(file);
   const logical = text.replace(/\\\r?\n/g, " ").split(/\r?\n/);
   logical.forEach((raw, i) => {
-    const what = `${file}:${i + 1}`;
+    const what = lineName ? lineName(i + 1) : `${file}:${i + 1}`;
     const line = raw.replace(/(^|\s)#.*$/, "").trim();
     if (!line) return;
     const opt = /^(-r|--requirement|-c|--constraint|-i|--index-url|--extra-index-url|-f|--find-links)(?:\s*=\s*|\s+)(\S+)$/.exec(line);
