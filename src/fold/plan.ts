@@ -20,7 +20,7 @@ const sameContent = (a: TreeEntry, b: TreeEntry) =>
   a.type === b.type && a.sha256 === b.sha256 && a.target === b.target && a.mode === b.mode && a.uid === b.uid && a.gid === b.gid;
 
 /** The owner named for a path, or for a directory prefix of it ("/site-packages/cv2/": "py:opencv-python-headless"). */
-function ownerOf(owners: Map<string, string>, p: string): string | undefined {
+export function ownerOf(owners: Map<string, string>, p: string): string | undefined {
   const exact = owners.get(p);
   if (exact !== undefined) return exact;
   for (let i = p.lastIndexOf("/"); i > 0; i = p.lastIndexOf("/", i - 1)) {

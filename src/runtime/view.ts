@@ -4,6 +4,7 @@
 // here, inside the image, never on the host.
 
 import path from "node:path";
+import { ownerOf } from "../fold/plan.ts";
 import type { EntryType, TreeEntry } from "../store/tree.ts";
 import type { RuntimeImage, RuntimeLayer } from "./image.ts";
 
@@ -87,7 +88,7 @@ export function composeView(image: RuntimeImage): ImageView {
         const prev = entries.get(e.path);
         if (prev && !fromBase(prev)) {
           if (e.type === "dir" || prev.type === "dir") continue;
-          if (owners.get(e.path) !== id) continue;
+          if (ownerOf(owners, e.path) !== id) continue; // as the planner: an owner named for the path or a directory above it
         }
         entries.set(e.path, toView(e, tree.rootDir, li, id, tree.key, treeEntries));
       }

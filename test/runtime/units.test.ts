@@ -11,6 +11,7 @@ import { readElf } from "../../src/runtime/elf.ts";
 import { ldSoConfDirs } from "../../src/runtime/libcheck.ts";
 import { auditRequirements, describeGap, topLevelModules } from "../../src/runtime/pycheck.ts";
 import { commandLine, environment, parseVolume } from "../../src/runtime/run.ts";
+import { planLayers } from "../../src/fold/plan.ts";
 import { composeView, resolveInView, type ImageView, type ViewEntry } from "../../src/runtime/view.ts";
 import type { RuntimeImage } from "../../src/runtime/image.ts";
 import type { TreeEntry } from "../../src/store/tree.ts";
@@ -154,4 +155,20 @@ test("dependency audit (pip check from metadata): missing and mismatched require
   const strict = auditRequirements(view, { readText: (e) => files[e.host!], architecture: "amd64" });
   assert.equal(strict.failures.length, 3);
   assert.equal(strict.notes.length, 0);
+});
+
+test("build view: an owner named for a directory prefix decides, as the planner does (run shows what the image holds)", () => {
+  const a = tree("a", [entry("opt", "dir"), entry("opt/cv2", "dir"), entry("opt/cv2/x.so", "file", { size: 1, sha256: "s1" })]);
+  const b = tree("b", [entry("opt", "dir"), entry("opt/cv2", "dir"), entry("opt/cv2/x.so", "file", { size: 1, sha256: "s2" })]);
+  const conflicts = { "/opt/cv2/": "b" };
+  const image: RuntimeImage = {
+    ref: "t", manifestDigest: "sha256:0", config: { architecture: "amd64", os: "linux", config: {}, rootfs: { type: "layers", diff_ids: [] } }, kind: "from-build", conflicts,
+    layers: [
+      { name: "one", digest: "sha256:1", mediaType: "", source: "trees", trees: [{ id: "a", tree: a }] },
+      { name: "two", digest: "sha256:2", mediaType: "", source: "trees", trees: [{ id: "b", tree: b }] },
+    ],
+  };
+  const planned = planLayers([{ name: "one", packages: ["a"] }, { name: "two", packages: ["b"] }], (id) => (id === "a" ? a : b), conflicts);
+  assert.deepEqual(planned.map((l) => l.entries.filter((e) => e.entry.type === "file").map((e) => e.packageId)), [[], ["b"]]);
+  assert.equal(composeView(image).entries.get("opt/cv2/x.so")!.packageId, "b");
 });
