@@ -6,6 +6,7 @@ import path from "node:path";
 import { existsSync } from "node:fs";
 import { ConfigError, NetworkError, SignatureError } from "../../errors.ts";
 import { fetchBytes, fetchToStore } from "../../fetch/fetch.ts";
+import { takeUrlCredentials } from "../../fetch/http-auth.ts";
 import { decompressor, compressionFromName } from "../../archive/decompress.ts";
 import type { Store } from "../../store/store.ts";
 import type { Logger } from "../../util/log.ts";
@@ -104,7 +105,9 @@ export function normalizeSources(sources: Array<string | SourceObject>, allowUns
     }
   }
   for (const r of out) {
-    r.uri = r.uri.replace(/\/+$/, "");
+    // user:password in a URI (apt accepts it; auth.conf is the better place) is sent as Basic to that
+    // origin and kept out of the URI, which goes into the lock and messages.
+    r.uri = takeUrlCredentials(r.uri).replace(/\/+$/, "");
     if (allowUnsigned && r.allowUnsigned === undefined) r.allowUnsigned = true;
     if (!r.components.length && !r.suite.endsWith("/")) {
       throw new ConfigError(`debian source ${r.uri} ${r.suite}: no components given; name them (e.g. main), or end the suite with "/" for a flat repository`);
