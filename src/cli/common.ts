@@ -5,6 +5,7 @@ import os from "node:os";
 import path from "node:path";
 import { InvalidArgumentError, type Command } from "commander";
 import { PLATFORM_PATTERN } from "../config/schema.ts";
+import { parseReference } from "../registry/reference.ts";
 import { DiskFullError, LayerfoldError, UsageError } from "../errors.ts";
 import { defaultStoreDir, Store } from "../store/store.ts";
 import { registerStoreUser } from "../store/gc.ts";
@@ -75,6 +76,16 @@ export const oneOf = <T extends string>(...words: T[]) =>
     if (!(words as string[]).includes(v)) throw new Error(`use ${words.slice(0, -1).join(", ")} or ${words.at(-1)}`);
     return v as T;
   });
+
+/** A registry reference (an argument or flag), checked as the command line is read. */
+export const referenceArg = (what: string) =>
+  flagValue((v) => {
+    parseReference(v, what);
+    return v;
+  });
+
+/** A variadic argument of registry references, each checked. */
+export const referencesArg = (what: string) => (v: string, prev: string[] = []) => [...prev, referenceArg(what)(v)];
 
 /** --platform os/arch. */
 export const platformFlag = flagValue((v) => {

@@ -3,7 +3,7 @@ import { RegistryClient } from "../registry/client.ts";
 import { findCredentials } from "../registry/credentials.ts";
 import { mergeIndex } from "../registry/index-merge.ts";
 import { parseReference } from "../registry/reference.ts";
-import { loggerFrom, printJson, type CommonFlags } from "./common.ts";
+import { loggerFrom, referenceArg, referencesArg, printJson, type CommonFlags } from "./common.ts";
 import { credentialOptions, withRegistryFlags, type RegistryFlags } from "./push.ts";
 
 export function indexCommand(): Command {
@@ -11,8 +11,8 @@ export function indexCommand(): Command {
   index.addCommand(
     withRegistryFlags(new Command("push"))
       .description("merge per-platform images (pushed by different runners) into one image index at REF")
-      .argument("<ref>", "where the index goes, e.g. ghcr.io/owner/app:1.0")
-      .argument("<images...>", "the per-platform images, e.g. ghcr.io/owner/app:1.0-amd64 ghcr.io/owner/app:1.0-arm64")
+      .argument("<ref>", "where the index goes, e.g. ghcr.io/owner/app:1.0", referenceArg("index target"))
+      .argument("<images...>", "the per-platform images, e.g. ghcr.io/owner/app:1.0-amd64 ghcr.io/owner/app:1.0-arm64", referencesArg("index member"))
       .option("--json", "machine-readable output")
       .action(async (ref: string, images: string[], flags: RegistryFlags & CommonFlags) => {
         const log = loggerFrom(flags);

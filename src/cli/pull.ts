@@ -5,7 +5,7 @@ import { RegistryClient } from "../registry/client.ts";
 import { findCredentials } from "../registry/credentials.ts";
 import { pullImage } from "../registry/pull.ts";
 import { parseReference } from "../registry/reference.ts";
-import { loggerFrom, platformFlag, positiveInt, printJson, storeFrom, type CommonFlags } from "./common.ts";
+import { loggerFrom, referenceArg, platformFlag, positiveInt, printJson, storeFrom, type CommonFlags } from "./common.ts";
 import { credentialOptions, withRegistryFlags, type RegistryFlags } from "./push.ts";
 
 interface PullFlags extends CommonFlags, RegistryFlags {
@@ -16,7 +16,7 @@ interface PullFlags extends CommonFlags, RegistryFlags {
 export function pullCommand(): Command {
   return withRegistryFlags(new Command("pull"))
     .description("pull an image from a registry into an OCI layout directory (digests verified)")
-    .argument("<ref>", "registry/repository[:tag][@sha256:...]")
+    .argument("<ref>", "registry/repository[:tag][@sha256:...]", referenceArg("pull source"))
     .argument("<dir>", "OCI layout directory to write (replaced when complete)")
     .option("--platform <os/arch>", "platform to pick from a multi-platform image", platformFlag, "linux/amd64")
     .option("--concurrency <n>", "blobs downloaded at once", positiveInt, 4)

@@ -14,7 +14,7 @@ import { pushImages, DEFAULT_CHUNK_SIZE } from "../registry/push.ts";
 import { parseReference, formatReference } from "../registry/reference.ts";
 import { sourceKinds } from "../sources/registry.ts";
 import { damagedLayerError, type Store } from "../store/store.ts";
-import { collect, loggerFrom, nonNegativeNumber, positiveInt, printJson, storeFrom, withConfigFlags, type CommonFlags } from "./common.ts";
+import { collect, loggerFrom, referenceArg, nonNegativeNumber, positiveInt, printJson, storeFrom, withConfigFlags, type CommonFlags } from "./common.ts";
 import { findBuildRecord } from "./inspect.ts";
 
 export interface RegistryFlags {
@@ -103,7 +103,7 @@ export function ghcrReference(name: string, tag: string, env: NodeJS.ProcessEnv 
 export function pushCommand(): Command {
   return withRegistryFlags(withConfigFlags(new Command("push")))
     .description("push the last build (or an OCI layout) to a registry; only blobs the registry lacks are sent")
-    .argument("[ref]", "registry/repository[:tag]; default with --ghcr: ghcr.io/$GITHUB_REPOSITORY_OWNER/NAME:TAG")
+    .argument("[ref]", "registry/repository[:tag]; default with --ghcr: ghcr.io/$GITHUB_REPOSITORY_OWNER/NAME:TAG", referenceArg("push target"))
     .option("--from <dir>", "push the image(s) in this OCI layout instead of the last build")
     .option("--from-tag <tag>", "with --from: the tag (ref.name) to push; default all of index.json")
     .option("--ghcr", "push to GitHub's registry with GITHUB_TOKEN and GITHUB_REPOSITORY_OWNER")

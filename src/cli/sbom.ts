@@ -11,7 +11,7 @@ import { attachArtifact, subjectDescriptor } from "../report/attach.ts";
 import { loadImageModel } from "../report/model.ts";
 import { MEDIA_CYCLONEDX, MEDIA_SPDX, renderSbom, sbomPackages, type SbomFormat } from "../report/sbom.ts";
 import { writeFileAtomic } from "../util/fs.ts";
-import { loggerFrom, oneOf, printJson, storeFrom, withConfigFlags, type CommonFlags } from "./common.ts";
+import { loggerFrom, oneOf, referenceArg, printJson, storeFrom, withConfigFlags, type CommonFlags } from "./common.ts";
 import { buildRecordFor, IMAGE_FLAG, type RecordFlags } from "./record.ts";
 import { credentialOptions, withRegistryFlags, type RegistryFlags } from "./push.ts";
 
@@ -29,7 +29,7 @@ export function sbomCommand(): Command {
     .option("-o, --output <file>", "write the SBOM here (default: stdout, unless --attach)")
     .option(...IMAGE_FLAG)
     .option("--layout <dir>", "the image in this OCI layout (its build record must be in the store)")
-    .option("--attach <ref>", "attach the SBOM to the image pushed to this registry repository (registry/repo[:tag]) as an OCI artifact")
+    .option("--attach <ref>", "attach the SBOM to the image pushed to this registry repository (registry/repo[:tag]) as an OCI artifact", referenceArg("--attach"))
     .action(async (flags: SbomFlags) => {
       const format = flags.format;
       const log = loggerFrom(flags);
