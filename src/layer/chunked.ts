@@ -80,8 +80,9 @@ const TOC_TYPE_CRFS = 1;
 /**
  * Where the small pieces wait for zstd: a tmpfs (/dev/shm) when there is one, since creating
  * thousands of small files on a disk file system cost most of a layer's time (10 s of 20 for
- * the torch-free stack under load); else the store's temp directory. At most three batches
- * (96 MiB) are there at once.
+ * the torch-free stack under load); else the store's temp directory. A batch's files go once
+ * its zstd is done, so at most three batches (96 MiB) are there at once. zstd's outputs (the
+ * compressed layer) go to the store's temp directory, on disk.
  */
 function scratchDir(store: Store): string {
   try {
@@ -263,6 +264,8 @@ export async function writeChunkedZstd(store: Store, entries: LayerEntry[], mtim
   const pieces = segs.map((seg, s) => segmentPieces(entries, mtime, seg, s === segs.length - 1));
   const buf = takeChunk();
   const work = await mkdtemp(path.join(scratchDir(store), `layerfold-chunked-${process.pid}-`));
+  mkdirSync(store.tmpDir, { recursive: true });
+  const outDir = await mkdtemp(path.join(store.tmpDir, `chunked-${process.pid}-`));
   const jobs: Job[] = [];
   try {
     const known = await Promise.all(segs.map((seg) => store.getRecord<SegmentRecord>(RECORD_KIND, seg.key)));
@@ -280,7 +283,7 @@ export async function writeChunkedZstd(store: Store, entries: LayerEntry[], mtim
     large.forEach((p, k) => frameOf.set(p, { job: () => largeJob!, index: k }));
     if (large.length) {
       execFileSync("mkfifo", fifos);
-      largeJob = startJob(level, path.join(work, "large.list"), large.map((_, k) => fifos[k % 2]!), path.join(work, "large.zst"));
+      largeJob = startJob(level, path.join(work, "large.list"), large.map((_, k) => fifos[k % 2]!), path.join(outDir, "large.zst"));
       jobs.push(largeJob);
     }
     let failed: Error | undefined;
@@ -300,8 +303,11 @@ export async function writeChunkedZstd(store: Store, entries: LayerEntry[], mtim
     const running: Job[] = [];
     const startBatch = async () => {
       if (!batch.length) return;
-      const j = startJob(level, path.join(work, `b${jobs.length}.list`), batch, path.join(work, `b${jobs.length}.zst`));
+      const j = startJob(level, path.join(work, `b${jobs.length}.list`), batch, path.join(outDir, `b${jobs.length}.zst`));
       j.exit.catch(fail);
+      const inputs = batch;
+      // Compressed: the batch's files are not needed any more.
+      j.exit.then(() => Promise.all(inputs.map((f) => rm(f, { force: true })))).catch(() => {});
       jobs.push(j);
       running.push(j);
       batch = [];
@@ -539,6 +545,7 @@ export async function writeChunkedZstd(store: Store, entries: LayerEntry[], mtim
   } finally {
     giveBackChunk(buf);
     await rm(work, { recursive: true, force: true });
+    await rm(outDir, { recursive: true, force: true });
   }
 }
 
