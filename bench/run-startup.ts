@@ -11,7 +11,7 @@
 
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { chmod, mkdir, mkdtemp, rm, symlink, writeFile } from "node:fs/promises";
+import { chmod, mkdir, mkdtemp, readdir, rm, symlink, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -39,7 +39,12 @@ try {
   const old = path.join(work, "old");
   await mkdir(old);
   execFileSync("sh", ["-c", `git -C '${repo}' archive '${oldRef}' | tar -x -C '${old}'`]);
-  await symlink(path.join(repo, "node_modules"), path.join(old, "node_modules"));
+  // Its own node_modules/.cache: the CLI keeps one cached bundle per cache directory, and
+  // sharing it would rebuild the bundle on every alternate run of both.
+  await mkdir(path.join(old, "node_modules"));
+  for (const e of await readdir(path.join(repo, "node_modules"))) {
+    if (e !== ".cache") await symlink(path.join(repo, "node_modules", e), path.join(old, "node_modules", e));
+  }
   const oldCli = path.join(old, "bin", "layerfold.mjs");
 
   // podman with its own storage, the image loaded once.
