@@ -8,7 +8,7 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { buildLayer, layerKey } from "../src/layer/layer.ts";
-import { withParents } from "../src/layer/tar-writer.ts";
+import { withParents } from "../src/fold/plan.ts";
 import { copyHostPath } from "../src/sources/files/index.ts";
 import { Store } from "../src/store/store.ts";
 

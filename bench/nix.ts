@@ -26,7 +26,7 @@ import path from "node:path";
 import { promisify } from "node:util";
 import { fileURLToPath } from "node:url";
 import { Store } from "../src/store/store.ts";
-import type { BuildRecord } from "../src/build/build.ts";
+import type { BuildRecord } from "../src/catalog/records.ts";
 import { startRegistry } from "../test/helpers/registry.ts";
 import { median, prepareExample, registryBlobBytes, repo, timedCmd, warmStore, withoutTorch } from "./stack.ts";
 

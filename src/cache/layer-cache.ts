@@ -10,7 +10,7 @@ import { Readable } from "node:stream";
 import { LayerfoldError } from "../errors.ts";
 import type { LayerRecord } from "../layer/layer.ts";
 import { chunkedAnnotationsOf } from "../layer/chunked.ts";
-import type { BuildCache } from "../build/build.ts";
+import type { BuildCache } from "../pipeline/build.ts";
 import type { BlobSource, Descriptor } from "../oci/types.ts";
 import { RegistryClient } from "../registry/client.ts";
 import { findCredentials, type CredentialOptions } from "../registry/credentials.ts";

@@ -1,10 +1,12 @@
 import { Command } from "commander";
-import { build, layerSummary, type BuildResult } from "../build/build.ts";
+import { layerSummary } from "../catalog/records.ts";
+import { build, type BuildResult } from "../pipeline/build.ts";
 import { LayerCache } from "../cache/layer-cache.ts";
+import { COMPRESSIONS } from "../constants.ts";
 import { formatBytes } from "../util/log.ts";
 import { checkLoadTarget } from "../docker/load.ts";
 import { loadBuilt } from "./load.ts";
-import { parseOutput } from "../build/export.ts";
+import { parseOutput } from "../pipeline/export.ts";
 import { collect, flagValue, referenceArg, loggerFrom, oneOf, parseOverrides, platformFlag, positiveInt, printJson, storeFrom, withConfigFlags, type CommonFlags } from "./common.ts";
 
 export interface BuildFlags extends CommonFlags {
@@ -45,7 +47,7 @@ export function buildCommand(): Command {
     .option("--frozen", "use layerfold.lock as it is; fail if it is missing or out of date")
     .option("--override <name=dir>", "use a local directory instead of a source (repeatable)", collect)
     .option("--concurrency <n>", "packages installed at once", positiveInt, 2)
-    .option("--compression <kind>", "layer compression: zstd, zstd:chunked (partial pulls: podman, CRI-O), gzip or none (overrides the config)", oneOf("zstd", "zstd:chunked", "gzip", "none"))
+    .option("--compression <kind>", "layer compression: zstd, zstd:chunked (partial pulls: podman, CRI-O), gzip or none (overrides the config)", oneOf(...COMPRESSIONS))
     .option("--cache <ref>", "shared layer cache in an OCI repository, e.g. ghcr.io/owner/app-cache: reuse layers other runners built, store the ones built here", referenceArg("--cache"))
     .option("--platform <os/arch>", "build for this platform (e.g. linux/arm64); overrides the config", platformFlag)
     .option("--load", "then load the image into Docker (Engine API on DOCKER_HOST or the docker socket, else docker load)")

@@ -4,11 +4,11 @@ import { existsSync, statfsSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { InvalidArgumentError, type Command } from "commander";
-import { PLATFORM_PATTERN } from "../config/schema.ts";
+import { PLATFORM_RE } from "../constants.ts";
 import { parseReference } from "../registry/reference.ts";
 import { DiskFullError, LayerfoldError, UsageError } from "../errors.ts";
 import { defaultStoreDir, Store } from "../store/store.ts";
-import { registerStoreUser } from "../store/gc.ts";
+import { registerStoreUser } from "../store/users.ts";
 import { createLogger, formatBytes, type Logger } from "../util/log.ts";
 import { downloads } from "../util/progress.ts";
 import { redact } from "../util/redact.ts";
@@ -89,7 +89,7 @@ export const referencesArg = (what: string) => (v: string, prev: string[] = []) 
 
 /** --platform os/arch. */
 export const platformFlag = flagValue((v) => {
-  if (!PLATFORM_PATTERN.test(v)) throw new Error("give os/arch, e.g. linux/amd64 or linux/arm64");
+  if (!PLATFORM_RE.test(v)) throw new Error("give os/arch, e.g. linux/amd64 or linux/arm64");
   return v;
 });
 

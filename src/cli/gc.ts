@@ -1,6 +1,6 @@
 import { Command } from "commander";
+import { collectGarbage } from "../catalog/gc.ts";
 import { removeInUserNamespace } from "../runtime/userns.ts";
-import { collectGarbage } from "../store/gc.ts";
 import { defaultStoreDir, Store } from "../store/store.ts";
 import { formatBytes } from "../util/log.ts";
 import { flagValue, positiveInt, printJson, type CommonFlags } from "./common.ts";

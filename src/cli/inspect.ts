@@ -1,11 +1,6 @@
-import { readFile } from "node:fs/promises";
-import path from "node:path";
 import { Command } from "commander";
-import { buildRecordKey, layerSummary, type BuildRecord } from "../build/build.ts";
-import { loadConfig } from "../config/load.ts";
-import { NotFoundError } from "../errors.ts";
-import type { ImageConfigFile, ImageManifest } from "../oci/types.ts";
-import { sourceKinds } from "../sources/registry.ts";
+import { findBuildRecord } from "../catalog/find.ts";
+import { imageLayers, type BuildRecord } from "../catalog/records.ts";
 import type { Store } from "../store/store.ts";
 import { formatBytes } from "../util/log.ts";
 import { isPrivileged, privilegedFile, type PrivilegedFile } from "../util/modes.ts";
@@ -13,28 +8,6 @@ import { printJson, storeFrom, withConfigFlags, type CommonFlags } from "./commo
 
 interface InspectFlags extends CommonFlags {
   layout?: string;
-}
-
-/** The build record of the config's image, or of the image in an OCI layout. */
-export async function findBuildRecord(store: Store, flags: { dir?: string; config?: string; layout?: string }): Promise<BuildRecord> {
-  let key: string;
-  let what: string;
-  if (flags.layout) {
-    const text = await readFile(path.join(flags.layout, "index.json"), "utf8").catch(() => undefined);
-    if (text === undefined) throw new NotFoundError(`${flags.layout} is not an OCI layout (no readable index.json); give the directory a build wrote with -o oci:DIR, or \`layerfold pull\` one`);
-    const index = JSON.parse(text) as { manifests: Array<{ digest: string }> };
-    const digest = index.manifests[0]?.digest;
-    if (!digest) throw new NotFoundError(`${flags.layout}: the OCI layout has no manifest`);
-    key = digest.replace(/^sha256:/, "");
-    what = `the image in ${flags.layout}`;
-  } else {
-    const cfg = await loadConfig({ dir: flags.dir, file: flags.config }, sourceKinds);
-    key = buildRecordKey(cfg.image.name, cfg.image.tag);
-    what = `${cfg.image.name}:${cfg.image.tag}`;
-  }
-  const rec = await store.getRecord<BuildRecord>("builds", key);
-  if (!rec) throw new NotFoundError(`no build of ${what} in the store ${store.root}; run \`layerfold build\` first (or pass --store)`);
-  return rec;
 }
 
 export function inspectCommand(): Command {
@@ -81,16 +54,4 @@ export function printSetuid(w: (line: string) => void, files: PrivilegedFile[]):
   if (!files.length) return w("setuid/setgid files: none");
   w(`setuid/setgid files: ${files.length} (the sources' setuid policy keeps them; see README "setuid")`);
   for (const f of files) w(`      ${f.path}  ${f.mode} ${f.grants}  ${f.packageId} in layer ${f.layer}`);
-}
-
-/** Every layer of the image in manifest order: the base image's (from the manifest; sizes uncompressed unknown) and the build's. */
-export function imageLayers(rec: BuildRecord): Array<ReturnType<typeof layerSummary> & { base?: true }> {
-  const manifest = JSON.parse(rec.manifest) as ImageManifest;
-  const diffIds = (JSON.parse(rec.config) as ImageConfigFile).rootfs.diff_ids;
-  const own = new Map(rec.layers.map((l) => [l.digest, l]));
-  return manifest.layers.map((d, i) => {
-    const l = own.get(d.digest);
-    if (l) return layerSummary(l);
-    return { name: `base ${i + 1}`, digest: d.digest, diffId: diffIds[i] ?? "", size: d.size, uncompressedSize: -1, mediaType: d.mediaType, reused: true, packages: [], base: true as const };
-  });
 }

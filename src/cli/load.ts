@@ -7,8 +7,9 @@ import { loadImage, type LoadResult } from "../docker/load.ts";
 import { UsageError } from "../errors.ts";
 import type { BuiltImage } from "../oci/types.ts";
 import type { Logger } from "../util/log.ts";
+import { localImages } from "../catalog/image.ts";
 import { loggerFrom, oneOf, printJson, storeFrom, withConfigFlags } from "./common.ts";
-import { localImages, type LocalImageFlags } from "./push.ts";
+import type { LocalImageFlags } from "./push.ts";
 
 interface LoadFlags extends LocalImageFlags {
   tag?: string;
@@ -31,7 +32,7 @@ export function loadCommand(): Command {
     .option("--via <how>", "auto, api (Engine API only) or cli (pipe to docker load)", oneOf("auto", "api", "cli"), "auto")
     .action(async (flags: LoadFlags) => {
       const log = loggerFrom(flags);
-      const images = await localImages(flags, storeFrom(flags));
+      const images = await localImages(storeFrom(flags), flags);
       if (images.length !== 1) throw new UsageError(`${flags.from}: holds ${images.length} images; pick one with --from-tag (docker loads one platform)`);
       let image = images[0]!;
       if (flags.tag || !image.name) {

@@ -1,6 +1,6 @@
 import { Command } from "commander";
 import { loadConfig } from "../config/load.ts";
-import { resolveImage } from "../build/resolve.ts";
+import { resolveImage } from "../pipeline/resolve.ts";
 import { LockError } from "../errors.ts";
 import { lockStatus } from "../lock/lock.ts";
 import { sourceKinds } from "../sources/registry.ts";

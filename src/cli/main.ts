@@ -1,6 +1,7 @@
 // The layerfold command: one file per subcommand, registered here.
 
 import { Command, CommanderError } from "commander";
+import { VERSION } from "../constants.ts";
 import { buildCommand } from "./build.ts";
 import { inspectCommand } from "./inspect.ts";
 import { lockCommand } from "./lock.ts";
@@ -18,12 +19,11 @@ import { pushCommand } from "./push.ts";
 import { pullCommand } from "./pull.ts";
 import { loadCommand } from "./load.ts";
 import { gcCommand } from "./gc.ts";
-import { version } from "../version.ts";
 
 export function program(): Command {
   const p = new Command("layerfold")
     .description("build, check and publish reproducible OCI images for large Python/ML stacks")
-    .version(version);
+    .version(VERSION);
   for (const cmd of [buildCommand(), lockCommand(), inspectCommand(), whyCommand(), diffCommand(), runCommand(), shellCommand(), checkCommand(), reportCommand(), sbomCommand()]) p.addCommand(cmd);
   for (const cmd of [pushCommand(), pullCommand(), loadCommand(), indexCommand(), gcCommand()]) p.addCommand(cmd);
   usageErrors(p);

@@ -2,20 +2,13 @@
 // record and store blobs) or an OCI layout (--from DIR) to a registry.
 
 import { Command } from "commander";
-import { storeBlobs, type BuildRecord } from "../build/build.ts";
-import { loadConfig } from "../config/load.ts";
+import { localImages, type LocalImageSelector } from "../catalog/image.ts";
 import { UsageError } from "../errors.ts";
-import { hexOf, type BlobSource, type BuiltImage, type ImageConfigFile, type ImageManifest, type LayerDescriptor } from "../oci/types.ts";
-import { loadBaseImage } from "../registry/base.ts";
 import { RegistryClient } from "../registry/client.ts";
 import { findCredentials, type CredentialOptions } from "../registry/credentials.ts";
-import { readLayoutImages } from "../registry/layout-source.ts";
 import { pushImages, DEFAULT_CHUNK_SIZE } from "../registry/push.ts";
 import { parseReference, formatReference } from "../registry/reference.ts";
-import { sourceKinds } from "../sources/registry.ts";
-import { damagedLayerError, type Store } from "../store/store.ts";
 import { collect, loggerFrom, referenceArg, nonNegativeNumber, positiveInt, printJson, storeFrom, withConfigFlags, type CommonFlags } from "./common.ts";
-import { findBuildRecord } from "./inspect.ts";
 
 export interface RegistryFlags {
   username?: string;
@@ -24,10 +17,7 @@ export interface RegistryFlags {
   ghcr?: boolean;
 }
 
-export interface LocalImageFlags extends CommonFlags {
-  from?: string;
-  fromTag?: string;
-}
+export interface LocalImageFlags extends CommonFlags, LocalImageSelector {}
 
 /** Flags shared by push and pull. */
 export function withRegistryFlags(cmd: Command): Command {
@@ -47,43 +37,6 @@ export async function credentialOptions(flags: RegistryFlags): Promise<Credentia
   const password = flags.passwordStdin ? await readStdin() : undefined;
   if (flags.passwordStdin && !flags.username) throw new UsageError("--password-stdin needs --username");
   return { username: flags.username, password, ghcr: flags.ghcr };
-}
-
-/** The image(s) to publish: an OCI layout, or the last build of the config from the store. */
-export async function localImages(flags: LocalImageFlags, store: Store): Promise<BuiltImage[]> {
-  if (flags.from) return readLayoutImages(flags.from, flags.fromTag);
-  const rec: BuildRecord = await findBuildRecord(store, flags);
-  const manifest = JSON.parse(rec.manifest) as ImageManifest;
-  const configFile = JSON.parse(rec.config) as ImageConfigFile;
-  const diffIds = configFile.rootfs.diff_ids;
-  const ours = new Map(rec.layers.map((l) => [l.digest, l]));
-  const layers: LayerDescriptor[] = manifest.layers.map((d, i) => ({ ...d, diffId: diffIds[i] ?? "", uncompressedSize: ours.get(d.digest)?.uncompressedSize ?? -1 }));
-  // Base image layers are not in the store; they come from the base registry (mounted when possible).
-  let base: BlobSource | undefined;
-  if (layers.some((l) => !ours.has(l.digest))) {
-    const cfg = await loadConfig({ dir: flags.dir, file: flags.config }, sourceKinds);
-    if (cfg.image.from) base = (await loadBaseImage(cfg.image.from)).blobs;
-  }
-  // Nothing damaged is published: each stored layer passes its stat-signature check (else a rehash) first.
-  for (const l of rec.layers) {
-    if ((await store.checkBlob(hexOf(l.digest))) === "damaged") {
-      throw damagedLayerError(l.name, l.digest, "try again");
-    }
-  }
-  const manifestBuf = Buffer.from(rec.manifest);
-  const configBuf = Buffer.from(rec.config);
-  return [
-    {
-      name: rec.name,
-      tag: rec.tag,
-      manifest: manifestBuf,
-      manifestDescriptor: { mediaType: manifest.mediaType, digest: rec.manifestDigest, size: manifestBuf.length },
-      config: configBuf,
-      configDescriptor: manifest.config,
-      layers,
-      blobs: storeBlobs(store, base),
-    },
-  ];
 }
 
 interface PushFlags extends LocalImageFlags, RegistryFlags {
@@ -116,7 +69,7 @@ export function pushCommand(): Command {
       if (!ref && !flags.ghcr) throw new UsageError("push: give a reference (e.g. registry.example/team/app:tag), or --ghcr");
       if (ref && parseReference(ref, "push target").digest) throw new UsageError(`push target ${ref}: give a tag, not a digest`);
       const store = storeFrom(flags);
-      const images = await localImages(flags, store);
+      const images = await localImages(store, flags);
       const first = images[0]!;
       const target = ref ?? ghcrReference(first.name, first.tag);
       const r = parseReference(target, "push target");

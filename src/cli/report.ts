@@ -6,8 +6,9 @@ import { renderReport } from "../report/html.ts";
 import { loadImageModel } from "../report/model.ts";
 import { writeFileAtomic } from "../util/fs.ts";
 import { formatBytes } from "../util/log.ts";
+import { findBuildRecord } from "../catalog/find.ts";
 import { loggerFrom, printJson, storeFrom, withConfigFlags, type CommonFlags } from "./common.ts";
-import { buildRecordFor, IMAGE_FLAG, type RecordFlags } from "./record.ts";
+import { IMAGE_FLAG, type RecordFlags } from "./record.ts";
 
 export function reportCommand(): Command {
   return withConfigFlags(new Command("report"))
@@ -17,7 +18,7 @@ export function reportCommand(): Command {
     .option("--layout <dir>", "report on the image in this OCI layout (its build record must be in the store)")
     .action(async (flags: CommonFlags & RecordFlags & { output: string }) => {
       const store = storeFrom(flags);
-      const model = await loadImageModel(store, await buildRecordFor(store, flags));
+      const model = await loadImageModel(store, await findBuildRecord(store, flags));
       const html = renderReport(model);
       const file = path.resolve(flags.output);
       await writeFileAtomic(file, html);

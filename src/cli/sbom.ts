@@ -3,6 +3,7 @@
 
 import path from "node:path";
 import { Command } from "commander";
+import { ANNOTATION } from "../constants.ts";
 import type { ImageConfigFile } from "../oci/types.ts";
 import { RegistryClient } from "../registry/client.ts";
 import { findCredentials } from "../registry/credentials.ts";
@@ -11,8 +12,9 @@ import { attachArtifact, subjectDescriptor } from "../report/attach.ts";
 import { loadImageModel } from "../report/model.ts";
 import { MEDIA_CYCLONEDX, MEDIA_SPDX, renderSbom, sbomPackages, type SbomFormat } from "../report/sbom.ts";
 import { writeFileAtomic } from "../util/fs.ts";
+import { findBuildRecord } from "../catalog/find.ts";
 import { loggerFrom, oneOf, referenceArg, printJson, storeFrom, withConfigFlags, type CommonFlags } from "./common.ts";
-import { buildRecordFor, IMAGE_FLAG, type RecordFlags } from "./record.ts";
+import { IMAGE_FLAG, type RecordFlags } from "./record.ts";
 import { credentialOptions, withRegistryFlags, type RegistryFlags } from "./push.ts";
 
 interface SbomFlags extends CommonFlags, RegistryFlags, RecordFlags {
@@ -34,7 +36,7 @@ export function sbomCommand(): Command {
       const format = flags.format;
       const log = loggerFrom(flags);
       const store = storeFrom(flags);
-      const rec = await buildRecordFor(store, flags);
+      const rec = await findBuildRecord(store, flags);
       const model = await loadImageModel(store, rec);
       const created = (JSON.parse(rec.config) as ImageConfigFile).created;
       const text = renderSbom(model, format, created);
@@ -59,7 +61,7 @@ export function sbomCommand(): Command {
           artifactType: mediaType,
           data: Buffer.from(text),
           title: format === "spdx" ? "sbom.spdx.json" : "sbom.cdx.json",
-          annotations: { "org.opencontainers.image.created": (JSON.parse(text) as { metadata?: { timestamp?: string }; creationInfo?: { created?: string } }).metadata?.timestamp ?? (JSON.parse(text) as { creationInfo?: { created?: string } }).creationInfo?.created ?? "" },
+          annotations: { [ANNOTATION.created]: (JSON.parse(text) as { metadata?: { timestamp?: string }; creationInfo?: { created?: string } }).metadata?.timestamp ?? (JSON.parse(text) as { creationInfo?: { created?: string } }).creationInfo?.created ?? "" },
         });
         const where = formatReference({ registry: ref.registry, repository: ref.repository, digest: res.digest });
         if (flags.json) printJson({ ...res, reference: where, format, packages: count });

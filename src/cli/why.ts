@@ -5,7 +5,8 @@ import { loadImageModel } from "../report/model.ts";
 import { why, whyPath, type WhyMatch } from "../report/why.ts";
 import { formatBytes } from "../util/log.ts";
 import { printJson, storeFrom, withConfigFlags, type CommonFlags } from "./common.ts";
-import { buildRecordFor, IMAGE_FLAG, type RecordFlags } from "./record.ts";
+import { findBuildRecord } from "../catalog/find.ts";
+import { IMAGE_FLAG, type RecordFlags } from "./record.ts";
 
 export function whyCommand(): Command {
   return withConfigFlags(new Command("why"))
@@ -15,7 +16,7 @@ export function whyCommand(): Command {
     .option("--layout <dir>", "the image in this OCI layout (its build record must be in the store)")
     .action(async (name: string, flags: CommonFlags & RecordFlags) => {
       const store = storeFrom(flags);
-      const rec = await buildRecordFor(store, flags);
+      const rec = await findBuildRecord(store, flags);
       const model = await loadImageModel(store, rec);
       const treeKey = new Map(rec.layers.flatMap((l) => l.trees ?? []).map((t) => [t.id, t.key]));
       const entriesOf = async (id: string) => {

@@ -3,9 +3,7 @@
 // schemas; see validateImage in load.ts.
 
 import { z } from "zod";
-
-/** os/arch[/variant] of a platform layerfold builds for. */
-export const PLATFORM_PATTERN = /^linux\/(amd64|arm64|arm|ppc64le|s390x|riscv64|386)(\/v\d)?$/;
+import { COMPRESSIONS, PLATFORM_RE } from "../constants.ts";
 
 export const imageRuntimeConfigSchema = z
   .object({
@@ -33,10 +31,10 @@ export const imageDefinitionSchema = z
   .object({
     name: z.string().regex(/^[a-z0-9]+([._/-][a-z0-9]+)*$/, "must be a lowercase OCI repository name"),
     tag: z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/, "must be a valid OCI tag").default("latest"),
-    platform: z.string().regex(PLATFORM_PATTERN, "must look like linux/amd64").default("linux/amd64"),
+    platform: z.string().regex(PLATFORM_RE, "must look like linux/amd64").default("linux/amd64"),
     layers: z.array(layerDefinitionSchema).min(1, "an image needs at least one layer"),
     config: imageRuntimeConfigSchema.default({}),
-    compression: z.enum(["zstd", "zstd:chunked", "gzip", "none"]).default("zstd"),
+    compression: z.enum(COMPRESSIONS).default("zstd"),
     compressionLevel: z.number().int().min(1).max(19).optional(),
     /** Layers over this many uncompressed bytes are split (GHCR allows 10 GB per layer). */
     layerSizeLimit: z.number().int().positive().default(10_000_000_000),

@@ -105,11 +105,6 @@ async function openHttp(rawUrl: string, headers: Record<string, string>): Promis
   return res;
 }
 
-/** GET a small document (index page, Release file) into memory. */
-export async function fetchText(url: string, what: string, headers: Record<string, string> = {}): Promise<string> {
-  return (await fetchBytes(url, what, headers)).toString("utf8");
-}
-
 export async function fetchBytes(url: string, what: string, headers: Record<string, string> = {}, retries = 3): Promise<Buffer> {
   if (url.startsWith("file:")) {
     try {
@@ -204,12 +199,6 @@ export async function fetchToStore(store: Store, url: string, opts: FetchOptions
     transfer.done();
     await rm(part, { force: true });
   }
-}
-
-/** Open a URL (file or http) as a stream, for indexes read once. */
-export async function openUrl(url: string, what: string): Promise<Readable> {
-  if (url.startsWith("file:")) return createReadStream(fileURLToPath(url));
-  return withRetries(url, what, 3, async () => (await openHttp(url, {})).body);
 }
 
 /**

@@ -1,12 +1,25 @@
 // From folded layers and installed trees to the entries of each layer:
-// file-level conflict detection across the whole image, and deterministic
-// splitting of layers over the size limit.
+// file-level conflict detection across the whole image, deterministic
+// splitting of layers over the size limit, and the plan of the image grown
+// one layer at a time (ImagePlan). Pure: trees come in through `treeOf`, and
+// plan records through a small interface the pipeline backs with the store.
 
 import path from "node:path";
-import { PathConflictError } from "../errors.ts";
-import type { StoredTree } from "../store/store.ts";
-import type { TreeEntry } from "../store/tree.ts";
+import { CorruptStoreError, PathConflictError } from "../errors.ts";
+import { compressorId, type LayerCompression } from "../layer/compress.ts";
+import { LAYER_FORMAT, layerKey, type LayerInput } from "../layer/layer.ts";
 import type { LayerEntry } from "../layer/tar-writer.ts";
+import type { RecordKind } from "../store/record-kinds.ts";
+import type { TreeEntry } from "../store/tree.ts";
+import { sha256Hex } from "../util/hash.ts";
+import { stableJson } from "../util/json.ts";
+
+/** What planning reads of an installed package tree. */
+export interface PlanTree {
+  key: string;
+  rootDir: string;
+  manifest: { entries: TreeEntry[] };
+}
 
 export interface PlannedLayer {
   name: string;
@@ -19,8 +32,16 @@ export interface PlannedLayer {
 const sameContent = (a: TreeEntry, b: TreeEntry) =>
   a.type === b.type && a.sha256 === b.sha256 && a.target === b.target && a.mode === b.mode && a.uid === b.uid && a.gid === b.gid;
 
-/** The owner named for a path, or for a directory prefix of it ("/site-packages/cv2/": "py:opencv-python-headless"). */
-export function ownerOf(owners: Map<string, string>, p: string): string | undefined {
+/** The config's `conflicts` as the map ownerOf reads: image paths without the leading "/". */
+export function ownerMap(conflicts: Record<string, string>): Map<string, string> {
+  return new Map(Object.entries(conflicts).map(([p, id]) => [p.replace(/^\/+/, ""), id]));
+}
+
+/**
+ * The owner named for a path, or for a directory prefix of it ("/site-packages/cv2/":
+ * "py:opencv-python-headless"). The one rule the planner and the runtime's view share.
+ */
+export function ownerOf(owners: ReadonlyMap<string, string>, p: string): string | undefined {
   const exact = owners.get(p);
   if (exact !== undefined) return exact;
   for (let i = p.lastIndexOf("/"); i > 0; i = p.lastIndexOf("/", i - 1)) {
@@ -39,10 +60,10 @@ export function ownerOf(owners: Map<string, string>, p: string): string | undefi
  */
 export function planLayers(
   layers: Array<{ name: string; packages: string[] }>,
-  treeOf: (id: string) => StoredTree,
+  treeOf: (id: string) => PlanTree,
   resolutions: Record<string, string>,
 ): PlannedLayer[] {
-  const planner = new LayerPlanner(treeOf, resolutions);
+  const planner = new LayerPlanner(treeOf, resolutions, new Set(layers.flatMap((l) => l.packages)));
   for (const layer of layers) planner.add(layer);
   planner.check();
   return layers.map((_l, i) => planner.plan(i));
@@ -67,11 +88,16 @@ export class LayerPlanner {
   private newDirs: string[] = [];
   /** Layers that lost a path to a layer added after them. */
   readonly changed = new Set<number>();
+  /** Packages whose entries were read. */
+  private readonly added = new Set<string>();
+  /** Paths two packages provide whose named owner (a third one) was not read yet: path -> owner. */
+  private readonly awaitingOwner = new Map<string, string>();
   /** Every directory some entry lies under (named or implied), with the first package to put something there. */
   private readonly under = new Map<string, string>();
 
-  constructor(private readonly treeOf: (id: string) => StoredTree, resolutions: Record<string, string>) {
-    this.owners = new Map(Object.entries(resolutions).map(([p, id]) => [p.replace(/^\/+/, ""), id]));
+  /** `imageIds`: every package of the image, when known, so an owner that is in none is an error at once. */
+  constructor(private readonly treeOf: (id: string) => PlanTree, resolutions: Record<string, string>, private readonly imageIds?: ReadonlySet<string>) {
+    this.owners = ownerMap(resolutions);
   }
 
   get size(): number { return this.layers.length; }
@@ -96,14 +122,22 @@ export class LayerPlanner {
           const lower = this.layerOf.get(prev.id)!;
           if (lower < li) this.changed.add(lower);
           this.claims.set(entry.path, { id, entry });
+          this.awaitingOwner.delete(entry.path);
           continue;
         }
         if (owner === prev.id || sameContent(prev.entry, entry)) continue;
+        // A third package owns it (four opencv flavours share cv2/): it takes the path when it comes.
+        if (owner !== undefined && !this.added.has(owner) && (this.imageIds?.has(owner) ?? true)) {
+          this.awaitingOwner.set(entry.path, owner);
+          continue;
+        }
         throw new PathConflictError(
-          `/${entry.path} is provided by both ${prev.id} and ${id} with different content.\n` +
+          `/${entry.path} is provided by both ${prev.id} and ${id} with different content` +
+            (owner === undefined ? ".\n" : `, and its owner in conflicts, ${owner}, ${this.added.has(owner) ? "does not provide it" : "is not in the image"}.\n`) +
             `Pick an owner in the config, e.g. conflicts: { "/${entry.path}": "${prev.id}" }, or remove one of the packages.`,
         );
       }
+      this.added.add(id);
     }
   }
 
@@ -156,6 +190,14 @@ export class LayerPlanner {
 
   /** A path that is a directory in one package and something else in another is an error. */
   check(): void {
+    for (const [p, owner] of this.awaitingOwner) {
+      if (!this.added.has(owner) && (this.imageIds?.has(owner) ?? false)) continue;
+      const c = this.claims.get(p)!;
+      throw new PathConflictError(
+        `/${p} is provided by ${c.id} and another package with different content, and its owner in conflicts, ${owner}, ${this.added.has(owner) ? "does not provide it" : "is not in the image"}.\n` +
+          `Pick an owner that provides it, e.g. conflicts: { "/${p}": "${c.id}" }, or remove one of the packages.`,
+      );
+    }
     for (const p of this.newDirs) {
       const c = this.claims.get(p);
       if (c) throw this.dirError(p, c);
@@ -252,4 +294,132 @@ export function splitLayer(layer: PlannedLayer, limit: number): PlannedLayer[] {
     for (const h of hardlinks) (linkTargetPart.get(h.entry.target!) ?? part).entries.push(h);
   }
   return parts;
+}
+
+/**
+ * Add parent directories that no entry provides, with the metadata the image
+ * already gives them (`knownDirs`) so an upper layer never changes a
+ * directory's mode; sort by path.
+ */
+export function withParents(entries: LayerEntry[], knownDirs?: ReadonlyMap<string, TreeEntry>, unknown?: string[]): LayerEntry[] {
+  const byPath = new Map<string, LayerEntry>();
+  for (const e of entries) byPath.set(e.entry.path, e);
+  // Image paths are normalised (no leading, trailing or double slashes): a parent is the part before the last "/".
+  const parentOf = (p: string) => p.slice(0, Math.max(p.lastIndexOf("/"), 0));
+  for (const e of entries) {
+    let p = parentOf(e.entry.path);
+    while (p !== "" && !byPath.has(p)) {
+      const known = knownDirs?.get(p);
+      // Parents no layer provides get defaults; `unknown` collects them (a layer added later may provide one).
+      if (!known) unknown?.push(p);
+      byPath.set(p, { entry: known ?? { path: p, type: "dir", mode: 0o755, uid: 0, gid: 0 }, rootDir: "", packageId: "(parent directory)", treeKey: "" });
+      p = parentOf(p);
+    }
+  }
+  return [...byPath.values()].sort((a, b) => (a.entry.path < b.entry.path ? -1 : a.entry.path > b.entry.path ? 1 : 0));
+}
+
+/** One layer (or part of a split layer) as planned: its key, and its entries with parents when it must be built. */
+export interface LayerPart { name: string; packages: string[]; size: number; key: string; input(): LayerInput }
+
+/** Bump when planning (LayerPlanner, withParents, splitLayer) gives other entries for the same trees. */
+const PLAN_FORMAT = 1;
+
+/** What a plan record keeps of a layer planned from itself and the layers below. */
+export interface PlanRecord { parts: Array<{ name: string; packages: string[]; size: number; key: string }>; unknownParents: string[] }
+
+/** Plan records stay while every part they name is a kept layer. */
+export const PLAN_RECORDS: RecordKind<Partial<PlanRecord>> = { kind: "plans", keep: (_key, rec, live) => Array.isArray(rec?.parts) && rec.parts.every((p) => live.layerKeys.has(p.key)) };
+
+/** Where plan records are kept (the pipeline backs it with the store). */
+export interface PlanRecords {
+  read(key: string): PlanRecord | undefined;
+  write(key: string, record: PlanRecord): void;
+  drop(key: string): void;
+}
+
+export interface ImagePlanOptions { compression: LayerCompression; level?: number; epoch: number; conflicts: Record<string, string>; limit: number }
+
+/**
+ * The plan of the image, grown one layer at a time: build-ahead plans each layer as its
+ * packages come in, and the final pass takes those plans unless a layer added later
+ * changed them (a `conflicts` owner above took a path, or now provides a parent
+ * directory that was given defaults). A layer planned from itself and the layers below
+ * is also recorded by those inputs, so the next build learns its key without planning
+ * its entries again (it still reads its trees: the layers above are planned against
+ * them), and plans them only if it has to build the layer.
+ */
+export class ImagePlan {
+  private planner: LayerPlanner;
+  private readonly parts = new Map<number, { parts: LayerPart[]; unknownParents: string[] }>();
+  private readonly imageIds: ReadonlySet<string>;
+  constructor(
+    private readonly layers: ReadonlyArray<{ name: string; packages: string[] }>,
+    private readonly treeOf: (id: string) => PlanTree,
+    private readonly o: ImagePlanOptions,
+    private readonly records?: PlanRecords,
+  ) {
+    this.imageIds = new Set(layers.flatMap((l) => l.packages));
+    this.planner = new LayerPlanner(treeOf, o.conflicts, this.imageIds);
+  }
+
+  /** The parts of layer i, planned from the layers up to `through` (and any added before). */
+  partsOf(i: number, through = i): LayerPart[] {
+    while (this.planner.size <= through) this.planner.add(this.layers[this.planner.size]!);
+    this.planner.check();
+    const valid = (m: { unknownParents: string[] }) => !this.planner.changed.has(i) && !m.unknownParents.some((p) => this.planner.firstDir.has(p));
+    const memo = this.parts.get(i);
+    if (memo && valid(memo)) return memo.parts;
+    // Only what layers 0..i decide goes into a record, and only such a plan is taken from one.
+    const recordKey = this.records && this.planner.size === i + 1 ? this.recordKey(i) : undefined;
+    const recorded = recordKey ? this.records!.read(recordKey) : undefined;
+    if (recorded && Array.isArray(recorded.parts) && Array.isArray(recorded.unknownParents) && valid(recorded)) {
+      const parts = recorded.parts.map((p, pi) => ({ ...p, input: () => this.plannedInput(i, pi, p.key, recordKey!) }));
+      this.parts.set(i, { parts, unknownParents: recorded.unknownParents });
+      return parts;
+    }
+    const { parts, unknownParents } = this.plan(i);
+    this.parts.set(i, { parts, unknownParents });
+    if (recordKey) this.records!.write(recordKey, { parts: parts.map(({ name, packages, size, key }) => ({ name, packages, size, key })), unknownParents });
+    return parts;
+  }
+
+  private plan(i: number): { parts: LayerPart[]; unknownParents: string[] } {
+    const unknownParents: string[] = [];
+    const parts = splitLayer(this.planner.plan(i), this.o.limit).map((planned) => {
+      const input: LayerInput = { name: planned.name, packages: planned.packages, entries: withParents(planned.entries, this.planner.firstDir, unknownParents), compression: this.o.compression, level: this.o.level, mtime: this.o.epoch };
+      return { name: planned.name, packages: planned.packages, size: planned.size, key: layerKey(input), input: () => input };
+    });
+    this.planner.changed.delete(i);
+    return { parts, unknownParents };
+  }
+
+  /** The entries of a part taken from a plan record, planned now that the layer must be built. */
+  private plannedInput(i: number, pi: number, key: string, recordKey: string): LayerInput {
+    const part = this.plan(i).parts[pi];
+    if (part?.key !== key) {
+      this.records!.drop(recordKey);
+      throw new CorruptStoreError(`store: the plan record ${recordKey} of layer ${this.layers[i]!.name} does not match its trees; it was removed, run the build again`);
+    }
+    return part.input();
+  }
+
+  /** Everything the plan of layer i depends on when planned from layers 0..i. */
+  private recordKey(i: number): string {
+    return sha256Hex(stableJson({
+      format: PLAN_FORMAT,
+      layer: LAYER_FORMAT,
+      layers: this.layers.slice(0, i + 1).map((l) => [l.name, l.packages.map((id) => [id, this.treeOf(id).key])]),
+      compressor: compressorId(this.o.compression, this.o.level),
+      epoch: this.o.epoch,
+      conflicts: this.o.conflicts,
+      limit: this.o.limit,
+    }));
+  }
+
+  /** Plan from scratch on the next partsOf (a failure left the state half-updated, or trees were reinstalled). */
+  restart(): void {
+    this.planner = new LayerPlanner(this.treeOf, this.o.conflicts, this.imageIds);
+    this.parts.clear();
+  }
 }

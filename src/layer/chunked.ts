@@ -30,6 +30,7 @@ import { zstdMissing, zstdPath, zstdEnv, zstdToFile } from "./compress.ts";
 import { Crc64 } from "./crc64.ts";
 import { fifoWriter, planFrames, readRange, releaseFifo, ZstdFrameCutter, type FramePlan } from "./frames.ts";
 import { entryHeaders, entryTarBytes, giveBackChunk, takeChunk, writeLayerTar, type ChunkSink, type LayerEntry } from "./tar-writer.ts";
+import type { RecordKind } from "../store/record-kinds.ts";
 
 /** Bump when the chunked layout changes (segment keys take it). */
 export const CHUNKED_FORMAT = 1;
@@ -40,6 +41,8 @@ const SMALL_PIECE = 1 << 20;
 const BATCH_FILES = 4096;
 const BATCH_BYTES = 32 << 20;
 const RECORD_KIND = "zstd-chunked-segments";
+/** Where a segment lies in a blob: kept with the blob. */
+export const CHUNKED_SEGMENT_RECORDS: RecordKind<{ blob?: string }> = { kind: RECORD_KIND, keep: (_key, rec, live) => !!rec?.blob && live.blobs.has(rec.blob) };
 
 /** Layer descriptor annotations: the current keys, and the ones containers/storage read before the tar-split. */
 export const CHUNKED_ANNOTATIONS = {

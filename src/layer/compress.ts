@@ -12,8 +12,8 @@ import { MEDIA } from "../oci/types.ts";
 import { findOnPath, writeFileAtomic } from "../util/fs.ts";
 
 /** "zstd:chunked": zstd in containers/storage's chunked format (see chunked.ts), for partial pulls. */
-export type LayerCompression = "zstd" | "zstd:chunked" | "gzip" | "none";
-export const LAYER_COMPRESSIONS: readonly LayerCompression[] = ["zstd", "zstd:chunked", "gzip", "none"];
+export type { LayerCompression } from "../constants.ts";
+import type { LayerCompression } from "../constants.ts";
 /** Compressions that run the zstd program. */
 export const usesZstd = (kind: LayerCompression): boolean => kind === "zstd" || kind === "zstd:chunked";
 

@@ -21,6 +21,7 @@ import type { Store } from "../store/store.ts";
 import { CorruptStoreError, UnsafeArchiveError } from "../errors.ts";
 import { zstdToFile } from "./compress.ts";
 import { entryTarBytes, giveBackChunk, takeChunk, writeLayerTar, type ChunkSink, type LayerEntry } from "./tar-writer.ts";
+import type { RecordKind } from "../store/record-kinds.ts";
 
 /** Bump when the framing rule changes (frame keys take it; bump LAYER_FORMAT with it, for layer keys). */
 export const FRAME_FORMAT = 1;
@@ -29,6 +30,8 @@ export const MAX_FRAME = 64 << 20;
 /** FIFOs per zstd process (two descriptors each while open; stays far below RLIMIT_NOFILE). */
 const FRAMES_PER_PROCESS = 128;
 const RECORD_KIND = "zstd-frames";
+/** A blob's frame table stays with its blob. */
+export const FRAME_RECORDS: RecordKind<{ blob?: string }> = { kind: RECORD_KIND, keep: (_key, rec, live) => !!rec?.blob && live.blobs.has(rec.blob) };
 
 export interface FramePlan {
   /** Entries [start, end) of the layer's entry list. */

@@ -13,9 +13,16 @@ import { compressToFile, compressorId, DEFAULT_LEVEL, layerMediaType, type Layer
 import { readGrowingFile, recordFrames, writeFramedZstd, type FramedBlob } from "./frames.ts";
 import { recordSegments, writeChunkedZstd } from "./chunked.ts";
 import { giveBackChunk, takeChunk, writeLayerTar, type ChunkSink, type LayerEntry } from "./tar-writer.ts";
+import type { RecordKind } from "../store/record-kinds.ts";
 
 /** Bump when the tar format or zstd framing changes, so old records are not reused. */
 export const LAYER_FORMAT = 2;
+
+/** Layer records stay while a kept build names their key or their blob is kept. */
+export const LAYER_RECORDS: RecordKind<LayerRecord> = {
+  kind: "layers",
+  keep: (key, rec, live) => live.layerKeys.has(key) || (!!rec && typeof rec.digest === "string" && live.blobs.has(rec.digest.replace(/^sha256:/, ""))),
+};
 
 export interface LayerRecord {
   key: string;
@@ -41,7 +48,7 @@ export interface LayerRecord {
 export interface LayerInput {
   name: string;
   packages: string[];
-  /** Sorted, parents included (tar-writer's withParents). */
+  /** Sorted, parents included (fold/plan.ts withParents). */
   entries: LayerEntry[];
   compression: LayerCompression;
   level?: number;

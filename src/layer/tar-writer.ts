@@ -120,29 +120,6 @@ export function entryHeaders(e: TreeEntry, mtime: number): Buffer[] {
   return [...(pax.length ? paxBlocks(e, pax, mtime) : []), header(fields)];
 }
 
-/**
- * Add parent directories that no entry provides, with the metadata the image
- * already gives them (`knownDirs`) so an upper layer never changes a
- * directory's mode; sort by path.
- */
-export function withParents(entries: LayerEntry[], knownDirs?: ReadonlyMap<string, TreeEntry>, unknown?: string[]): LayerEntry[] {
-  const byPath = new Map<string, LayerEntry>();
-  for (const e of entries) byPath.set(e.entry.path, e);
-  // Image paths are normalised (no leading, trailing or double slashes): a parent is the part before the last "/".
-  const parentOf = (p: string) => p.slice(0, Math.max(p.lastIndexOf("/"), 0));
-  for (const e of entries) {
-    let p = parentOf(e.entry.path);
-    while (p !== "" && !byPath.has(p)) {
-      const known = knownDirs?.get(p);
-      // Parents no layer provides get defaults; `unknown` collects them (a layer added later may provide one).
-      if (!known) unknown?.push(p);
-      byPath.set(p, { entry: known ?? { path: p, type: "dir", mode: 0o755, uid: 0, gid: 0 }, rootDir: "", packageId: "(parent directory)", treeKey: "" });
-      p = parentOf(p);
-    }
-  }
-  return [...byPath.values()].sort((a, b) => (a.entry.path < b.entry.path ? -1 : a.entry.path > b.entry.path ? 1 : 0));
-}
-
 /** Where the layer tar goes. `write` resolves once the chunk's memory may be reused. */
 export interface ChunkSink {
   write(chunk: Buffer): Promise<void>;
@@ -166,7 +143,7 @@ export const giveBackChunk = (b: Buffer): void => { if (spareChunks.length < RIN
 
 /**
  * Write the tar of a layer to `sink`. `entries` must be sorted with parents present
- * (see withParents). File contents are read straight into reused buffers, headers are
+ * (see fold/plan.ts withParents). File contents are read straight into reused buffers, headers are
  * written into them too. Each file is re-hashed against its tree, unless its tree is in
  * `verified`.
  */

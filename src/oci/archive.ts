@@ -8,6 +8,7 @@ import path from "node:path";
 import { PassThrough, Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { decompressor } from "../archive/decompress.ts";
+import { ANNOTATION } from "../constants.ts";
 import { tempName } from "../util/fs.ts";
 import { buildIndex } from "./image.ts";
 import { archiveTar, type ArchiveMember } from "./tar-stream-writer.ts";
@@ -19,7 +20,7 @@ const bytesMember = (p: string, data: Buffer | string): ArchiveMember => {
 };
 
 export function ociArchiveMembers(image: BuiltImage): ArchiveMember[] {
-  const index = buildIndex([{ ...image.manifestDescriptor, annotations: { "org.opencontainers.image.ref.name": image.tag } }]);
+  const index = buildIndex([{ ...image.manifestDescriptor, annotations: { [ANNOTATION.refName]: image.tag } }]);
   const blobs = new Map<string, ArchiveMember>();
   for (const l of image.layers) blobs.set(l.digest, { path: `blobs/sha256/${hexOf(l.digest)}`, size: l.size, open: () => image.blobs.open(l) });
   blobs.set(image.configDescriptor.digest, bytesMember(`blobs/sha256/${hexOf(image.configDescriptor.digest)}`, image.config));

@@ -2,6 +2,7 @@
 // Deterministic: stable key order, times from SOURCE_DATE_EPOCH.
 
 import type { ImageDefinition } from "../config/schema.ts";
+import { ANNOTATION } from "../constants.ts";
 import { sha256Hex } from "../util/hash.ts";
 import { stableJson } from "../util/json.ts";
 import { MEDIA, type Descriptor, type ImageConfigFile, type ImageIndex, type ImageManifest, type LayerDescriptor } from "./types.ts";
@@ -13,7 +14,6 @@ export interface AssembleInput {
   layers: Array<LayerDescriptor & { name: string; comment?: string }>;
   /** Base image config, when `from` is used; its runtime config is the starting point. */
   base?: ImageConfigFile;
-  baseLayerCount?: number;
   epoch: number;
 }
 
@@ -84,7 +84,7 @@ export function buildManifest(configDesc: Descriptor, layers: Array<LayerDescrip
       digest: l.digest,
       size: l.size,
       // A zstd:chunked layer's annotations locate its TOC: they travel with the descriptor.
-      ...(l.name || l.annotations ? { annotations: { ...(l.name ? { "dev.layerfold.layer": l.name } : {}), ...l.annotations } } : {}),
+      ...(l.name || l.annotations ? { annotations: { ...(l.name ? { [ANNOTATION.layerName]: l.name } : {}), ...l.annotations } } : {}),
     })),
     ...(Object.keys(annotations).length ? { annotations } : {}),
   };

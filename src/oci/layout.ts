@@ -10,6 +10,7 @@ import { pipeline } from "node:stream/promises";
 import { CorruptStoreError, UsageError } from "../errors.ts";
 import { hashFile } from "../util/hash.ts";
 import { tempName } from "../util/fs.ts";
+import { ANNOTATION } from "../constants.ts";
 import { buildIndex } from "./image.ts";
 import { hexOf, type BlobSource, type BuiltImage, type Descriptor, type ImageIndex, type ImageTarget } from "./types.ts";
 
@@ -83,7 +84,7 @@ export class OciLayoutTarget implements ImageTarget {
     const dest = this.blobFile(desc);
     await mkdir(path.dirname(dest), { recursive: true });
     await writeFile(dest, manifest);
-    this.manifests.push({ ...desc, annotations: { ...(desc.annotations ?? {}), "org.opencontainers.image.ref.name": tag } });
+    this.manifests.push({ ...desc, annotations: { ...(desc.annotations ?? {}), [ANNOTATION.refName]: tag } });
   }
 
   async commit(): Promise<void> {
@@ -128,9 +129,4 @@ export async function exportLayout(image: BuiltImage, dir: string): Promise<void
     await target.abort();
     throw err;
   }
-}
-
-/** Read an OCI layout's index (first manifest, or the one tagged `tag`). */
-export async function readLayoutIndex(dir: string): Promise<ImageIndex> {
-  return JSON.parse(await readFile(path.join(dir, "index.json"), "utf8")) as ImageIndex;
 }

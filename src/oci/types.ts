@@ -104,4 +104,5 @@ export interface ImageTarget {
   abort(): Promise<void>;
 }
 
-export const hexOf = (digest: string): string => digest.replace(/^sha256:/, "");
+/** "sha256:<hex>" -> "<hex>" (src/constants.ts). */
+export { hexOf } from "../constants.ts";

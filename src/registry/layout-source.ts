@@ -5,11 +5,12 @@
 import { createReadStream } from "node:fs";
 import { readFile, stat } from "node:fs/promises";
 import path from "node:path";
+import { ANNOTATION } from "../constants.ts";
 import { ConfigError } from "../errors.ts";
 import { hexOf, MEDIA, type BlobSource, type BuiltImage, type Descriptor, type ImageConfigFile, type ImageIndex, type ImageManifest, type LayerDescriptor } from "../oci/types.ts";
 import { sha256Hex } from "../util/hash.ts";
 
-const REF_NAME = "org.opencontainers.image.ref.name";
+const REF_NAME = ANNOTATION.refName;
 const isIndex = (mt: string) => mt === MEDIA.index || mt === MEDIA.dockerManifestList;
 
 export function layoutBlobSource(dir: string): BlobSource {

@@ -14,6 +14,7 @@ import { formatBytes, silentLogger, type Logger } from "../util/log.ts";
 import { sha256Hex } from "../util/hash.ts";
 import type { RegistryClient } from "./client.ts";
 import { uploadBlob } from "./upload.ts";
+import type { RecordKind } from "../store/record-kinds.ts";
 
 export interface PushOptions {
   client: RegistryClient;
@@ -53,6 +54,8 @@ export interface PushResult {
 }
 
 const RECORD_KIND = "registry-blobs";
+/** Where a blob was seen in registries, remembered while the store keeps the blob. */
+export const REGISTRY_BLOB_RECORDS: RecordKind = { kind: RECORD_KIND, keep: (key, _rec, live) => live.blobs.has(key) };
 interface BlobLocations { locations: string[] }
 
 /** 0: each blob in one streamed PATCH (what docker and skopeo do; every registry takes it). */

@@ -8,6 +8,7 @@
 
 import { Readable } from "node:stream";
 import { RegistryError } from "../errors.ts";
+import { ANNOTATION } from "../constants.ts";
 import { descriptorOf, toBytes } from "../oci/image.ts";
 import { MEDIA, type Descriptor, type ImageIndex, type ImageManifest } from "../oci/types.ts";
 import type { RegistryClient } from "../registry/client.ts";
@@ -73,7 +74,7 @@ async function getIndexAt(client: RegistryClient, repository: string, tag: strin
 export async function attachArtifact(client: RegistryClient, repository: string, subject: Descriptor, input: AttachInput): Promise<AttachResult> {
   client.addScope(client.pushScope(repository));
   const configDesc = descriptorOf(MEDIA_EMPTY, EMPTY);
-  const layerDesc = descriptorOf(input.artifactType, input.data, { annotations: { "org.opencontainers.image.title": input.title } });
+  const layerDesc = descriptorOf(input.artifactType, input.data, { annotations: { [ANNOTATION.title]: input.title } });
   await ensureBlob(client, repository, configDesc, EMPTY);
   await ensureBlob(client, repository, layerDesc, input.data);
   const manifest: ImageManifest & { artifactType: string; subject: Descriptor } = {

@@ -9,18 +9,20 @@
 
 import { stat } from "node:fs/promises";
 import path from "node:path";
-import * as pep440 from "@renovatebot/pep440";
-import { buildRecordKey, type BuildRecord } from "../build/build.ts";
+import { digestHex, layoutOf, parseNameTag, recordKeyOf } from "../catalog/find.ts";
+import { BUILD_RECORDS, type BuildRecord } from "../catalog/records.ts";
+import { ANNOTATION, hexOf } from "../constants.ts";
 import { ConfigError, LayerfoldError, NotFoundError } from "../errors.ts";
 import type { BuiltImage, ImageManifest } from "../oci/types.ts";
 import { readLayoutImages } from "../registry/layout-source.ts";
 import { DOCKER_HUB, parseReference } from "../registry/reference.ts";
 import { openRemoteImage, type OpenRemoteOptions } from "../registry/remote-image.ts";
-import { compareVersions as compareDebVersions } from "../sources/debian/version.ts";
+import { sourceKinds } from "../sources/registry.ts";
+import type { SourceKind } from "../sources/types.ts";
 import type { Store } from "../store/store.ts";
 import { partialPullBytes } from "./partial-pull.ts";
 
-export const LAYER_NAME_ANNOTATION = "dev.layerfold.layer";
+export const LAYER_NAME_ANNOTATION = ANNOTATION.layerName;
 
 export interface SideLayer {
   /** Layer name, or "#N" (1-based position) for an image without names. */
@@ -90,8 +92,6 @@ export interface LoadSideOptions extends OpenRemoteOptions {
   insecureRegistries?: string[];
 }
 
-const HEX = /^(?:sha256:)?([0-9a-f]{64})$/;
-
 function sideFromRecord(label: string, source: string, rec: BuildRecord): DiffSide {
   return {
     label,
@@ -105,7 +105,7 @@ function sideFromRecord(label: string, source: string, rec: BuildRecord): DiffSi
 
 /** A manifest seen from outside; enriched from the store when we built it. */
 async function sideFromManifest(label: string, source: string, manifestDigest: string, manifest: ImageManifest, store: Store, image?: string): Promise<DiffSide> {
-  const rec = await store.getRecord<BuildRecord>("builds", manifestDigest.replace(/^sha256:/, ""));
+  const rec = await store.getRecord<BuildRecord>(BUILD_RECORDS, hexOf(manifestDigest));
   if (rec) return { ...sideFromRecord(label, source, rec), image: image ?? `${rec.name}:${rec.tag}` };
   return {
     label,
@@ -120,19 +120,10 @@ async function sideFromManifest(label: string, source: string, manifestDigest: s
 async function withBlobs(side: DiffSide, inLayout: ((digest: string) => string) | undefined, store: Store): Promise<DiffSide> {
   const exists = (f: string) => stat(f).then((s) => s.isFile(), () => false);
   for (const l of side.layers) {
-    const candidates = [inLayout?.(l.digest), store.blobPath(l.digest.replace(/^sha256:/, ""))];
+    const candidates = [inLayout?.(l.digest), store.blobPath(hexOf(l.digest))];
     for (const c of candidates) if (c && (await exists(c))) { l.blob = c; break; }
   }
   return side;
-}
-
-async function isLayout(dir: string): Promise<boolean> {
-  try {
-    await stat(path.join(dir, "oci-layout"));
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 function pickPlatform(images: BuiltImage[], platform = "linux/amd64"): BuiltImage {
@@ -147,30 +138,24 @@ function pickPlatform(images: BuiltImage[], platform = "linux/amd64"): BuiltImag
  */
 export async function loadSide(spec: string, opts: LoadSideOptions): Promise<DiffSide> {
   const { store } = opts;
-  if (spec.startsWith("oci:") || (await isLayout(spec))) {
-    let dir = spec.replace(/^oci:/, "");
-    let tag: string | undefined;
-    if (!(await isLayout(dir)) && dir.lastIndexOf(":") > 0) {
-      tag = dir.slice(dir.lastIndexOf(":") + 1);
-      dir = dir.slice(0, dir.lastIndexOf(":"));
-    }
-    const img = pickPlatform(await readLayoutImages(dir, tag), opts.platform);
+  const layout = await layoutOf(spec);
+  if (layout) {
+    const img = pickPlatform(await readLayoutImages(layout.dir, layout.tag), opts.platform);
     const manifest = JSON.parse(img.manifest.toString("utf8")) as ImageManifest;
     const side = await sideFromManifest(spec, "layout", img.manifestDescriptor.digest, manifest, store, img.name ? `${img.name}:${img.tag}` : undefined);
-    return withBlobs(side, (d) => path.join(dir, "blobs", "sha256", d.slice(7)), store);
+    return withBlobs(side, (d) => path.join(layout.dir, "blobs", "sha256", hexOf(d)), store);
   }
-  const hex = HEX.exec(spec)?.[1];
+  const hex = digestHex(spec);
   if (hex) {
-    const rec = await store.getRecord<BuildRecord>("builds", hex);
+    const rec = await store.getRecord<BuildRecord>(BUILD_RECORDS, hex);
     if (!rec) throw new NotFoundError(`no build with manifest digest sha256:${hex} in the store ${store.root}; pass --store, or give an OCI layout or a registry reference`);
     return withBlobs(sideFromRecord(spec, "store", rec), undefined, store);
   }
   if (!spec.startsWith("docker://")) {
     const name = spec.replace(/^store:/, "");
-    const colon = name.lastIndexOf(":");
-    const [n, t] = colon > name.lastIndexOf("/") ? [name.slice(0, colon), name.slice(colon + 1)] : [name, "latest"];
-    const rec = await store.getRecord<BuildRecord>("builds", buildRecordKey(n, t));
+    const rec = await store.getRecord<BuildRecord>(BUILD_RECORDS, recordKeyOf(name));
     if (rec) return withBlobs(sideFromRecord(spec, "store", rec), undefined, store);
+    const { name: n, tag: t } = parseNameTag(name);
     if (spec.startsWith("store:")) throw new NotFoundError(`no build of ${n}:${t} in the store ${store.root}; run \`layerfold build\` or pass --store`);
   }
   const ref = spec.replace(/^docker:\/\//, "");
@@ -195,12 +180,12 @@ export async function loadSide(spec: string, opts: LoadSideOptions): Promise<Dif
   }
 }
 
-/** Direction of a version change, by the package kind's own ordering. */
-export function versionChange(id: string, from: string, to: string): "upgraded" | "downgraded" | "changed" {
+/** Direction of a version change, by the package kind's own ordering (SourceKind.compareVersions), if it has one. */
+export function versionChange(id: string, from: string, to: string, kinds: readonly SourceKind[] = sourceKinds): "upgraded" | "downgraded" | "changed" {
+  const kind = kinds.find((k) => id.startsWith(`${k.kind}:`));
   let c: number | undefined;
   try {
-    if (id.startsWith("deb:")) c = compareDebVersions(to, from);
-    else if (id.startsWith("py:") && pep440.valid(from) && pep440.valid(to)) c = pep440.compare(to, from);
+    c = kind?.compareVersions?.(to, from);
   } catch {
     c = undefined;
   }

@@ -3,7 +3,7 @@
 // (for versions, artifacts, dependency edges and kind-specific meta).
 // `why`, `report` and `sbom` all start from this one model.
 
-import { buildRecordKey, layerSummary, type BuildRecord } from "../build/build.ts";
+import { layerSummary, type BuildRecord } from "../catalog/records.ts";
 import { lockPathFor, readLock } from "../lock/lock.ts";
 import type { LockedPackage } from "../sources/types.ts";
 import type { Store } from "../store/store.ts";
@@ -124,13 +124,4 @@ export async function loadImageModel(store: Store, rec: BuildRecord, opts: { loc
     },
     haveLock: locked.size > 0,
   };
-}
-
-/** The build record of NAME:TAG (tag defaults to "latest") or of a manifest digest, from the store alone (no config load). */
-export async function recordByImage(store: Store, image: string): Promise<BuildRecord | undefined> {
-  const hex = /^(?:sha256:)?([0-9a-f]{64})$/.exec(image)?.[1];
-  if (hex) return store.getRecord<BuildRecord>("builds", hex);
-  const colon = image.lastIndexOf(":");
-  const [name, tag] = colon > image.lastIndexOf("/") ? [image.slice(0, colon), image.slice(colon + 1)] : [image, "latest"];
-  return store.getRecord<BuildRecord>("builds", buildRecordKey(name, tag));
 }

@@ -6,81 +6,58 @@
 // manifest digest, timestamp from SOURCE_DATE_EPOCH (else the image's own
 // creation time), stable key order.
 
+import { hexOf, VERSION } from "../constants.ts";
+import { sourceKinds } from "../sources/registry.ts";
+import type { SourceKind } from "../sources/types.ts";
+import { publicUrl, purlEncode, purlQualifiers, sourceOrigin } from "../util/purl.ts";
 import { sha256Hex } from "../util/hash.ts";
 import { stableJson } from "../util/json.ts";
 import type { ImageModel, ModelPackage } from "./model.ts";
-import { version } from "../version.ts";
 
-export const TOOL = { name: "layerfold", version };
+export const TOOL = { name: "layerfold", version: VERSION };
 export const MEDIA_CYCLONEDX = "application/vnd.cyclonedx+json";
 export const MEDIA_SPDX = "application/spdx+json";
 
 export type SbomFormat = "cyclonedx" | "spdx";
 
-/** purl component encoding in the canonical form packageurl-js prints: ':' and '+' stay, the rest is percent-encoded. */
-const enc = (s: string): string => encodeURIComponent(s).replace(/%3A/g, ":").replace(/%2B/g, "+");
-const qualifiers = (q: Record<string, string | undefined>): string => {
-  const parts = Object.keys(q)
-    .sort()
-    .filter((k) => q[k] !== undefined && q[k] !== "")
-    .map((k) => `${k}=${encodeURIComponent(q[k]!)}`);
-  return parts.length ? `?${parts.join("&")}` : "";
-};
-
-/** PEP 503 name normalisation, which the pypi purl type requires. */
-const pypiName = (name: string) => name.toLowerCase().replace(/[-_.]+/g, "-");
-
-const str = (v: unknown): string | undefined => (typeof v === "string" && v ? v : undefined);
-
-/** A URL without user or password: an SBOM is published, a token in a clone URL must not be. */
-export function publicUrl(u: string | undefined): string | undefined {
-  if (!u) return undefined;
-  try {
-    const url = new URL(u);
-    if (!url.username && !url.password) return u;
-    url.username = "";
-    url.password = "";
-    return url.toString();
-  } catch {
-    return u.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^@/]*@/i, "$1");
-  }
-}
-
-/** Where a git package comes from: url and commit, from its lock meta (or artifact). */
-function gitSource(p: ModelPackage): { url?: string; rev: string } {
-  const m = p.meta ?? {};
-  return { url: publicUrl(str(m.url) ?? str(m.repo) ?? str(m.repository) ?? p.artifact?.url), rev: str(m.commit) ?? str(m.rev) ?? str(m.revision) ?? p.version };
-}
+export { publicUrl } from "../util/purl.ts";
 
 const artifactUrl = (p: ModelPackage): string | undefined => publicUrl(p.artifact?.url);
 
-/** Packages an SBOM lists: everything fetched from somewhere, plus git sources. Local files, inline text and generated files are not packages. */
-export function sbomPackages(model: ImageModel): ModelPackage[] {
-  return model.packages.filter((p) => !["file", "inline", "generated"].includes(p.kind) && (p.artifact || p.kind === "git"));
+const kindOf = (p: ModelPackage, kinds: readonly SourceKind[]) => kinds.find((k) => k.kind === p.kind);
+
+/** What a package is in the SBOM, as its kind declares ("archive" by default); undefined: not listed (generated files, kinds that say "none"). */
+function purposeOf(p: ModelPackage, kinds: readonly SourceKind[] = sourceKinds): "library" | "source" | "archive" | undefined {
+  const kind = kindOf(p, kinds);
+  if (!kind || kind.sbomPurpose === "none") return undefined;
+  return kind.sbomPurpose ?? "archive";
 }
 
-export function purlOf(p: ModelPackage): string {
-  const sha = p.artifact?.sha256;
-  switch (p.kind) {
-    case "deb": {
-      const arch = str(p.meta?.architecture) ?? /_([a-z0-9]+)\.deb$/.exec(p.artifact?.file ?? "")?.[1];
-      return `pkg:deb/debian/${enc(p.name)}@${enc(p.version)}${qualifiers({ arch })}`;
-    }
-    case "py":
-      return `pkg:pypi/${enc(pypiName(p.name))}@${enc(p.version)}`;
-    case "git": {
-      const { url, rev } = gitSource(p);
-      return `pkg:generic/${enc(p.name)}@${enc(rev)}${qualifiers({ vcs_url: url ? `git+${url}@${rev}` : undefined })}`;
-    }
-    default:
-      return `pkg:generic/${enc(p.name)}@${enc(p.version)}${qualifiers({ checksum: sha ? `sha256:${sha}` : undefined, download_url: artifactUrl(p) })}`;
-  }
+const CYCLONEDX_TYPE = { library: "library", source: "application", archive: "file" } as const;
+const SPDX_PURPOSE = { library: "LIBRARY", source: "SOURCE", archive: "ARCHIVE" } as const;
+
+/** Packages an SBOM lists: everything fetched from somewhere, plus source checkouts. Local files, inline text and generated files are not packages. */
+export function sbomPackages(model: ImageModel, kinds: readonly SourceKind[] = sourceKinds): ModelPackage[] {
+  return model.packages.filter((p) => {
+    const purpose = purposeOf(p, kinds);
+    return purpose !== undefined && (p.artifact !== undefined || purpose === "source");
+  });
 }
+
+export function purlOf(p: ModelPackage, kinds: readonly SourceKind[] = sourceKinds): string {
+  const own = kindOf(p, kinds)?.purl;
+  if (own) return own(p);
+  const sha = p.artifact?.sha256;
+  return `pkg:generic/${purlEncode(p.name)}@${purlEncode(p.version)}${purlQualifiers({ checksum: sha ? `sha256:${sha}` : undefined, download_url: artifactUrl(p) })}`;
+}
+
+/** A source checkout's repository URL, public form. */
+const vcsUrl = (p: ModelPackage) => (purposeOf(p) === "source" ? sourceOrigin(p).url : undefined);
 
 /** The image itself as a purl (type oci: name is the last path part, digest as version). */
 export function imagePurl(model: ImageModel): string {
   const last = model.name.slice(model.name.lastIndexOf("/") + 1);
-  return `pkg:oci/${enc(last)}@${enc(model.manifestDigest)}${qualifiers({ repository_url: model.name, tag: model.tag })}`;
+  return `pkg:oci/${purlEncode(last)}@${purlEncode(model.manifestDigest)}${purlQualifiers({ repository_url: model.name, tag: model.tag })}`;
 }
 
 /** SOURCE_DATE_EPOCH when set, else the image config's `created`, else the epoch. ISO 8601 without milliseconds. */
@@ -100,23 +77,21 @@ export function stableUuid(name: string): string {
   return `${s.slice(0, 8)}-${s.slice(8, 12)}-${s.slice(12, 16)}-${s.slice(16, 20)}-${s.slice(20, 32)}`;
 }
 
-const hexOf = (digest: string) => digest.replace(/^sha256:/, "");
-
 export function cycloneDx(model: ImageModel, created: string): Record<string, unknown> {
   const pkgs = sbomPackages(model);
   const refs = new Set(pkgs.map((p) => p.id));
   const imageRef = `image:${model.manifestDigest}`;
   const components = pkgs.map((p) => ({
-    type: p.kind === "deb" || p.kind === "py" ? "library" : p.kind === "git" ? "application" : "file",
+    type: CYCLONEDX_TYPE[purposeOf(p)!],
     "bom-ref": p.id,
     name: p.name,
     version: p.version,
     purl: purlOf(p),
     ...(p.artifact?.sha256 ? { hashes: [{ alg: "SHA-256", content: p.artifact.sha256 }] } : {}),
-    ...(artifactUrl(p) || p.kind === "git"
+    ...(artifactUrl(p) || purposeOf(p) === "source"
       ? {
           externalReferences: [
-            ...(p.kind === "git" && gitSource(p).url ? [{ type: "vcs", url: gitSource(p).url! }] : []),
+            ...(vcsUrl(p) ? [{ type: "vcs", url: vcsUrl(p)! }] : []),
             ...(artifactUrl(p) ? [{ type: "distribution", url: artifactUrl(p)!, ...(p.artifact?.sha256 ? { hashes: [{ alg: "SHA-256", content: p.artifact.sha256 }] } : {}) }] : []),
           ],
         }
@@ -179,12 +154,12 @@ export function spdx(model: ImageModel, created: string): Record<string, unknown
       SPDXID: ids.get(p.id)!,
       name: p.name,
       versionInfo: p.version,
-      downloadLocation: p.kind === "git" && gitSource(p).url ? `git+${gitSource(p).url}@${gitSource(p).rev}` : artifactUrl(p) ?? "NOASSERTION",
+      downloadLocation: vcsUrl(p) ? `git+${vcsUrl(p)}@${sourceOrigin(p).rev}` : artifactUrl(p) ?? "NOASSERTION",
       filesAnalyzed: false,
       ...(p.artifact?.file ? { packageFileName: p.artifact.file } : {}),
       ...(p.artifact?.sha256 ? { checksums: [{ algorithm: "SHA256", checksumValue: p.artifact.sha256 }] } : {}),
       externalRefs: [{ referenceCategory: "PACKAGE-MANAGER", referenceType: "purl", referenceLocator: purlOf(p) }],
-      primaryPackagePurpose: p.kind === "deb" || p.kind === "py" ? "LIBRARY" : p.kind === "git" ? "SOURCE" : "ARCHIVE",
+      primaryPackagePurpose: SPDX_PURPOSE[purposeOf(p)!],
       licenseConcluded: "NOASSERTION",
       licenseDeclared: "NOASSERTION",
       copyrightText: "NOASSERTION",

@@ -3,22 +3,20 @@
 // OCI layout (e.g. from `layerfold pull`) has its layer tars unpacked into
 // store trees once, by digest, with the same safety rules as any archive.
 
-import { readFile } from "node:fs/promises";
-import path from "node:path";
-import { buildRecordKey, type BuildRecord } from "../build/build.ts";
 import { createReadStream } from "node:fs";
 import type { Readable } from "node:stream";
 import { decompressor } from "../archive/decompress.ts";
 import { extractTar } from "../archive/tar.ts";
-import { loadConfig } from "../config/load.ts";
-import { CorruptStoreError, NotFoundError, RuntimeError } from "../errors.ts";
+import { recordOf, selectImage, type BuildSelector } from "../catalog/find.ts";
+import { baseImageOf } from "../catalog/image.ts";
+import type { BuildRecord } from "../catalog/records.ts";
+import { CorruptStoreError, RuntimeError } from "../errors.ts";
 import { hexOf, type Descriptor, type ImageConfigFile, type ImageManifest } from "../oci/types.ts";
-import { loadBaseImage, type BaseImage } from "../registry/base.ts";
+import type { BaseImage } from "../registry/base.ts";
 import { RegistryClient } from "../registry/client.ts";
 import { findCredentials } from "../registry/credentials.ts";
 import { parseReference } from "../registry/reference.ts";
 import { readLayoutImages } from "../registry/layout-source.ts";
-import { sourceKinds } from "../sources/registry.ts";
 import type { Store, StoredTree } from "../store/store.ts";
 import type { TreeWriter } from "../store/tree.ts";
 import { HashingStream, sha256Hex } from "../util/hash.ts";
@@ -53,52 +51,16 @@ export interface RuntimeImage {
   conflicts: Record<string, string>;
 }
 
-export interface ImageSelector {
-  dir?: string;
-  config?: string;
-  layout?: string;
-  /** A positional IMAGE: an OCI layout directory, oci:DIR, or NAME:TAG of a build in the store. */
-  image?: string;
-}
+/** A positional IMAGE is an OCI layout directory, oci:DIR, or NAME[:TAG] or a manifest digest of a build in the store. */
+export type ImageSelector = BuildSelector;
 
 /** Bump when the layout-layer unpacking changes. */
 const LAYOUT_TREE_FORMAT = 1;
 
 export async function openImage(store: Store, sel: ImageSelector): Promise<RuntimeImage> {
-  let layout = sel.layout;
-  let recordKey: string | undefined;
-  let what: string;
-  if (sel.image && !layout) {
-    const img = sel.image.replace(/^oci:/, "");
-    if (await isLayout(img)) layout = img;
-    else if (/^[^/].*:[^:/]+$/.test(sel.image)) {
-      const i = sel.image.lastIndexOf(":");
-      recordKey = buildRecordKey(sel.image.slice(0, i), sel.image.slice(i + 1));
-      what = sel.image;
-    } else {
-      throw new RuntimeError(`${sel.image}: not an OCI layout directory (no index.json) and not NAME:TAG of a build in the store; pass --layout DIR, an image NAME:TAG built here, or run in a directory with layerfold.config.ts`);
-    }
-  }
-  if (layout) return openLayout(store, layout);
-  let conflicts: Record<string, string> | undefined;
-  if (!recordKey) {
-    const cfg = await loadConfig({ dir: sel.dir, file: sel.config }, sourceKinds);
-    recordKey = buildRecordKey(cfg.image.name, cfg.image.tag);
-    what = `${cfg.image.name}:${cfg.image.tag}`;
-    conflicts = cfg.image.conflicts ?? {};
-  }
-  const rec = await store.getRecord<BuildRecord & { conflicts?: Record<string, string> }>("builds", recordKey);
-  if (!rec) throw new NotFoundError(`no build of ${what!} in the store ${store.root}; run \`layerfold build\` first (or pass --store)`);
-  return fromRecord(store, rec, rec.conflicts ?? conflicts);
-}
-
-async function isLayout(dir: string): Promise<boolean> {
-  try {
-    await readFile(path.join(dir, "index.json"));
-    return true;
-  } catch {
-    return false;
-  }
+  const selected = await selectImage(sel);
+  if ("layout" in selected) return openLayout(store, selected.layout, selected.tag);
+  return fromRecord(store, await recordOf(store, selected));
 }
 
 /**
@@ -107,7 +69,10 @@ async function isLayout(dir: string): Promise<boolean> {
  * (base layers, and layers a shared cache gave a runner that installed nothing) is unpacked
  * from its blob: the store's copy, else fetched from the registry it lives in.
  */
-async function fromRecord(store: Store, rec: BuildRecord, conflicts: Record<string, string> | undefined): Promise<RuntimeImage> {
+async function fromRecord(store: Store, rec: BuildRecord): Promise<RuntimeImage> {
+  // The owners decide which package's copy of a path the image holds.
+  if (!rec.conflicts) throw new RuntimeError(`the build record of ${rec.name}:${rec.tag} comes from an older layerfold and lacks the config's path owners; run \`layerfold build\` again (nothing is rebuilt)`);
+  const conflicts = rec.conflicts;
   const cache = new Map<string, StoredTree>();
   const layers: RuntimeLayer[] = [];
   const own = new Map(rec.layers.map((l) => [l.digest, l]));
@@ -142,17 +107,8 @@ async function fromRecord(store: Store, rec: BuildRecord, conflicts: Record<stri
     config: JSON.parse(rec.config) as ImageConfigFile,
     layers,
     kind: "from-build",
-    conflicts: conflicts ?? (await conflictsFromConfig(rec.configFile)),
+    conflicts,
   };
-}
-
-/** Build records do not keep the conflict owners; read them from the config when it is still there. */
-async function conflictsFromConfig(file: string): Promise<Record<string, string>> {
-  try {
-    return (await loadConfig({ file }, sourceKinds)).image.conflicts ?? {};
-  } catch {
-    return {};
-  }
 }
 
 /** Where a record's layers that are not in the store come from: the cache repository they were taken from, or the base image's registry. */
@@ -168,9 +124,9 @@ function remoteBlobs(rec: BuildRecord): { open(d: Descriptor, cached?: string): 
         clients.push(client);
         return client.getBlob(r.repository, d.digest);
       }
-      base ??= loadConfig({ file: rec.configFile }, sourceKinds).then((cfg) => {
-        if (!cfg.image.from) throw new Error("the config names no base image");
-        return loadBaseImage(cfg.image.from, { platform: cfg.image.platform });
+      base ??= baseImageOf(rec).then((b) => {
+        if (!b) throw new Error("the build names no base image");
+        return b;
       });
       const img = await base.catch((err: unknown) => {
         throw new CorruptStoreError(`${rec.name}:${rec.tag}: layer ${d.digest} is not in the store, and its base image cannot be opened from ${rec.configFile} (${(err as Error).message}); run \`layerfold build\` again`);
@@ -213,8 +169,8 @@ async function unpackBlob(src: Readable, d: Descriptor, what: string, w: TreeWri
   if (`sha256:${hasher.hex()}` !== d.digest) throw new CorruptStoreError(`${what}: the blob's sha256 is ${hasher.hex()}, not its digest; get it again (copy the layout, or build again)`);
 }
 
-async function openLayout(store: Store, dir: string): Promise<RuntimeImage> {
-  const images = await readLayoutImages(dir);
+async function openLayout(store: Store, dir: string, tag?: string): Promise<RuntimeImage> {
+  const images = await readLayoutImages(dir, tag);
   const pick = images.find((i) => i.manifestDescriptor.platform?.architecture === "amd64") ?? images[0]!;
   const config = JSON.parse(pick.config.toString("utf8")) as ImageConfigFile;
   const layers: RuntimeLayer[] = [];

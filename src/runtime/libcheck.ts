@@ -12,6 +12,7 @@ import type { RuntimeImage } from "./image.ts";
 import { mapPool } from "../util/pool.ts";
 import { readElf, MACHINE_OF_ARCH, type ElfInfo } from "./elf.ts";
 import { lookup, resolveInView, type ImageView, type ViewEntry } from "./view.ts";
+import type { RecordKind } from "../store/record-kinds.ts";
 
 /** Bump when the scan output changes. */
 const SCAN_FORMAT = 1;
@@ -59,6 +60,10 @@ export interface LibCheckResult {
   searchDirs: string[];
 }
 
+const ELF_SCAN = "elf-scan";
+/** A tree's ELF scan stays with its tree. */
+export const ELF_SCAN_RECORDS: RecordKind = { kind: ELF_SCAN, keep: (key, _rec, live) => live.trees.has(key) };
+
 // Names that are never ELF, skipped without opening (the bulk of Python trees).
 const NOT_ELF = /\.(py|pyc|pyi|h|hpp|hh|cuh|txt|md|rst|json|html|js|css|svg|png|jpg|gif|mo|po|typed|pxd|pyx|cfg|toml|yaml|yml|xml|csv|ttf|gz|xz|zst|pem|crt)$/;
 
@@ -66,7 +71,7 @@ const MULTIARCH: Record<number, string> = { 62: "x86_64-linux-gnu", 183: "aarch6
 const PLATFORM: Record<number, string> = { 62: "x86_64", 183: "aarch64", 3: "i686" };
 
 async function scanTree(store: Store, treeKey: string, rootDir: string, files: Array<{ path: string; size?: number }>): Promise<TreeScan> {
-  const cached = treeKey ? await store.getRecord<TreeScan>("elf-scan", treeKey) : undefined;
+  const cached = treeKey ? await store.getRecord<TreeScan>(ELF_SCAN, treeKey) : undefined;
   if (cached?.format === SCAN_FORMAT) return cached;
   const out: TreeScan = { format: SCAN_FORMAT, files: {} };
   await mapPool(files, 16, async (f) => {
@@ -76,7 +81,7 @@ async function scanTree(store: Store, treeKey: string, rootDir: string, files: A
     else if ("error" in r) out.files[f.path] = { error: r.error };
   });
   const sorted: TreeScan = { format: SCAN_FORMAT, files: Object.fromEntries(Object.entries(out.files).sort(([a], [b]) => (a < b ? -1 : 1))) };
-  if (treeKey) await store.putRecord("elf-scan", treeKey, sorted);
+  if (treeKey) await store.putRecord(ELF_SCAN, treeKey, sorted);
   return sorted;
 }
 

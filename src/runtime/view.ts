@@ -4,7 +4,7 @@
 // here, inside the image, never on the host.
 
 import path from "node:path";
-import { ownerOf } from "../fold/plan.ts";
+import { ownerMap, ownerOf } from "../fold/plan.ts";
 import type { EntryType, TreeEntry } from "../store/tree.ts";
 import type { RuntimeImage, RuntimeLayer } from "./image.ts";
 
@@ -75,7 +75,7 @@ export function composeView(image: RuntimeImage): ImageView {
   // Package trees: the planner's rule. The first package to provide a path owns it, unless
   // the config names another owner; directories keep their first provider's metadata.
   // Over a base-image layer's path, the upper layer wins, as a runtime unpacks it.
-  const owners = new Map(Object.entries(image.conflicts).map(([p, id]) => [p.replace(/^\/+/, ""), id]));
+  const owners = ownerMap(image.conflicts);
   const seen = new Set<string>();
   const fromBase = (e: ViewEntry) => e.layer >= 0 && image.layers[e.layer]!.base === true;
   const applyTrees = (layer: RuntimeLayer, li: number) => {

@@ -32,6 +32,14 @@ export interface LockedPackage {
   meta?: Record<string, unknown>;
 }
 
+/** What an SBOM knows of a package (a report's package model has these fields). */
+export interface PackageFacts {
+  name: string;
+  version: string;
+  artifact?: LockedPackage["artifact"];
+  meta?: Record<string, unknown>;
+}
+
 export interface ResolveResult {
   packages: LockedPackage[];
   /** roots[i] = ids this kind contributes as roots of layer i (same length as the layer list). */
@@ -120,4 +128,13 @@ export interface SourceKind<LayerSpec = unknown, Options = unknown> {
    * change in one package layer never forces other package layers to rebuild.
    */
   generate?(installed: LockedPackage[], tree: TreeWriter, options: Options | undefined, ctx: InstallContext): Promise<void>;
+  /** Order two versions (negative when a < b; may throw on a version it cannot read): `diff` says upgraded or downgraded by it. */
+  compareVersions?(a: string, b: string): number;
+  /** A package's purl in an SBOM (default: pkg:generic with its checksum and download URL). */
+  purl?(p: PackageFacts): string;
+  /**
+   * What its packages are in an SBOM: libraries, source checkouts, archives (the default),
+   * or "none" for files that are not packages (local files, inline text).
+   */
+  sbomPurpose?: "library" | "source" | "archive" | "none";
 }

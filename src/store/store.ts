@@ -18,6 +18,7 @@ import { stableJson } from "../util/json.ts";
 import { userCacheHome, writeFileAtomic, writeSmallFileAtomicSync } from "../util/fs.ts";
 import { devNull } from "../util/stream.ts";
 import { TreeWriter, type TreeManifest, type TreeWriterOptions } from "./tree.ts";
+import type { RecordKind } from "./record-kinds.ts";
 
 export interface StoredTree {
   key: string;
@@ -86,6 +87,8 @@ export function defaultStoreDir(env: NodeJS.ProcessEnv = process.env): string {
 const HEX64 = /^[0-9a-f]{64}$/;
 /** Record kind of blob stat signatures. */
 export const BLOB_SIGNATURES = "blob-signatures";
+/** A blob's stat signature stays with the blob. */
+export const BLOB_SIGNATURE_RECORDS: RecordKind = { kind: BLOB_SIGNATURES, keep: (key, _rec, live) => live.blobs.has(key) };
 interface BlobSignature { size: string; ino: string; mtime: string; ctime: string }
 
 export class Store {

@@ -10,7 +10,8 @@ import path from "node:path";
 import { test } from "node:test";
 import { buildLayer, layerKey, type LayerInput } from "../../src/layer/layer.ts";
 import { MIN_FRAME, ZstdFrameCutter } from "../../src/layer/frames.ts";
-import { withParents, type LayerEntry } from "../../src/layer/tar-writer.ts";
+import { withParents } from "../../src/fold/plan.ts";
+import type { LayerEntry } from "../../src/layer/tar-writer.ts";
 import { Store } from "../../src/store/store.ts";
 import { helloExample, runCli, tempDir } from "../helpers/cli.ts";
 import { havePodman, podman } from "../helpers/engine.ts";
@@ -97,7 +98,7 @@ test("zstd frames: a failing zstd fails the layer cleanly, with its message", as
       import { readdir } from "node:fs/promises";
       import { Store } from ${JSON.stringify(`${src}/store/store.ts`)};
       import { buildLayer, layerKey } from ${JSON.stringify(`${src}/layer/layer.ts`)};
-      import { withParents } from ${JSON.stringify(`${src}/layer/tar-writer.ts`)};
+      import { withParents } from ${JSON.stringify(`${src}/fold/plan.ts`)};
       const store = new Store(${JSON.stringify(path.join(dir, "s"))});
       const entries = [];
       for (const [name, bytes] of [["alpha", ${big}], ["beta", 4096]]) {

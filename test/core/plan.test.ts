@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { LayerPlanner, planLayers, splitLayer } from "../../src/fold/plan.ts";
-import { ImagePlan } from "../../src/build/build.ts";
+import { ImagePlan, LayerPlanner, planLayers, splitLayer } from "../../src/fold/plan.ts";
+import { storePlanRecords } from "../../src/pipeline/layers.ts";
 import { readdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { CorruptStoreError } from "../../src/errors.ts";
@@ -120,23 +120,23 @@ test("a layer planned from itself and the layers below is recorded, and the next
     };
     const layers = [{ name: "one", packages: ["a"] }, { name: "two", packages: ["b"] }];
     const o = { compression: "none" as const, epoch: 0, conflicts: {}, limit: 1e12 };
-    const first = new ImagePlan(layers, (id) => trees[id]!, o, store).partsOf(0);
+    const first = new ImagePlan(layers, (id) => trees[id]!, o, storePlanRecords(store)).partsOf(0);
     const records = await readdir(path.join(root, "plans"));
     assert.equal(records.length, 1, "one record, for layer one planned alone");
     // The next build takes the key from the record (shown by editing it) and plans the entries only to build.
     const file1 = path.join(root, "plans", records[0]!);
     await writeFile(file1, (await readFile(file1, "utf8")).replace(first[0]!.key, "0".repeat(64)));
-    const second = new ImagePlan(layers, (id) => trees[id]!, o, store).partsOf(0);
+    const second = new ImagePlan(layers, (id) => trees[id]!, o, storePlanRecords(store)).partsOf(0);
     assert.equal(second[0]!.key, "0".repeat(64));
     // A record that does not match its trees is refused when the layer is built, and removed.
     assert.throws(() => second[0]!.input(), CorruptStoreError);
     // The removal is not awaited by the build; wait for it (a fixed 10 ms failed under load).
     for (let t = 0; t < 500 && (await readdir(path.join(root, "plans"))).length > 0; t++) await new Promise((r) => setTimeout(r, 10));
     assert.deepEqual(await readdir(path.join(root, "plans")), []);
-    const third = new ImagePlan(layers, (id) => trees[id]!, o, store).partsOf(0);
+    const third = new ImagePlan(layers, (id) => trees[id]!, o, storePlanRecords(store)).partsOf(0);
     assert.equal(third[0]!.key, first[0]!.key);
     // The record holds the parent directories it gave defaults: a layer above that provides one plans it again.
-    const whole = new ImagePlan(layers, (id) => trees[id]!, o, store);
+    const whole = new ImagePlan(layers, (id) => trees[id]!, o, storePlanRecords(store));
     whole.partsOf(0);
     const final = whole.partsOf(0, 1);
     assert.notEqual(final[0]!.key, first[0]!.key);

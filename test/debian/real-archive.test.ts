@@ -9,7 +9,7 @@ import { mkdir, readFile, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { request } from "undici";
-import { build } from "../../src/build/build.ts";
+import { build } from "../../src/pipeline/build.ts";
 import { Store } from "../../src/store/store.ts";
 import { silentLogger } from "../../src/util/log.ts";
 import { havePodman, podman } from "../helpers/engine.ts";

@@ -196,7 +196,7 @@ test("name @ URL: a wheel by direct URL (http and a path relative to the config)
 });
 
 test("a build whose resolution inputs are unchanged takes the lock; a changed spec or --update resolves", async () => {
-  const { resolveImage } = await import("../../src/build/resolve.ts");
+  const { resolveImage } = await import("../../src/pipeline/resolve.ts");
   const work = await mkdtemp(path.join(os.tmpdir(), "lf-pyfast-"));
   try {
     const ctx = await makeCtx({ layers: ["a"] });

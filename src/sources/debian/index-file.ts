@@ -7,6 +7,7 @@ import { createInterface } from "node:readline";
 import type { Readable } from "node:stream";
 import type { Store } from "../../store/store.ts";
 import { writeFileAtomic } from "../../util/fs.ts";
+import type { RecordKind } from "../../store/record-kinds.ts";
 
 /** One binary package stanza; dependency fields stay as text until needed. */
 export interface IndexEntry {
@@ -98,6 +99,8 @@ export async function parsePackagesStream(input: Readable, what: string): Promis
 }
 
 const RECORD_KIND = "debian-index";
+/** Parsed Packages indexes: a cache, dropped by gc --indexes. */
+export const DEBIAN_INDEX_RECORDS: RecordKind = { kind: RECORD_KIND, keep: () => true, index: true };
 const RECORD_VERSION = 1;
 
 /** Parsed index for a verified Packages blob, from the record cache when present. */

@@ -15,6 +15,9 @@ import { dpkgInfoName, installDeb, MERGED_DIRS, readDebControl, writeDpkgInfo } 
 import { generateDebianFiles } from "./generate.ts";
 import { loadRepo, normalizeSources, repoLabel, type RepoSpec } from "./repo.ts";
 import { parseRootSpec, resolve, type Candidate, type LayerRequest } from "./resolver.ts";
+import type { RecordKind } from "../../store/record-kinds.ts";
+import { purlEncode, purlQualifiers } from "../../util/purl.ts";
+import { compareVersions } from "./version.ts";
 
 const sourceObjectSchema = z
   .object({
@@ -206,6 +209,8 @@ async function fetchDeb(pkg: LockedPackage, store: Store, options: DebianOptions
 
 export interface ControlRecord { control: string; conffiles: string[] }
 const CONTROL_RECORD = "debian-control";
+/** A .deb's control data stays while a kept package's artifact is that .deb. */
+export const DEBIAN_CONTROL_RECORDS: RecordKind = { kind: CONTROL_RECORD, keep: (key, _rec, live) => live.artifacts.has(key) };
 
 /** Control text and conffiles of an installed package, from the record cache or the .deb. */
 export async function controlOf(pkg: LockedPackage, store: Store, options: DebianOptions | undefined): Promise<ControlRecord> {
@@ -225,6 +230,9 @@ const conffilesOf = (b: Buffer | undefined): string[] =>
 export const debianSource: SourceKind<LayerRequest, DebianOptions> = {
   kind: "deb",
   layerKey: "debian",
+  compareVersions,
+  purl: (p) => `pkg:deb/debian/${purlEncode(p.name)}@${purlEncode(p.version)}${purlQualifiers({ arch: (typeof p.meta?.architecture === "string" && p.meta.architecture) || /_([a-z0-9]+)\.deb$/.exec(p.artifact?.file ?? "")?.[1] })}`,
+  sbomPurpose: "library",
   // Bump when install or generate output changes (see SourceKind.version).
   version: "1",
   layerSchema: debianLayerSchema as unknown as z.ZodType<LayerRequest, z.ZodTypeDef, unknown>,

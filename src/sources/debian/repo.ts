@@ -280,6 +280,3 @@ export async function loadRepo(r: RepoSpec, opts: LoadRepoOptions): Promise<Load
   opts.log.debug(`${what}: ${packages.length} packages`);
   return { spec: r, release, packages, downloaded };
 }
-
-/** A stable key naming a repository (for logs and the lock's url hints). */
-export const repoKey = (r: RepoSpec): string => sha256Hex(repoLabel(r)).slice(0, 12);

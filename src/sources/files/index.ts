@@ -84,6 +84,7 @@ function resolveSrc(spec: FileSpec, configDir: string, overrides: Record<string,
 export const filesSource: SourceKind<FileSpec[], undefined> = {
   kind: "file",
   layerKey: "files",
+  sbomPurpose: "none",
   local: true,
   acceptsOverrides: true,
   layerSchema: z.array(fileSpecSchema),

@@ -18,6 +18,7 @@ import type { TreeWriter } from "../../store/tree.ts";
 import { copyHostPath, digestHostPath } from "../files/index.ts";
 import type { LockedPackage, SourceContext, SourceKind } from "../types.ts";
 import { spawn } from "node:child_process";
+import { purlEncode, purlQualifiers, sourceOrigin } from "../../util/purl.ts";
 
 const run = promisify(execFile);
 const COMMIT = /^[0-9a-f]{40}$/;
@@ -105,6 +106,11 @@ export const gitSource: SourceKind<GitSpec[], undefined> = {
   kind: "git",
   layerKey: "git",
   acceptsOverrides: true,
+  purl: (p) => {
+    const { url, rev } = sourceOrigin(p);
+    return `pkg:generic/${purlEncode(p.name)}@${purlEncode(rev)}${purlQualifiers({ vcs_url: url ? `git+${url}@${rev}` : undefined })}`;
+  },
+  sbomPurpose: "source",
   layerSchema: z.array(gitSpecSchema),
   async resolve(specs, _opts, ctx) {
     const packages: LockedPackage[] = [];

@@ -22,6 +22,7 @@ export type InlineSpec = z.infer<typeof inlineSpecSchema>;
 export const inlineSource: SourceKind<InlineSpec[], undefined> = {
   kind: "inline",
   layerKey: "inline",
+  sbomPurpose: "none",
   local: true,
   layerSchema: z.array(inlineSpecSchema),
   async resolve(specs, _opts, ctx) {

@@ -25,6 +25,10 @@ import { Resolver, type Candidate, type Provider } from "./resolver.ts";
 import { supportedTags, wheelRank, parseWheelName, type Target } from "./tags.ts";
 import { installWheel } from "./wheel.ts";
 
+const PY_BUILD = "py-build";
+/** A wheel built from a git source stays while a kept package's artifact is that wheel. */
+export const PY_BUILD_RECORDS: RecordKind<{ sha256?: string }> = { kind: PY_BUILD, keep: (_key, rec, live) => !!rec?.sha256 && live.artifacts.has(rec.sha256) };
+
 const run = promisify(execFile);
 
 export interface VcsUrl {
@@ -88,6 +92,7 @@ if hook == "requires":
 else:
     print(json.dumps(b.build_wheel(out, {})))
 `;
+import type { RecordKind } from "../../store/record-kinds.ts";
 
 function runPython(python: string, args: string[], opts: { cwd: string; env: NodeJS.ProcessEnv; what: string; log: Logger }): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -194,7 +199,7 @@ export async function buildFromGit(key: string, url: string, bc: BuildContext, l
     await git(["clone", "--quiet", "--no-checkout", vcs.repo, src], what);
     const commit = lockedCommit ?? (await git(["rev-parse", "--verify", `${vcs.rev ?? "HEAD"}^{commit}`], what, src));
     const cacheKey = sha256Hex(stableJson({ v: 1, repo: vcs.repo, commit, subdirectory: vcs.subdirectory, python: host.full, target: bc.target }));
-    const cached = await bc.store.getRecord<BuiltWheel>("py-build", cacheKey);
+    const cached = await bc.store.getRecord<BuiltWheel>(PY_BUILD, cacheKey);
     if (cached && (await bc.store.hasBlob(cached.sha256))) return cached;
     await git(["-c", "advice.detachedHead=false", "checkout", "--quiet", commit], what, src);
     const projectDir = vcs.subdirectory ? path.join(src, vcs.subdirectory) : src;
@@ -222,7 +227,7 @@ export async function buildFromGit(key: string, url: string, bc: BuildContext, l
     if (w.key !== key) throw new ResolveError(`${what}: the build produced a wheel for "${w.key}", not "${key}"`);
     const { hex } = await bc.store.putBlob(createReadStream(path.join(out, file)));
     const built: BuiltWheel = { file, sha256: hex, commit };
-    await bc.store.putRecord("py-build", cacheKey, built);
+    await bc.store.putRecord(PY_BUILD, cacheKey, built);
     return built;
   } finally {
     await rm(work, { recursive: true, force: true });

@@ -16,6 +16,7 @@ import { sha256Hex } from "../../util/hash.ts";
 import { memberFromBuffer, openZip, readCentralDirectory, type ZipEntry } from "../../archive/zip.ts";
 import { normalizeName } from "./pep508.ts";
 import { parseSdistName, parseWheelName, type WheelName } from "./tags.ts";
+import type { RecordKind } from "../../store/record-kinds.ts";
 
 export interface IndexFile {
   file: string;
@@ -57,6 +58,10 @@ export function parseMetadata(text: string): CoreMetadata {
     providesExtra: all("provides-extra").map(normalizeName),
   };
 }
+
+const PY_METADATA = "py-metadata";
+/** Wheel metadata read from indexes: a cache, dropped by gc --indexes. */
+export const PY_METADATA_RECORDS: RecordKind = { kind: PY_METADATA, keep: () => true, index: true };
 
 const ACCEPT = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.01";
 
@@ -218,7 +223,7 @@ export class Finder {
 
   private async loadMetadata(f: IndexFile, cacheKey: string): Promise<CoreMetadata> {
     const store = this.opts.store;
-    const cached = await store.getRecord<CoreMetadata>("py-metadata", cacheKey);
+    const cached = await store.getRecord<CoreMetadata>(PY_METADATA, cacheKey);
     if (cached) return cached;
     const what = `metadata of ${f.file}`;
     let text: string | undefined;
@@ -237,7 +242,7 @@ export class Finder {
       text = await metadataFromLocalWheel(store.blobPath(hex), f.file);
     }
     const meta = parseMetadata(text);
-    if (f.sha256) await store.putRecord("py-metadata", cacheKey, meta);
+    if (f.sha256) await store.putRecord(PY_METADATA, cacheKey, meta);
     return meta;
   }
 }

@@ -20,6 +20,7 @@ import { Resolver, type Candidate, type Provider, type RootRequirement } from ".
 import { parseWheelName, supportedTags, wheelRank, type Target } from "./tags.ts";
 import { pathToFileURL } from "node:url";
 import { installWheel, schemeFor } from "./wheel.ts";
+import { purlEncode } from "../../util/purl.ts";
 
 const sourceFileSchema = z
   .object({
@@ -258,6 +259,13 @@ export const pythonSource: SourceKind<PythonLayerSpec, PythonOptions> = {
   kind: "py",
   layerKey: "python",
   acceptsOverrides: true,
+  compareVersions: (a, b) => {
+    if (!pep440.valid(a) || !pep440.valid(b)) throw new Error(`not PEP 440 versions: ${a}, ${b}`);
+    return pep440.compare(a, b);
+  },
+  // The pypi purl type wants the PEP 503 normalised name.
+  purl: (p) => `pkg:pypi/${purlEncode(p.name.toLowerCase().replace(/[-_.]+/g, "-"))}@${purlEncode(p.version)}`,
+  sbomPurpose: "library",
   layerSchema: pythonLayerSchema,
   optionsSchema: pythonOptionsSchema,
   treeOptions: { symlinks: "image" },

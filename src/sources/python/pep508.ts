@@ -208,8 +208,3 @@ export function evaluateMarker(m: Marker, env: MarkerEnv, extras: string[] = [])
   return false;
 }
 
-export function markerToString(m: Marker): string {
-  const v = (x: MarkerValue) => ("str" in x ? JSON.stringify(x.str) : x.var);
-  if (m.op === "cmp") return `${v(m.lhs)} ${m.cmp} ${v(m.rhs)}`;
-  return `(${markerToString(m.left)} ${m.op} ${markerToString(m.right)})`;
-}

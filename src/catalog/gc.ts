@@ -1,150 +1,43 @@
-// Garbage collection of the store, and the register of processes using it.
-//
-// A store only grows: every build adds trees, layer blobs and records, and nothing
-// removes what old builds needed (a torch stack's store reached 12 GB). `gc` keeps the
-// newest builds of each image (name:tag) and everything they reach, and removes the rest.
-//
-// gc must never remove what a running command is about to use, so commands that open
-// the store register in `users/` and gc runs only when no other user is alive:
-//   user: write users/<pid>, then look for gc.lock (and wait while its owner lives);
-//   gc:   create gc.lock exclusively, then look at users/ (and give up if one lives).
-// Each side writes before it looks, so at least one of them sees the other.
+// Garbage collection of the store: keep the newest builds of each image (name:tag and
+// platform) and everything they reach, remove the rest. A store only grows otherwise:
+// every build adds trees, layer blobs and records, and nothing removes what old builds
+// needed (a torch stack's store reached 12 GB). It runs under the store's gc lock
+// (src/store/users.ts), so nothing a running command is about to use goes.
 
-import { linkSync, lstatSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, type Stats } from "node:fs";
+import { lstatSync, readdirSync, statSync, type Stats } from "node:fs";
 import { chmod, readdir, rename, rm } from "node:fs/promises";
 import path from "node:path";
-import type { BuildRecord } from "../build/build.ts";
-import type { LayerRecord } from "../layer/layer.ts";
-import { NotFoundError, StoreBusyError } from "../errors.ts";
-import { hexOf } from "../oci/types.ts";
-import { writeSmallFileAtomicSync } from "../util/fs.ts";
-import { BLOB_SIGNATURES, type Store } from "./store.ts";
+import { hexOf } from "../constants.ts";
+import { NotFoundError } from "../errors.ts";
+import { PLAN_RECORDS } from "../fold/plan.ts";
+import { LAYER_RECORDS } from "../layer/layer.ts";
+import { FRAME_RECORDS } from "../layer/frames.ts";
+import { CHUNKED_SEGMENT_RECORDS } from "../layer/chunked.ts";
+import { REGISTRY_BLOB_RECORDS } from "../registry/push.ts";
+import { ELF_SCAN_RECORDS } from "../runtime/libcheck.ts";
+import { DEBIAN_CONTROL_RECORDS } from "../sources/debian/index.ts";
+import { DEBIAN_INDEX_RECORDS } from "../sources/debian/index-file.ts";
+import { PY_BUILD_RECORDS } from "../sources/python/build.ts";
+import { PY_METADATA_RECORDS } from "../sources/python/finder.ts";
+import type { RecordKind, Reachable } from "../store/record-kinds.ts";
+import { BLOB_SIGNATURE_RECORDS, type Store } from "../store/store.ts";
+import { lockForGc, safeList } from "../store/users.ts";
+import { BUILD_RECORDS, type BuildRecord } from "./records.ts";
 
-// ---- who uses the store -------------------------------------------------------
-
-/** "pid starttime": the start time (from /proc) tells a live process from a reused pid. */
-function processId(pid: number): string | undefined {
-  try {
-    // Field 22 of /proc/PID/stat, counted after the ")" that ends the command name.
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    return `${pid} ${stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19]}`;
-  } catch {
-    try {
-      process.kill(pid, 0);
-      return `${pid} ?`; // alive; no /proc to say since when
-    } catch (err) {
-      return (err as NodeJS.ErrnoException).code === "EPERM" ? `${pid} ?` : undefined;
-    }
-  }
-}
-
-/** Whether the process a users/ or gc.lock file names is still running. */
-function alive(owner: string): boolean {
-  const [pidText, start] = owner.trim().split(" ");
-  const pid = Number(pidText);
-  if (!Number.isInteger(pid) || pid <= 0) return false;
-  const now = processId(pid);
-  return now !== undefined && (start === "?" || now.endsWith(" ?") || now === `${pid} ${start}`);
-}
-
-const usersDir = (store: Store) => path.join(store.root, "users");
-const gcLockPath = (store: Store) => path.join(store.root, "gc.lock");
-/** This process's users/ files, by store root; removed when it exits. */
-const registered = new Map<string, string>();
-
-const readOwner = (file: string): string | undefined => {
-  try {
-    return readFileSync(file, "utf8");
-  } catch {
-    return undefined;
-  }
-};
-
-/** Sleep without returning to the event loop (the CLI opens its store synchronously). */
-const sleepSync = (ms: number) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
-
-/**
- * Register this process as a user of the store, once per store; the entry goes when the
- * process exits (a killed one leaves it, and gc sees its pid is gone). While a gc runs on
- * the store, wait for it, saying so once on stderr.
- */
-export function registerStoreUser(store: Store, opts: { waitMs?: number } = {}): void {
-  if (registered.has(store.root)) return;
-  const me = processId(process.pid) ?? `${process.pid} ?`;
-  const file = path.join(usersDir(store), String(process.pid));
-  try {
-    writeSmallFileAtomicSync(file, me);
-  } catch {
-    return; // a store we cannot write to cannot be collected by us either; commands report their own errors
-  }
-  if (!registered.size) process.once("exit", () => { for (const f of registered.values()) rmSync(f, { force: true }); });
-  registered.set(store.root, file);
-  const deadline = Date.now() + (opts.waitMs ?? 30 * 60_000);
-  let said = false;
-  for (;;) {
-    const owner = readOwner(gcLockPath(store));
-    if (owner === undefined || !alive(owner)) return;
-    if (Date.now() > deadline) throw new StoreBusyError(`store ${store.root}: layerfold gc (pid ${owner.split(" ")[0]}) is still cleaning it; run again once it ends`);
-    if (!said) process.stderr.write(`waiting for layerfold gc (pid ${owner.split(" ")[0]}) to finish with ${store.root}\n`);
-    said = true;
-    sleepSync(200);
-  }
-}
-
-/** Take the store for gc: exclusive of other gcs and of every other live user. */
-function lockForGc(store: Store): () => void {
-  const lock = gcLockPath(store);
-  const me = processId(process.pid) ?? `${process.pid} ?`;
-  // The lock appears with its owner in it (written aside, then hard-linked into place, which
-  // fails if it exists): another gc or a user never reads an empty lock as one left by a dead gc.
-  const mine = `${lock}.${process.pid}`;
-  writeFileSync(mine, me);
-  try {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        linkSync(mine, lock);
-        break;
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== "EEXIST" || attempt > 2) throw err;
-        const owner = readOwner(lock);
-        if (owner !== undefined && alive(owner)) throw new StoreBusyError(`store ${store.root}: another layerfold gc (pid ${owner.split(" ")[0]}) is running`);
-        // Left by a gc that was killed. Moved aside first and checked: if another gc took the
-        // lock in between, what was moved is its lock, and it goes back.
-        const stale = `${lock}.stale-${process.pid}`;
-        try {
-          renameSync(lock, stale);
-        } catch {
-          continue;
-        }
-        if (readOwner(stale) !== owner) {
-          try { linkSync(stale, lock); } catch { /* taken again meanwhile */ }
-          rmSync(stale, { force: true });
-          throw new StoreBusyError(`store ${store.root}: another layerfold gc is running`);
-        }
-        rmSync(stale, { force: true });
-      }
-    }
-  } finally {
-    rmSync(mine, { force: true });
-  }
-  const release = () => rmSync(lock, { force: true });
-  const busy: string[] = [];
-  for (const name of safeList(usersDir(store))) {
-    if (name === String(process.pid)) continue;
-    const file = path.join(usersDir(store), name);
-    // A user's entry being written (temp + rename): that user looks for this lock once it is
-    // in place, and waits. Only a killed writer's old temp file goes.
-    if (name.startsWith(".") && Date.now() - (statSync(file, { throwIfNoEntry: false })?.mtimeMs ?? 0) < 60_000) continue;
-    const owner = readOwner(file);
-    if (owner !== undefined && alive(owner)) busy.push(name);
-    else rmSync(file, { force: true });
-  }
-  if (busy.length) {
-    release();
-    throw new StoreBusyError(`store ${store.root} is in use by layerfold process${busy.length > 1 ? "es" : ""} ${busy.join(", ")}; run gc once ${busy.length > 1 ? "they end" : "it ends"} (nothing was removed)`);
-  }
-  return release;
-}
+/** Every kind of record in the store but builds, with the lifetime its owner declares. */
+const RECORD_KINDS: RecordKind<never>[] = [
+  LAYER_RECORDS,
+  FRAME_RECORDS,
+  CHUNKED_SEGMENT_RECORDS,
+  PLAN_RECORDS,
+  ELF_SCAN_RECORDS,
+  DEBIAN_CONTROL_RECORDS,
+  REGISTRY_BLOB_RECORDS,
+  BLOB_SIGNATURE_RECORDS,
+  PY_BUILD_RECORDS,
+  DEBIAN_INDEX_RECORDS,
+  PY_METADATA_RECORDS,
+];
 
 // ---- what to keep -------------------------------------------------------------
 
@@ -181,22 +74,6 @@ export interface GcReport {
   seconds: number;
 }
 
-interface Live {
-  blobs: Set<string>;
-  trees: Set<string>;
-  layerKeys: Set<string>;
-  manifests: Set<string>;
-  /** sha256 of every kept package's artifact, kept or not (records about it stay). */
-  artifacts: Set<string>;
-}
-
-function safeList(dir: string): string[] {
-  try {
-    return readdirSync(dir);
-  } catch {
-    return [];
-  }
-}
 
 function platformOf(rec: BuildRecord): string {
   try {
@@ -210,10 +87,10 @@ function platformOf(rec: BuildRecord): string {
 /** The build records in the store, newest first per image, as [kept, dropped]. */
 function pickBuilds(store: Store, keep: number, notBefore: number): { kept: BuildRecord[]; dropped: BuildRecord[] } {
   const byImage = new Map<string, Array<{ rec: BuildRecord; mtime: number }>>();
-  for (const name of safeList(path.join(store.root, "builds"))) {
+  for (const name of safeList(path.join(store.root, BUILD_RECORDS))) {
     if (!name.endsWith(".json")) continue;
-    const file = path.join(store.root, "builds", name);
-    const rec = store.readRecord<BuildRecord>("builds", name.slice(0, -".json".length));
+    const file = path.join(store.root, BUILD_RECORDS, name);
+    const rec = store.readRecord<BuildRecord>(BUILD_RECORDS, name.slice(0, -".json".length));
     // Each build has two records, by manifest digest and by name:tag ("the latest", rewritten
     // by every build of the tag): the first tells when this build was last made.
     if (!rec || typeof rec.manifestDigest !== "string" || !Array.isArray(rec.layers) || name !== `${hexOf(rec.manifestDigest)}.json`) continue;
@@ -231,8 +108,8 @@ function pickBuilds(store: Store, keep: number, notBefore: number): { kept: Buil
 }
 
 /** Everything the kept builds reach: their blobs (manifest, config, layers, artifacts), trees and layer records. */
-function liveSet(kept: BuildRecord[], artifacts: boolean): Live {
-  const live: Live = { blobs: new Set(), trees: new Set(), layerKeys: new Set(), manifests: new Set(), artifacts: new Set() };
+function liveSet(kept: BuildRecord[], artifacts: boolean): Reachable {
+  const live: Reachable = { blobs: new Set(), trees: new Set(), layerKeys: new Set(), manifests: new Set(), artifacts: new Set() };
   for (const rec of kept) {
     live.manifests.add(hexOf(rec.manifestDigest));
     live.blobs.add(hexOf(rec.manifestDigest));
@@ -342,29 +219,21 @@ export async function collectGarbage(store: Store, opts: GcOptions = {}): Promis
     };
 
     // Index caches are named by the Packages blobs they were parsed from.
-    if (!opts.indexes) for (const name of safeList(path.join(store.root, "debian-index"))) live.blobs.add(name.replace(/\.json$/, ""));
+    if (!opts.indexes) for (const name of safeList(path.join(store.root, DEBIAN_INDEX_RECORDS.kind))) live.blobs.add(name.replace(/\.json$/, ""));
 
     const keptDigests = new Set(kept.map((r) => r.manifestDigest));
-    await sweepRecords<BuildRecord>("builds", (_key, rec) => !!rec && keptDigests.has(rec.manifestDigest));
+    await sweepRecords<BuildRecord>(BUILD_RECORDS, (_key, rec) => !!rec && keptDigests.has(rec.manifestDigest));
     for (const name of safeList(path.join(store.root, "trees"))) if (!live.trees.has(name)) await remove("trees", path.join(store.root, "trees", name));
     for (const name of safeList(path.join(store.root, "rootfs"))) if (!live.manifests.has(name.split("-")[0]!)) await remove("rootfs", path.join(store.root, "rootfs", name));
     const blobDir = path.join(store.root, "blobs", "sha256");
     for (const name of safeList(blobDir)) if (!live.blobs.has(name)) await remove("blobs", path.join(blobDir, name));
 
-    // Records that only make sense beside a kept blob, tree or layer.
-    await sweepRecords<LayerRecord>("layers", (key, rec) => live.layerKeys.has(key) || (!!rec && typeof rec.digest === "string" && live.blobs.has(hexOf(rec.digest))));
-    await sweepRecords<{ blob?: string }>("zstd-frames", (_key, rec) => !!rec?.blob && live.blobs.has(rec.blob));
-    await sweepRecords<{ parts?: Array<{ key: string }> }>("plans", (_key, rec) => Array.isArray(rec?.parts) && rec.parts.every((p) => live.layerKeys.has(p.key)));
-    await sweepRecords("elf-scan", (key) => live.trees.has(key));
-    await sweepRecords("debian-control", (key) => live.artifacts.has(key));
-    await sweepRecords("registry-blobs", (key) => live.blobs.has(key));
-    await sweepRecords(BLOB_SIGNATURES, (key) => live.blobs.has(key));
-    await sweepRecords<{ sha256?: string }>("py-build", (_key, rec) => !!rec?.sha256 && live.artifacts.has(rec.sha256));
-    if (opts.indexes) {
-      await sweepRecords("debian-index", () => false);
-      await sweepRecords("py-metadata", () => false);
-      for (const name of safeList(path.join(store.root, "git"))) await remove("git", path.join(store.root, "git", name));
+    // Records that only make sense beside a kept blob, tree, layer or artifact; index caches only with --indexes.
+    for (const k of RECORD_KINDS) {
+      if (k.index) { if (opts.indexes) await sweepRecords(k.kind, () => false); }
+      else await sweepRecords(k.kind, (key, rec) => (k as RecordKind<unknown>).keep(key, rec, live));
     }
+    if (opts.indexes) for (const name of safeList(path.join(store.root, "git"))) await remove("git", path.join(store.root, "git", name));
     // Temp files of killed runs (nobody else is using the store now).
     for (const name of safeList(store.tmpDir)) await remove("tmp", path.join(store.tmpDir, name));
 

@@ -1,9 +1,10 @@
-// Stage: export a built image to the output the user named.
+// Step: export a built image to the output the user named.
 //   oci:DIR                OCI image layout directory (default)
 //   oci-archive:FILE       tar of an OCI layout
 //   docker-archive:FILE    the `docker load` format
 
 import path from "node:path";
+import type { LoadedConfig } from "../config/load.ts";
 import { ConfigError } from "../errors.ts";
 import { dockerArchiveStream, ociArchiveStream, writeArchiveFile } from "../oci/archive.ts";
 import { exportLayout, refuseForeignOutput } from "../oci/layout.ts";
@@ -25,6 +26,9 @@ export async function checkOutput(spec: string): Promise<void> {
   const out = parseOutput(spec);
   if (out.kind === "oci") await refuseForeignOutput(out.path);
 }
+
+/** Where a build writes when no output is named: an OCI layout in out/NAME beside the config. */
+export const defaultOutput = (cfg: LoadedConfig) => `oci:${cfg.dir}/out/${cfg.image.name.replace(/\//g, "_")}`;
 
 export async function exportImage(image: BuiltImage, spec: string): Promise<string> {
   const out = parseOutput(spec);

@@ -1,7 +1,9 @@
-// Stage 1: every source kind resolves its specs across all layers; the
-// result is compared with and written to layerfold.lock.
+// Step: resolve. Every source kind resolves its specs across all layers; the
+// result is compared with and written to layerfold.lock. Then the fold.
 
 import type { LoadedConfig } from "../config/load.ts";
+import type { ImageDefinition } from "../config/schema.ts";
+import { fold, type FoldResult } from "../fold/fold.ts";
 import { ConfigError, LayerfoldError, LockError, ResolveError } from "../errors.ts";
 import { checkNamedPackages } from "../lock/named.ts";
 import { lockPathFor, makeLock, readLock, writeLock, lockText, type LockFile } from "../lock/lock.ts";
@@ -129,4 +131,15 @@ export async function resolveImage(cfg: LoadedConfig, kinds: SourceKind[], opts:
   };
   if (opts.writeLock ?? true) await saveLock();
   return { packages, roots, lock, previousLock, lockChanged, lockFile, saveLock, contextFor, optionsFor, unresolvable };
+}
+
+/** Fold: every package into exactly one layer; a layer left empty is dropped, and the log says why. */
+export function foldImage(image: ImageDefinition, res: Resolution, log: Logger): FoldResult {
+  const folded = fold(image.layers.map((l, i) => ({ name: l.name, roots: res.roots[i]! })), (id) => res.packages.get(id)?.deps);
+  for (const name of folded.dropped) {
+    const i = image.layers.findIndex((l) => l.name === name);
+    const why = res.roots[i]!.length ? "everything it names is in earlier layers" : "it names no packages";
+    log.info(`layer ${name}: empty (${why}); dropped`);
+  }
+  return folded;
 }
