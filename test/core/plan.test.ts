@@ -190,3 +190,32 @@ test("a file in one layer and file/child in another is a conflict, in either ord
     /\/bin\/ls \(a, layer one\) lies under \/bin, which is a symlink to usr\/bin in b \(layer two\)|\/bin is a directory in a \(layer one\) and a symlink to usr\/bin in b \(layer two\)/,
   );
 });
+
+test("three providers of one path and a named owner: the owner's copy wins wherever it comes (the megapak's four opencv flavours)", () => {
+  const trees: Record<string, StoredTree> = {
+    a: tree("a", [file("opt/cv2/core.so", "sa"), file("opt/cv2/only-a.py", "s0")]),
+    b: tree("b", [file("opt/cv2/core.so", "sb")]),
+    c: tree("c", [file("opt/cv2/core.so", "sc")]),
+  };
+  const at = (order: string[][], owner: string) => planLayers(order.map((packages, i) => ({ name: `l${i}`, packages })), (id) => trees[id]!, { "/opt/cv2/": owner });
+  const holder = (plans: ReturnType<typeof planLayers>) => plans.flatMap((p) => p.entries.filter((e) => e.entry.path === "opt/cv2/core.so").map((e) => e.packageId));
+  // The owner last, in the middle, first; in one layer or in three.
+  assert.deepEqual(holder(at([["a"], ["b"], ["c"]], "c")), ["c"]);
+  assert.deepEqual(holder(at([["a"], ["b"], ["c"]], "b")), ["b"]);
+  assert.deepEqual(holder(at([["a"], ["b"], ["c"]], "a")), ["a"]);
+  assert.deepEqual(holder(at([["a", "b", "c"]], "c")), ["c"]);
+  // A path only one of them provides stays with it.
+  assert.ok(at([["a"], ["b"], ["c"]], "c")[0]!.entries.some((e) => e.entry.path === "opt/cv2/only-a.py"));
+  // An owner that is in no layer, or that does not provide the path, is no answer to the conflict.
+  assert.throws(() => at([["a"], ["b"], ["c"]], "d"), /provided by both a and b with different content, and its owner in conflicts, d, is not in the image/);
+  const noCopy: Record<string, StoredTree> = { ...trees, e: tree("e", [file("opt/cv2/other.py", "s9")]) };
+  assert.throws(
+    () => planLayers([{ name: "l0", packages: ["a"] }, { name: "l1", packages: ["b"] }, { name: "l2", packages: ["e"] }], (id) => noCopy[id]!, { "/opt/cv2/": "e" }),
+    /\/opt\/cv2\/core\.so is provided by a and another package with different content, and its owner in conflicts, e, does not provide it/,
+  );
+  // Grown one layer at a time (build-ahead): the owner above is awaited, and the lower layer is flagged when it takes the path.
+  const plan = new ImagePlan([{ name: "l0", packages: ["a"] }, { name: "l1", packages: ["b"] }, { name: "l2", packages: ["c"] }], (id) => trees[id]!, { compression: "none", epoch: 0, conflicts: { "/opt/cv2/": "c" }, limit: 1e12 });
+  assert.ok(plan.partsOf(1)[0]!.input().entries.every((e) => e.entry.path !== "opt/cv2/core.so"), "b never holds it");
+  const final = [0, 1, 2].map((i) => plan.partsOf(i, 2)[0]!.input().entries.filter((e) => e.entry.path === "opt/cv2/core.so").map((e) => e.packageId));
+  assert.deepEqual(final, [[], [], ["c"]]);
+});

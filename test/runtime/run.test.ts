@@ -3,15 +3,15 @@
 
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { readFile, readdir } from "node:fs/promises";
+import { mkdir, readFile, readdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { after, before, test } from "node:test";
-import { helloExample, runCli, tempDir } from "../helpers/cli.ts";
+import { helloExample, repoRoot, runCli, tempDir } from "../helpers/cli.ts";
 import { namespaceProblem } from "../../src/runtime/sandbox.ts";
 import { openImage } from "../../src/runtime/image.ts";
 import { runImage, type RunOptions } from "../../src/runtime/run.ts";
 import { Store } from "../../src/store/store.ts";
-import { probeImage } from "./images.ts";
+import { compileProbe, probeImage } from "./images.ts";
 
 const skip = namespaceProblem();
 let tmp: { dir: string; cleanup: () => Promise<void> };
@@ -147,6 +147,26 @@ test("smoke test: the app entrypoint with --smoke (CLI_ARGS=--quick-test-for-ci 
   assert.equal(same.code, 0);
   const bad = await run({}, "layerfold-tests/probe:app");
   assert.equal(bad.code, 3);
+});
+
+test("a directory owner in conflicts: run shows the owner's copy of a path three packages provide, as the image does", { skip }, async () => {
+  const dir = path.join(tmp.dir, "owners");
+  await compileProbe(dir);
+  const layers = [{ name: "bin", files: [{ src: "./build/probe", dest: "/usr/bin/probe", mode: 0o755, name: "probe" }] }];
+  for (const n of ["a", "b", "c"]) {
+    await mkdir(path.join(dir, n), { recursive: true });
+    await writeFile(path.join(dir, n, "f.txt"), `from ${n}\n`);
+    layers.push({ name: `l${n}`, files: [{ src: `./${n}/f.txt`, dest: "/opt/d/f.txt", mode: 0o644, name: n }] });
+  }
+  const image = { name: "layerfold-tests/owners", tag: "1", layers, conflicts: { "/opt/d/": "file:b" }, config: { entrypoint: ["/usr/bin/probe"] } };
+  await writeFile(path.join(dir, "layerfold.config.ts"), `import { defineImage } from ${JSON.stringify(path.join(repoRoot, "src", "index.ts"))};\nexport default defineImage(${JSON.stringify(image)});\n`);
+  const built = await runCli(["build", "-C", dir, "--store", store, "-o", "none", "--json"]);
+  assert.equal(built.code, 0, built.stderr);
+  const holders = (JSON.parse(built.stdout) as { layers: Array<{ name: string; packages: string[] }> }).layers.filter((l) => l.packages.some((p) => /^file:[abc]$/.test(p)));
+  assert.deepEqual(holders.map((l) => l.name), ["la", "lb", "lc"]);
+  const r = await runCli(["run", "-C", dir, "--store", store, "--", "cat", "/opt/d/f.txt"]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout, "from b\n", "the image holds b's copy (conflicts names b for /opt/d/), and so must run");
 });
 
 test("IMAGE as NAME:TAG of a build in the store", { skip }, async () => {

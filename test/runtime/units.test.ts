@@ -172,3 +172,18 @@ test("build view: an owner named for a directory prefix decides, as the planner 
   assert.deepEqual(planned.map((l) => l.entries.filter((e) => e.entry.type === "file").map((e) => e.packageId)), [[], ["b"]]);
   assert.equal(composeView(image).entries.get("opt/cv2/x.so")!.packageId, "b");
 });
+
+test("build view: a directory owner in conflicts takes a path from the packages below and above it (the planner's ownerOf)", () => {
+  const layer = (id: string, content: string) => ({ name: id, digest: `sha256:${id}`, mediaType: "", trees: [{ id, tree: tree(id, [entry("opt", "dir"), entry("opt/d", "dir"), entry("opt/d/f.txt", "file", { sha256: content })]) }] });
+  const image: RuntimeImage = {
+    ref: "t", manifestDigest: "sha256:0", config: { architecture: "amd64", os: "linux", config: {}, rootfs: { type: "layers", diff_ids: [] } }, kind: "from-build",
+    conflicts: { "/opt/d/": "file:b" },
+    layers: [layer("file:a", "sa"), layer("file:b", "sb"), layer("file:c", "sc")],
+  };
+  const e = composeView(image).entries.get("opt/d/f.txt")!;
+  assert.equal(e.packageId, "file:b");
+  assert.equal(e.sha256, "sb");
+  // Without an owner the first provider keeps it.
+  assert.equal(composeView({ ...image, conflicts: {} }).entries.get("opt/d/f.txt")!.packageId, "file:a");
+});
+
