@@ -2,7 +2,7 @@ import { Command } from "commander";
 import { layerSummary } from "../catalog/records.ts";
 import { build, type BuildResult } from "../pipeline/build.ts";
 import { LayerCache } from "../cache/layer-cache.ts";
-import { COMPRESSIONS } from "../constants.ts";
+import { COMPRESSIONS, type LayerCompression } from "../constants.ts";
 import { formatBytes } from "../util/log.ts";
 import { checkLoadTarget } from "../docker/load.ts";
 import { loadBuilt } from "./load.ts";
@@ -14,7 +14,7 @@ export interface BuildFlags extends CommonFlags {
   frozen?: boolean;
   override?: string[];
   concurrency: number;
-  compression?: "zstd" | "zstd:chunked" | "gzip" | "none";
+  compression?: LayerCompression;
   load?: boolean;
   cache?: string;
   platform?: string;

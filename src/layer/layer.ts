@@ -13,6 +13,7 @@ import { compressToFile, compressorId, DEFAULT_LEVEL, layerMediaType, type Layer
 import { readGrowingFile, recordFrames, writeFramedZstd, type FramedBlob } from "./frames.ts";
 import { recordSegments, writeChunkedZstd } from "./chunked.ts";
 import { giveBackChunk, takeChunk, writeLayerTar, type ChunkSink, type LayerEntry } from "./tar-writer.ts";
+import { hexOf } from "../constants.ts";
 import type { RecordKind } from "../store/record-kinds.ts";
 
 /** Bump when the tar format or zstd framing changes, so old records are not reused. */
@@ -21,7 +22,7 @@ export const LAYER_FORMAT = 2;
 /** Layer records stay while a kept build names their key or their blob is kept. */
 export const LAYER_RECORDS: RecordKind<LayerRecord> = {
   kind: "layers",
-  keep: (key, rec, live) => live.layerKeys.has(key) || (!!rec && typeof rec.digest === "string" && live.blobs.has(rec.digest.replace(/^sha256:/, ""))),
+  keep: (key, rec, live) => live.layerKeys.has(key) || (!!rec && typeof rec.digest === "string" && live.blobs.has(hexOf(rec.digest))),
 };
 
 export interface LayerRecord {
