@@ -108,3 +108,16 @@ test("SOURCE_DATE_EPOCH sets every timestamp", async () => {
   assert.equal(config.created, "2023-11-14T22:13:20.000Z");
   assert.ok(config.history.every((h: { created: string }) => h.created === config.created));
 });
+
+test("a base image (from:) that cannot be pulled fails the build before any package is installed", async () => {
+  const dir = await helloExample(path.join(tmp.dir, "bad-from"));
+  const cfg = path.join(dir, "layerfold.config.ts");
+  // Port 9 on loopback: nothing listens, the connection is refused at once.
+  await writeFile(cfg, (await readFile(cfg, "utf8")).replace(`tag: "1.0",`, `tag: "1.0",\n  from: "127.0.0.1:9/nope/base:1",`));
+  const store = path.join(tmp.dir, "store-bad-from");
+  const r = await runCli(["build", "-C", dir, "--store", store, "-o", "none"]);
+  assert.notEqual(r.code, 0);
+  assert.match(r.stderr, /127\.0\.0\.1:9/);
+  assert.doesNotMatch(r.stdout + r.stderr, /^install /m, "no package was installed");
+  assert.deepEqual(await readdir(path.join(store, "trees")).catch(() => []), [], "no tree in the store");
+});
