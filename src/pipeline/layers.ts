@@ -4,6 +4,7 @@
 // streamed tar -> compressor -> store; layers whose packages are in are built
 // while the installs above them go on (build-ahead).
 
+import { rmSync } from "node:fs";
 import { CorruptStoreError, ImageLimitError } from "../errors.ts";
 import type { ImageDefinition } from "../config/schema.ts";
 import type { FoldResult } from "../fold/fold.ts";
@@ -76,7 +77,8 @@ export function storePlanRecords(store: Store): PlanRecords {
   return {
     read: (key) => store.readRecord(PLAN_RECORDS.kind, key),
     write: (key, rec) => void store.putRecord(PLAN_RECORDS.kind, key, rec).catch(() => {}),
-    drop: (key) => void store.dropRecord(PLAN_RECORDS.kind, key).catch(() => {}),
+    // At once: a record found wrong must be gone before the error that says so is reported.
+    drop: (key) => rmSync(store.recordPath(PLAN_RECORDS.kind, key), { force: true }),
   };
 }
 
