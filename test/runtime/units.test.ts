@@ -174,7 +174,7 @@ test("build view: an owner named for a directory prefix decides, as the planner 
 });
 
 test("build view: a directory owner in conflicts takes a path from the packages below and above it (the planner's ownerOf)", () => {
-  const layer = (id: string, content: string) => ({ name: id, digest: `sha256:${id}`, mediaType: "", trees: [{ id, tree: tree(id, [entry("opt", "dir"), entry("opt/d", "dir"), entry("opt/d/f.txt", "file", { sha256: content })]) }] });
+  const layer = (id: string, content: string) => ({ name: id, digest: `sha256:${id}`, mediaType: "", source: "trees" as const, trees: [{ id, tree: tree(id, [entry("opt", "dir"), entry("opt/d", "dir"), entry("opt/d/f.txt", "file", { sha256: content })]) }] });
   const image: RuntimeImage = {
     ref: "t", manifestDigest: "sha256:0", config: { architecture: "amd64", os: "linux", config: {}, rootfs: { type: "layers", diff_ids: [] } }, kind: "from-build",
     conflicts: { "/opt/d/": "file:b" },
