@@ -19,9 +19,11 @@ export function redact(text: string): string {
   for (const s of [...secrets].sort((a, b) => b.length - a.length)) {
     if (out.includes(s)) out = out.split(s).join("***");
   }
-  // Authorization values that were never registered (e.g. a token we just received).
-  out = out.replace(/\b(Basic|Bearer)\s+[A-Za-z0-9._~+/=-]{8,}/gi, "$1 ***");
+  // Authorization values that were never registered (e.g. a token we just received); a plain word
+  // after the scheme ("Basic authentication") is text, not a credential.
+  out = out.replace(/\b(Basic|Bearer)\s+([A-Za-z0-9._~+/=-]{8,})/gi, (m, scheme: string, value: string) => (/^([a-z]+|[A-Z][a-z]+)$/.test(value) ? m : `${scheme} ***`));
   out = out.replace(/(["']?(?:password|secret|token|access_token|refresh_token|identitytoken|auth)["']?\s*[:=]\s*["']?)[^"'\s,&}]+/gi, "$1***");
-  out = out.replace(/(\/\/)[^/@\s:]+:[^/@\s]+@/g, "$1***@");
+  // user:password in a URL; the placeholder "USER:PASSWORD" of a hint stays readable.
+  out = out.replace(/(\/\/)(?!USER:PASSWORD@)[^/@\s:]+:[^/@\s]+@/g, "$1***@");
   return out;
 }

@@ -13,7 +13,8 @@ import { createHash } from "node:crypto";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { pythonSource, pythonOptionsSchema } from "../../src/sources/python/index.ts";
-import { forgetHttpCredentials, parseNetrc } from "../../src/fetch/http-auth.ts";
+import { credentialHint, forgetHttpCredentials, parseNetrc } from "../../src/fetch/http-auth.ts";
+import { redact } from "../../src/util/redact.ts";
 import type { LockedPackage } from "../../src/sources/types.ts";
 import { makeCtx } from "./helpers/ctx.ts";
 import { serveIndex, type IndexServer, type WheelSpec } from "./helpers/wheels.ts";
@@ -160,6 +161,14 @@ test("files on another origin (links or a redirect) get no credentials", async (
     await new Promise<void>((r) => index.close(() => r()));
     await new Promise<void>((r) => files.close(() => r()));
   }
+});
+
+test("redaction keeps the hint readable (USER:PASSWORD placeholder, plain words after Basic) and hides real values", () => {
+  const hint = credentialHint(`${server.url}/simple`, undefined);
+  assert.equal(redact(hint), hint);
+  assert.equal(redact("the index wants Basic authentication"), "the index wants Basic authentication");
+  assert.equal(redact("Authorization: Basic dXNlcjpwYXNz"), "Authorization: Basic ***");
+  assert.equal(redact("http://someone:hunter2@host/simple"), "http://***@host/simple");
 });
 
 /** Every file under dir, read as text (binary files too: a secret would show as its bytes). */
