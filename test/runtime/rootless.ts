@@ -18,7 +18,7 @@ export interface TestUser {
   name: string;
   uid: number;
   gid: number;
-  /** First host uid of its subordinate range (container uid 1). */
+  /** First host uid of its subordinate range (container uid 1); -1 when it has none. */
   subuid: number;
 }
 
@@ -35,20 +35,22 @@ export function rootlessProblem(): string | undefined {
   return undefined;
 }
 
-export async function ensureTestUser(): Promise<TestUser> {
-  const id = (flag: string) => Number(execFileSync("id", [flag, TEST_USER], { encoding: "utf8" }).trim());
+/** The test user (made if missing); with `range`, given a subordinate id range if it has none. */
+export async function ensureTestUser(name = TEST_USER, range = true): Promise<TestUser> {
+  const id = (flag: string) => Number(execFileSync("id", [flag, name], { encoding: "utf8" }).trim());
   try {
     id("-u");
   } catch {
-    execFileSync("useradd", ["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", TEST_USER]);
+    // --system: useradd gives system users no subordinate range of their own.
+    execFileSync("useradd", ["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name]);
   }
-  const has = async (f: string) => (await readFile(f, "utf8").catch(() => "")).split("\n").some((l) => l.startsWith(`${TEST_USER}:`));
-  if (!(await has("/etc/subuid")) || !(await has("/etc/subgid"))) {
-    const range = `${SUB_START}-${SUB_START + 65535}`;
-    execFileSync("usermod", ["--add-subuids", range, "--add-subgids", range, TEST_USER]);
+  const has = async (f: string) => (await readFile(f, "utf8").catch(() => "")).split("\n").some((l) => l.startsWith(`${name}:`));
+  if (range && (!(await has("/etc/subuid")) || !(await has("/etc/subgid")))) {
+    const r = `${SUB_START}-${SUB_START + 65535}`;
+    execFileSync("usermod", ["--add-subuids", r, "--add-subgids", r, name]);
   }
   const uid = id("-u");
-  return { name: TEST_USER, uid, gid: id("-g"), subuid: subordinateRange(await readFile("/etc/subuid", "utf8"), TEST_USER, uid)!.start };
+  return { name, uid, gid: id("-g"), subuid: subordinateRange(await readFile("/etc/subuid", "utf8").catch(() => ""), name, uid)?.start ?? -1 };
 }
 
 /** A directory under `parent` that the user owns (its store, its home). */

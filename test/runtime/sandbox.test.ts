@@ -268,6 +268,23 @@ test("rootless gc removes a cached root filesystem that holds files of the user'
   assert.deepEqual(await readdir(path.join(userStore, "tmp")), []);
 });
 
+test("rootless without a subordinate range: only the user is mapped (to root); other image users are a clear error", { skip: noRootless }, async () => {
+  const lone = await ensureTestUser("layerfold-test-norange", false);
+  if (lone.subuid !== -1) return; // someone gave it a range: this case cannot be made here
+  const home = await userDir(tmp.dir, "norange", lone);
+  const run = (args: string[]) => asUser(lone, home, [process.execPath, bundle, "run", "--store", path.join(home, "store"), "--layout", layout, ...args]);
+  const r = await run([]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual([...r.stdout.matchAll(/^uid_map:\s+(\d+)\s+(\d+)\s+(\d+)/gm)].map((m) => m.slice(1).map(Number)), [[0, lone.uid, 1]]);
+  assert.match(r.stdout, /^NoNewPrivs:\s+1$/m);
+  const esc = await run(["--", "escape", path.join(open, "escaped-norange")]);
+  assert.match(esc.stdout, /^see \/etc\/shadow: No such file or directory$/m, esc.stderr);
+  assert.equal(await exists(path.join(open, "escaped-norange")), false);
+  const app = await run(["-u", "app", "--", "status"]);
+  assert.equal(app.code, 125);
+  assert.match(app.stderr, /error\[E_RUNTIME\]: user 1000:1000: uid 1000 and gid 1000 cannot be used in the container: as a non-root user only the container's root \(uid 0\) exists unless you have a subordinate range: add one for layerfold-test-norange to \/etc\/subuid/);
+});
+
 const noDebian = noContainers ?? (await debianReachable());
 describe("check", { skip: noDebian }, () => {
   test("a package's import-time code is sandboxed too: no escape, no network, the check still reports", async () => {
