@@ -96,6 +96,8 @@ test("builds the local variant with the real ComfyUI from the committed lock", {
   assert.equal(r.code, 0, r.stderr.slice(-4000));
   const out = JSON.parse(r.stdout);
   assert.equal(out.layers.find((l: { name: string }) => l.name === "12-app")?.name, "12-app");
+  // Logged with the timings: two builds of the same lock and checkout should print the same digest.
+  timings.image = out.manifestDigest;
 });
 
 test("layerfold check passes; the dependency audit notes exactly what the config drops", { timeout: 30 * MIN }, async () => {
