@@ -22,7 +22,7 @@ import { PY_METADATA_RECORDS } from "../sources/python/finder.ts";
 import type { RecordKind, Reachable } from "../store/record-kinds.ts";
 import { BLOB_SIGNATURE_RECORDS, type Store } from "../store/store.ts";
 import { lockForGc, safeList } from "../store/users.ts";
-import { BUILD_RECORDS, type BuildRecord } from "./records.ts";
+import { BUILD_RECORDS, platformOf, type BuildRecord } from "./records.ts";
 
 /** Every kind of record in the store but builds, with the lifetime its owner declares. */
 const RECORD_KINDS: RecordKind<never>[] = [
@@ -74,15 +74,6 @@ export interface GcReport {
   seconds: number;
 }
 
-
-function platformOf(rec: BuildRecord): string {
-  try {
-    const c = JSON.parse(rec.config) as { os?: string; architecture?: string; variant?: string };
-    return [c.os, c.architecture, c.variant].filter(Boolean).join("/");
-  } catch {
-    return "";
-  }
-}
 
 /** The build records in the store, newest first per image, as [kept, dropped]. */
 function pickBuilds(store: Store, keep: number, notBefore: number): { kept: BuildRecord[]; dropped: BuildRecord[] } {

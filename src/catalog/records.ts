@@ -1,7 +1,8 @@
 // Build records: what a build leaves in the store for the commands that read it
 // back without rebuilding (inspect, push, load, run, check, why, report, sbom,
-// diff, gc). One record per build, under its manifest digest and under its
-// NAME:TAG (the latest build of the tag).
+// diff, gc). One record per build, under its manifest digest, under its
+// NAME:TAG (the latest build of the tag) and under NAME:TAG and its platform (the
+// latest build of the tag for that platform: which platforms a tag has).
 
 import { hexOf } from "../constants.ts";
 import { chunkedSummary } from "../layer/chunked.ts";
@@ -39,6 +40,19 @@ export interface BuildRecord {
 }
 
 export const buildRecordKey = (name: string, tag: string) => sha256Hex(`${name}:${tag}`);
+
+/** The key of the latest build of NAME:TAG for a platform: the tag's key, "-", the platform with "_" for "/". */
+export const platformRecordKey = (name: string, tag: string, platform: string) => `${buildRecordKey(name, tag)}-${platform.replaceAll("/", "_")}`;
+
+/** os/arch[/variant] of a build, from its image config. */
+export function platformOf(rec: Pick<BuildRecord, "config">): string {
+  try {
+    const c = JSON.parse(rec.config) as { os?: string; architecture?: string; variant?: string };
+    return [c.os, c.architecture, c.variant].filter(Boolean).join("/");
+  } catch {
+    return "";
+  }
+}
 
 /** One layer as build --json, inspect --json and the report show it. */
 export function layerSummary(l: Pick<BuiltLayer, "name" | "digest" | "diffId" | "size" | "uncompressedSize" | "mediaType" | "reused" | "cached" | "packages" | "annotations" | "contentFrames">) {
@@ -82,7 +96,8 @@ export async function writeBuildRecord(store: Store, b: BuildRecordInput): Promi
     conflicts: b.conflicts,
     ...(b.from ? { from: b.from } : {}),
   };
-  await store.putRecord(BUILD_RECORDS, [hexOf(b.image.manifestDescriptor.digest), buildRecordKey(b.image.name, b.image.tag)], record);
+  const keys = [hexOf(b.image.manifestDescriptor.digest), buildRecordKey(b.image.name, b.image.tag), platformRecordKey(b.image.name, b.image.tag, platformOf(record))];
+  await store.putRecord(BUILD_RECORDS, keys, record);
 }
 
 /** Every layer of the image in manifest order: the base image's (from the manifest; sizes uncompressed unknown) and the build's. */

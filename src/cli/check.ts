@@ -5,7 +5,7 @@ import { describeGap, droppedByConfig } from "../runtime/pycheck.ts";
 import { openImage } from "../runtime/image.ts";
 import { CheckFailedError } from "../errors.ts";
 import { formatBytes } from "../util/log.ts";
-import { collect, positiveInt, printJson, storeFrom, withConfigFlags, type CommonFlags } from "./common.ts";
+import { collect, positiveInt, printJson, storeFrom, withConfigFlags, type CommonFlags, withPlatformFlag } from "./common.ts";
 
 interface CheckFlags extends CommonFlags {
   layout?: string;
@@ -20,7 +20,7 @@ interface CheckFlags extends CommonFlags {
 }
 
 export function checkCommand(): Command {
-  return withConfigFlags(new Command("check"))
+  return withPlatformFlag(withConfigFlags(new Command("check")))
     .description("check the image: import every Python distribution, check their requirements are met (pip check), resolve every ELF file's libraries, audit that no path is in two layers")
     .argument("[image]", "an OCI layout dir or NAME:TAG built here (default: the config's image)")
     .option("--layout <dir>", "check the image in this OCI layout")
@@ -34,7 +34,7 @@ export function checkCommand(): Command {
     .option("--import-timeout <seconds>", "give up on the imports after this long", positiveInt, 900)
     .action(async (image: string | undefined, flags: CheckFlags) => {
       const store = storeFrom(flags);
-      const img = await openImage(store, { dir: flags.dir, config: flags.config, layout: flags.layout, image });
+      const img = await openImage(store, { dir: flags.dir, config: flags.config, layout: flags.layout, image, platform: flags.platform });
       const report = await checkImage(store, img, {
         imports: flags.imports,
         libraries: flags.libs,

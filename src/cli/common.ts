@@ -20,6 +20,8 @@ export interface CommonFlags {
   json?: boolean;
   debug?: boolean;
   quiet?: boolean;
+  /** Commands that read a build: which platform's (withPlatformFlag). */
+  platform?: string;
 }
 
 /** The flags of commands that read the config and the store; `json: false` for commands whose output is not theirs (run, shell). */
@@ -92,6 +94,10 @@ export const platformFlag = flagValue((v) => {
   if (!PLATFORM_RE.test(v)) throw new Error("give os/arch, e.g. linux/amd64 or linux/arm64");
   return v;
 });
+
+/** --platform for commands that read a build: required when the store has the tag for several platforms. */
+export const withPlatformFlag = (cmd: Command): Command =>
+  cmd.option("--platform <os/arch>", "the build for this platform, when the store has the image's tag for several (e.g. linux/arm64)", platformFlag);
 
 /** The command's logger; downloads anywhere in the run report their progress to it. */
 export function loggerFrom(flags: CommonFlags): Logger {

@@ -4,14 +4,14 @@ import { imageLayers, type BuildRecord } from "../catalog/records.ts";
 import type { Store } from "../store/store.ts";
 import { formatBytes } from "../util/log.ts";
 import { isPrivileged, privilegedFile, type PrivilegedFile } from "../util/modes.ts";
-import { printJson, storeFrom, withConfigFlags, type CommonFlags } from "./common.ts";
+import { printJson, storeFrom, withConfigFlags, type CommonFlags, withPlatformFlag } from "./common.ts";
 
 interface InspectFlags extends CommonFlags {
   layout?: string;
 }
 
 export function inspectCommand(): Command {
-  return withConfigFlags(new Command("inspect"))
+  return withPlatformFlag(withConfigFlags(new Command("inspect")))
     .description("list the layers of the last build: packages, sizes, digests, reused or built")
     .option("--layout <dir>", "inspect the image in this OCI layout (its build record must be in the store)")
     .action(async (flags: InspectFlags) => {

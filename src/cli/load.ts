@@ -8,7 +8,7 @@ import { UsageError } from "../errors.ts";
 import type { BuiltImage } from "../oci/types.ts";
 import type { Logger } from "../util/log.ts";
 import { localImages } from "../catalog/image.ts";
-import { loggerFrom, oneOf, printJson, storeFrom, withConfigFlags } from "./common.ts";
+import { loggerFrom, oneOf, printJson, storeFrom, withConfigFlags, withPlatformFlag } from "./common.ts";
 import type { LocalImageFlags } from "./push.ts";
 
 interface LoadFlags extends LocalImageFlags {
@@ -23,7 +23,7 @@ export function loadBuilt(image: BuiltImage, log: Logger): Promise<LoadResult> {
 }
 
 export function loadCommand(): Command {
-  return withConfigFlags(new Command("load"))
+  return withPlatformFlag(withConfigFlags(new Command("load")))
     .description("load the last build (or an OCI layout) into Docker: Engine API on DOCKER_HOST or the docker socket, else `docker load`")
     .option("--from <dir>", "load the image in this OCI layout instead of the last build")
     .option("--from-tag <tag>", "with --from: the tag (ref.name) to load")

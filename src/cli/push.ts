@@ -8,7 +8,7 @@ import { RegistryClient } from "../registry/client.ts";
 import { findCredentials, type CredentialOptions } from "../registry/credentials.ts";
 import { pushImages, DEFAULT_CHUNK_SIZE } from "../registry/push.ts";
 import { parseReference, formatReference } from "../registry/reference.ts";
-import { collect, loggerFrom, referenceArg, nonNegativeNumber, positiveInt, printJson, storeFrom, withConfigFlags, type CommonFlags } from "./common.ts";
+import { collect, loggerFrom, nonNegativeNumber, positiveInt, printJson, referenceArg, storeFrom, withConfigFlags, withPlatformFlag, type CommonFlags } from "./common.ts";
 
 export interface RegistryFlags {
   username?: string;
@@ -54,7 +54,7 @@ export function ghcrReference(name: string, tag: string, env: NodeJS.ProcessEnv 
 }
 
 export function pushCommand(): Command {
-  return withRegistryFlags(withConfigFlags(new Command("push")))
+  return withRegistryFlags(withPlatformFlag(withConfigFlags(new Command("push"))))
     .description("push the last build (or an OCI layout) to a registry; only blobs the registry lacks are sent")
     .argument("[ref]", "registry/repository[:tag]; default with --ghcr: ghcr.io/$GITHUB_REPOSITORY_OWNER/NAME:TAG", referenceArg("push target"))
     .option("--from <dir>", "push the image(s) in this OCI layout instead of the last build")

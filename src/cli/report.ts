@@ -7,11 +7,11 @@ import { loadImageModel } from "../report/model.ts";
 import { writeFileAtomic } from "../util/fs.ts";
 import { formatBytes } from "../util/log.ts";
 import { findBuildRecord } from "../catalog/find.ts";
-import { loggerFrom, printJson, storeFrom, withConfigFlags, type CommonFlags } from "./common.ts";
+import { loggerFrom, printJson, storeFrom, withConfigFlags, type CommonFlags, withPlatformFlag } from "./common.ts";
 import { IMAGE_FLAG, type RecordFlags } from "./record.ts";
 
 export function reportCommand(): Command {
-  return withConfigFlags(new Command("report"))
+  return withPlatformFlag(withConfigFlags(new Command("report")))
     .description("write one self-contained HTML file: layer sizes, package treemap, duplication avoided, searchable package table")
     .option("-o, --output <file>", "where to write the HTML", "layerfold-report.html")
     .option(...IMAGE_FLAG)

@@ -4,7 +4,7 @@ import { parseVolume, runImage } from "../runtime/run.ts";
 import type { RuntimeImage } from "../runtime/image.ts";
 import type { NetworkMode } from "../runtime/oci-spec.ts";
 import { namespaceProblem, noNamespacesError, type Mount } from "../runtime/sandbox.ts";
-import { flagValue, loggerFrom, storeFrom, withConfigFlags, type CommonFlags } from "./common.ts";
+import { flagValue, loggerFrom, storeFrom, withConfigFlags, type CommonFlags, withPlatformFlag } from "./common.ts";
 
 export interface RunFlags extends CommonFlags {
   layout?: string;
@@ -54,7 +54,7 @@ export function splitCommand(raw: string[], operands: string[]): { image?: strin
 }
 
 export function runCommand(): Command {
-  return withConfigFlags(new Command("run"), { json: false })
+  return withPlatformFlag(withConfigFlags(new Command("run"), { json: false }))
     .description("run a command in the image in a container (OCI runtime, user namespace, seccomp; overlay over the cached rootfs, discarded at exit)")
     .usage("[options] [IMAGE] [-- CMD…]")
     .argument("[args...]", "IMAGE (an OCI layout dir or NAME:TAG built here; default: the config's image), then -- CMD…")
@@ -75,7 +75,7 @@ export function runCommand(): Command {
       if (problem) throw noNamespacesError(problem);
       const store = storeFrom(flags);
       const log = loggerFrom(flags);
-      const img = await openImage(store, { dir: flags.dir, config: flags.config, layout: flags.layout, image });
+      const img = await openImage(store, { dir: flags.dir, config: flags.config, layout: flags.layout, image, platform: flags.platform });
       const env = [...(flags.smoke ? [`CLI_ARGS=${SMOKE_ARGS}`] : []), ...(flags.env ?? [])];
       if (!flags.smoke) networkHint(img, network, log);
       const started = await runImage(store, img, {

@@ -13,7 +13,7 @@ import { loadImageModel } from "../report/model.ts";
 import { MEDIA_CYCLONEDX, MEDIA_SPDX, renderSbom, sbomPackages, type SbomFormat } from "../report/sbom.ts";
 import { writeFileAtomic } from "../util/fs.ts";
 import { findBuildRecord } from "../catalog/find.ts";
-import { loggerFrom, oneOf, referenceArg, printJson, storeFrom, withConfigFlags, type CommonFlags } from "./common.ts";
+import { loggerFrom, oneOf, printJson, referenceArg, storeFrom, withConfigFlags, withPlatformFlag, type CommonFlags } from "./common.ts";
 import { IMAGE_FLAG, type RecordFlags } from "./record.ts";
 import { credentialOptions, withRegistryFlags, type RegistryFlags } from "./push.ts";
 
@@ -25,7 +25,7 @@ interface SbomFlags extends CommonFlags, RegistryFlags, RecordFlags {
 }
 
 export function sbomCommand(): Command {
-  return withRegistryFlags(withConfigFlags(new Command("sbom")))
+  return withRegistryFlags(withPlatformFlag(withConfigFlags(new Command("sbom"))))
     .description("write a CycloneDX 1.6 or SPDX 2.3 JSON SBOM of the last build (purls and sha256 of every fetched package)")
     .option("-f, --format <format>", "cyclonedx or spdx", oneOf("cyclonedx", "spdx"), "cyclonedx")
     .option("-o, --output <file>", "write the SBOM here (default: stdout, unless --attach)")

@@ -5,11 +5,11 @@ import { runImage } from "../runtime/run.ts";
 import { namespaceProblem, noNamespacesError } from "../runtime/sandbox.ts";
 import { lookup, composeView } from "../runtime/view.ts";
 import { isatty } from "node:tty";
-import { loggerFrom, storeFrom, withConfigFlags } from "./common.ts";
+import { loggerFrom, storeFrom, withConfigFlags, withPlatformFlag } from "./common.ts";
 import { envFlag, forwardSignals, networkFlag, networkHint, volumeFlag, type RunFlags } from "./run.ts";
 
 export function shellCommand(): Command {
-  return withConfigFlags(new Command("shell"), { json: false })
+  return withPlatformFlag(withConfigFlags(new Command("shell"), { json: false }))
     .description("open an interactive shell in the image (like the seed's nix develop), without a daemon")
     .argument("[image]", "an OCI layout dir or NAME:TAG built here (default: the config's image)")
     .option("--layout <dir>", "the image in this OCI layout")
@@ -23,7 +23,7 @@ export function shellCommand(): Command {
       const problem = namespaceProblem();
       if (problem) throw noNamespacesError(problem);
       const store = storeFrom(flags);
-      const img = await openImage(store, { dir: flags.dir, config: flags.config, layout: flags.layout, image });
+      const img = await openImage(store, { dir: flags.dir, config: flags.config, layout: flags.layout, image, platform: flags.platform });
       networkHint(img, network, loggerFrom(flags));
       const view = composeView(img);
       const shell = ["/bin/bash", "/bin/sh", "/usr/bin/bash", "/usr/bin/sh"].find((p) => lookup(view, p)?.type === "file");

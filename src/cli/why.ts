@@ -4,12 +4,12 @@ import { Command } from "commander";
 import { loadImageModel } from "../report/model.ts";
 import { why, whyPath, type WhyMatch } from "../report/why.ts";
 import { formatBytes } from "../util/log.ts";
-import { printJson, storeFrom, withConfigFlags, type CommonFlags } from "./common.ts";
+import { printJson, storeFrom, withConfigFlags, type CommonFlags, withPlatformFlag } from "./common.ts";
 import { findBuildRecord } from "../catalog/find.ts";
 import { IMAGE_FLAG, type RecordFlags } from "./record.ts";
 
 export function whyCommand(): Command {
-  return withConfigFlags(new Command("why"))
+  return withPlatformFlag(withConfigFlags(new Command("why")))
     .description("show which layer holds a package and the chain of roots that pulled it in")
     .argument("<name>", "package name (libc6, Pillow), id (deb:libc6, py:pillow), or a file path in the image (/usr/lib/x86_64-linux-gnu/libgomp.so.1)")
     .option(...IMAGE_FLAG)
