@@ -32,6 +32,15 @@ export interface PlannedLayer {
 const sameContent = (a: TreeEntry, b: TreeEntry) =>
   a.type === b.type && a.sha256 === b.sha256 && a.target === b.target && a.mode === b.mode && a.uid === b.uid && a.gid === b.gid;
 
+/** How two entries at one path differ, for the conflict message: a mode or owner alone is said as such. */
+function difference(a: TreeEntry, b: TreeEntry): string {
+  const octal = (m: number) => `0${(m & 0o7777).toString(8)}`;
+  if (a.type !== b.type) return `as a ${a.type} and a ${b.type}`;
+  if (a.sha256 !== b.sha256 || a.target !== b.target) return "with different content";
+  if (a.mode !== b.mode) return `with the same content but different modes (${octal(a.mode)} and ${octal(b.mode)})`;
+  return `with the same content but different owners (${a.uid}:${a.gid} and ${b.uid}:${b.gid})`;
+}
+
 /** The config's `conflicts` as the map ownerOf reads: image paths without the leading "/". */
 export function ownerMap(conflicts: Record<string, string>): Map<string, string> {
   return new Map(Object.entries(conflicts).map(([p, id]) => [p.replace(/^\/+/, ""), id]));
@@ -132,7 +141,7 @@ export class LayerPlanner {
           continue;
         }
         throw new PathConflictError(
-          `/${entry.path} is provided by both ${prev.id} and ${id} with different content` +
+          `/${entry.path} is provided by both ${prev.id} and ${id} ${difference(prev.entry, entry)}` +
             (owner === undefined ? ".\n" : `, and its owner in conflicts, ${owner}, ${this.added.has(owner) ? "does not provide it" : "is not in the image"}.\n`) +
             `Pick an owner in the config, e.g. conflicts: { "/${entry.path}": "${prev.id}" }, or remove one of the packages.`,
         );

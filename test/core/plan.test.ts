@@ -44,6 +44,14 @@ test("different content is a conflict naming both packages, unless an owner is n
   assert.deepEqual(byDir[0]!.entries.map((e) => e.packageId), ["b"]);
 });
 
+test("the conflict says what differs: content, type, or only the mode or owner", () => {
+  const conflict = (x: TreeEntry, y: TreeEntry) => () => planLayers([{ name: "one", packages: ["a", "b"] }], (id) => ({ a: tree("a", [x]), b: tree("b", [y]) })[id]!, {});
+  assert.throws(conflict(file("etc/x", "s1"), file("etc/x", "s2")), /^PathConflictError: \/etc\/x is provided by both a and b with different content\./);
+  assert.throws(conflict(file("etc/x", "s1"), { ...file("etc/x", "s1"), mode: 0o755 }), /^PathConflictError: \/etc\/x is provided by both a and b with the same content but different modes \(0644 and 0755\)\./);
+  assert.throws(conflict(file("etc/x", "s1"), { ...file("etc/x", "s1"), uid: 1000, gid: 1000 }), /with the same content but different owners \(0:0 and 1000:1000\)/);
+  assert.throws(conflict(file("etc/x", "s1"), { path: "etc/x", type: "symlink", target: "y", mode: 0o777, uid: 0, gid: 0 }), /provided by both a and b as a file and a symlink/);
+});
+
 test("a file and a directory at one path is a conflict", () => {
   const trees: Record<string, StoredTree> = { a: tree("a", [file("opt/x", "s")]), b: tree("b", [dir("opt/x")]) };
   assert.throws(() => planLayers([{ name: "l", packages: ["a", "b"] }], (id) => trees[id]!, {}), /^PathConflictError: \/opt\/x is a directory in b \(layer l\) and a file in a \(layer l\); remove one of them/);
