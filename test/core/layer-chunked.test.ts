@@ -243,7 +243,7 @@ test("zstd:chunked: a failing zstd fails the layer cleanly, with its message, an
       import { readdir } from "node:fs/promises";
       import { Store } from ${JSON.stringify(`${src}/store/store.ts`)};
       import { buildLayer, layerKey } from ${JSON.stringify(`${src}/layer/layer.ts`)};
-      import { withParents } from ${JSON.stringify(`${src}/layer/tar-writer.ts`)};
+      import { withParents } from ${JSON.stringify(`${src}/fold/plan.ts`)};
       const store = new Store(${JSON.stringify(path.join(dir, "s"))});
       const entries = [];
       // A file over 1 MiB goes through the FIFOs, the small ones through --filelist batches.
