@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
-import { chmod, mkdir, readFile, writeFile } from "node:fs/promises";
+import { chmod, chown, mkdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { after, before, test } from "node:test";
 import { EXIT_CODES, LayerfoldError } from "../../src/errors.ts";
@@ -194,17 +194,17 @@ test("a full disk: E_NO_SPACE naming the full filesystem's path, exit 16", { ski
 });
 
 test("a PATH entry the user cannot read is skipped when looking for tools (zstd)", { skip: (process.getuid?.() !== 0 || spawnSync("setpriv", ["--version"]).status !== 0) && "needs root and setpriv" }, async () => {
-  // As after `su` without `-`: root's PATH, with a directory under /root, for another user.
+  // As after `su` without `-`: root's PATH, with a directory another user owns and keeps to
+  // itself. layerfold runs as root without the capabilities that bypass file permissions, so
+  // it still reads the checkout (which may be closed to other users, as a CI clone can be).
   const top = path.join(tmp.dir, "path-case");
   const secret = path.join(top, "secret");
   await mkdir(path.join(top, "img"), { recursive: true });
   await mkdir(secret, { recursive: true });
-  await chmod(tmp.dir, 0o755);
-  await chmod(top, 0o777);
-  await chmod(path.join(top, "img"), 0o777);
+  await chown(secret, 65534, 65534);
   await chmod(secret, 0o700);
   await writeFile(path.join(top, "img", "layerfold.config.ts"), `import { defineImage } from ${JSON.stringify(path.join(repoRoot, "src", "index.ts"))};\nexport default defineImage({ name: "t/path", layers: [{ name: "a", inline: [{ path: "/x", text: "y" }] }] });\n`);
-  const r = spawnSync("setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", process.execPath, cliPath, "build", "-C", path.join(top, "img"), "--store", path.join(top, "store"), "-o", "none"], {
+  const r = spawnSync("setpriv", ["--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-all", process.execPath, cliPath, "build", "-C", path.join(top, "img"), "--store", path.join(top, "store"), "-o", "none"], {
     encoding: "utf8",
     env: { ...process.env, PATH: `${secret}:${process.env.PATH}`, HOME: top },
   });
