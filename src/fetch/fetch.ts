@@ -155,7 +155,8 @@ async function withRetries<T>(url: string, what: string, retries: number, fn: ()
  */
 export async function fetchToStore(store: Store, url: string, opts: FetchOptions): Promise<{ hex: string; size: number }> {
   if (opts.sha256) {
-    const size = await store.blobSize(opts.sha256);
+    // Intact (stat signature, else a rehash): reused; damaged: removed, and fetched again below.
+    const size = (await store.checkBlob(opts.sha256)) === "ok" ? await store.blobSize(opts.sha256) : undefined;
     if (size !== undefined) return { hex: opts.sha256, size };
   }
   const transfer = downloads.start(opts.what);

@@ -5,7 +5,7 @@
 
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { appendFile, mkdir, open, readdir, readFile, stat, symlink, writeFile } from "node:fs/promises";
+import { appendFile, mkdir, open, readdir, readFile, rm, stat, symlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { after, before, test } from "node:test";
 import { Store } from "../../src/store/store.ts";
@@ -223,4 +223,17 @@ export default defineImage({ name: "t/lock-late", tag: "1", layers: [{ name: "on
   assert.match(r.stdout + r.stderr, /lock: wrote .*layerfold\.lock/);
   assert.match(r.stderr, new RegExp(`\\(the image was built, so ${path.join(dir, "layerfold.lock").replace(/[/.]/g, "\\$&")} was updated before the output failed\\)`));
   await stat(path.join(dir, "layerfold.lock"));
+});
+
+test("a damaged artifact in the store (the vendored archive) is fetched again when a tree is installed from it", async () => {
+  const first = await buildOk("store-a", "none");
+  // The archive's bytes, by the sha256 the config pins; its tree removed so it must be installed again.
+  const archive = "253b1bfa78273bd549810b018771fe17921803b14e88428f369ca8414354a997";
+  const file = path.join(storeDir("store-a"), "blobs", "sha256", archive);
+  await flipByte(file);
+  await rm(path.join(storeDir("store-a"), "trees"), { recursive: true, force: true });
+  await rm(path.join(storeDir("store-a"), "layers"), { recursive: true, force: true });
+  const again = await buildOk("store-a", "none");
+  assert.equal(again.manifestDigest, first.manifestDigest);
+  assert.equal(await sha256File(file), archive, "the store holds the good bytes again");
 });

@@ -189,7 +189,7 @@ function resolveFromLock(layers: (LayerRequest | undefined)[], ctx: SourceContex
 async function fetchDeb(pkg: LockedPackage, store: Store, options: DebianOptions | undefined): Promise<string> {
   const sha = pkg.artifact?.sha256;
   if (!sha) throw new LockError(`debian: ${pkg.id} has no sha256 in layerfold.lock; run \`layerfold lock --update ${pkg.name}\``);
-  if (await store.hasBlob(sha)) return sha;
+  if ((await store.checkBlob(sha)) === "ok") return sha; // a damaged copy is removed and fetched again
   const filename = (pkg.meta?.filename as string | undefined) ?? "";
   const urls = [pkg.artifact?.url, ...(options ? normalizeSources(options.sources, options.allowUnsigned).map((r) => (filename ? `${r.uri}/${filename}` : undefined)) : [])]
     .filter((u): u is string => Boolean(u));

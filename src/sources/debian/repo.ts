@@ -250,7 +250,7 @@ export async function loadRepo(r: RepoSpec, opts: LoadRepoOptions): Promise<Load
       }
       const { sha256, size } = release.files.get(name)!;
       const idxWhat = `${what}: ${name}`;
-      if (!(await opts.store.hasBlob(sha256))) {
+      if ((await opts.store.checkBlob(sha256)) !== "ok") {
         const plain = `${base}/${name}`;
         const hashed = `${base}/${path.posix.dirname(name)}/by-hash/SHA256/${sha256}`;
         const urls = release.byHash ? [hashed, plain] : [plain];

@@ -417,13 +417,15 @@ export const pythonSource: SourceKind<PythonLayerSpec, PythonOptions> = {
     if (pkg.name === VENV) return writeVenv(tree, o);
     const a = pkg.artifact;
     if (!a?.sha256) throw new LockError(`${pkg.id}: the lock has no sha256 for ${a?.file ?? "its wheel"}; run layerfold lock`);
-    if (!(await ctx.store.hasBlob(a.sha256)) && a.url && parseVcsUrl(a.url)) {
+    // A stored wheel is used only while intact (its stat signature, else a rehash); a damaged one is removed and got again.
+    const stored = (await ctx.store.checkBlob(a.sha256)) === "ok";
+    if (!stored && a.url && parseVcsUrl(a.url)) {
       // Rebuild from the locked commit; the wheel must come out byte-identical (SOURCE_DATE_EPOCH is set).
       const built = await buildFromGit(pkg.name, a.url, buildContext(o, ctx, finderFor(o, ctx), targetOf(o, ctx)), pkg.meta?.commit as string | undefined);
       if (built.sha256 !== a.sha256) throw new HashMismatchError(`${pkg.id}: rebuilding ${a.file} from commit ${built.commit} gave sha256 ${built.sha256}, not the locked ${a.sha256}; the build is not reproducible. Run layerfold lock --update ${pkg.name} if the new wheel is trusted.`);
-    } else if (!(await ctx.store.hasBlob(a.sha256)) && a.url) {
+    } else if (!stored && a.url) {
       await fetchToStore(ctx.store, new URL(a.url, pathToFileURL(`${ctx.configDir}/`)).href, { what: `wheel ${a.file} for ${pkg.id}`, sha256: a.sha256 });
-    } else if (!(await ctx.store.hasBlob(a.sha256))) {
+    } else if (!stored) {
       const finder = finderFor(o, ctx);
       const f = (await finder.files(pkg.name)).find((x) => x.file === a.file);
       if (!f) throw new NetworkError(`${pkg.id}: no configured index offers ${a.file} any more; configure the index it came from, or run layerfold lock --update ${pkg.name}`);
