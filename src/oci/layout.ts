@@ -34,12 +34,33 @@ export async function refuseForeignOutput(dir: string): Promise<void> {
   if (st.isSymbolicLink()) throw new UsageError(`${where} is a symlink; name the directory it points to, or a new one, as the OCI layout to write`);
   if (!st.isDirectory()) throw new UsageError(`${where} exists and is not a directory; an OCI layout is written only to a new or empty directory or over an OCI layout. Pick another path`);
   const names = await readdir(where);
-  if (names.length === 0 || (names.includes("oci-layout") && names.every((n) => LAYOUT_ENTRIES.has(n)))) return;
+  if (names.length === 0) return;
+  if (names.includes("oci-layout") && names.every((n) => LAYOUT_ENTRIES.has(n))) return refuseSharedLayout(where);
   const foreign = names.filter((n) => !LAYOUT_ENTRIES.has(n)).sort();
   const shown = foreign.length ? foreign.slice(0, 5).join(", ") + (foreign.length > 5 ? `, … (${foreign.length} entries)` : "") : "no oci-layout file";
   throw new UsageError(
     `${where} is not empty and is not an OCI layout (it holds ${shown}); layerfold replaces only an empty directory or an OCI layout, so nothing there was touched. ` +
       `Write the image to a new or empty directory, e.g. ${path.join(where, "image")}`,
+  );
+}
+
+/**
+ * A layout is replaced whole, so one that holds more than one image (skopeo and others add
+ * images to a layout tag by tag) would lose the others: refused, naming them.
+ */
+async function refuseSharedLayout(where: string): Promise<void> {
+  let manifests: Descriptor[];
+  try {
+    manifests = (JSON.parse(await readFile(path.join(where, "index.json"), "utf8")) as ImageIndex).manifests ?? [];
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
+    throw new UsageError(`${where} looks like an OCI layout but its index.json cannot be read (${(err as Error).message}); nothing there was touched. Write the image to a new or empty directory`);
+  }
+  if (manifests.length <= 1) return;
+  const names = manifests.map((m) => m.annotations?.[ANNOTATION.refName] ?? m.digest.slice(0, 19));
+  throw new UsageError(
+    `${where} is an OCI layout holding ${manifests.length} images (${names.slice(0, 5).join(", ")}${names.length > 5 ? ", …" : ""}); layerfold replaces a layout whole, which would delete them, so nothing there was touched. ` +
+      `Write the image to a new or empty directory`,
   );
 }
 
@@ -98,7 +119,9 @@ export class OciLayoutTarget implements ImageTarget {
     try {
       await rename(final, trash);
       moved = true;
-    } catch { /* no previous output */ }
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+    }
     await rename(this.tmp, final);
     if (moved) await rm(trash, { recursive: true, force: true });
   }

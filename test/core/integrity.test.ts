@@ -82,6 +82,21 @@ test("an OCI layout, and an empty directory, are replaced whole", async () => {
   assert.deepEqual((await readdir(tmp.dir)).filter((n) => n.includes("out-replace")), ["out-replace"]);
 });
 
+test("an OCI layout holding several images is refused, not replaced (the others would be lost)", async () => {
+  const out = path.join(tmp.dir, "out-shared");
+  await buildOk("store-o", `oci:${out}`);
+  // Another tool added a second image to the layout (as skopeo copy oci:DIR:TAG does).
+  const indexFile = path.join(out, "index.json");
+  const index = JSON.parse(await readFile(indexFile, "utf8")) as { manifests: Array<{ annotations?: Record<string, string> }> };
+  index.manifests.push({ ...index.manifests[0]!, annotations: { "org.opencontainers.image.ref.name": "other-tag" } });
+  await writeFile(indexFile, JSON.stringify(index));
+  const before = await readFile(indexFile, "utf8");
+  const r = await build("store-o", `oci:${out}`);
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr, /is an OCI layout holding 2 images \(.*other-tag\); layerfold replaces a layout whole/);
+  assert.equal(await readFile(indexFile, "utf8"), before, "the layout is untouched");
+});
+
 test("OCI outputs are copies: a write to the output does not reach the store", async () => {
   const out = path.join(tmp.dir, "out-copy");
   const r = await buildOk("store-c", `oci:${out}`);
