@@ -37,6 +37,19 @@ export interface BuildRecord {
   conflicts?: Record<string, string>;
   /** The base image (`from`), whose layers the store may not hold. */
   from?: string;
+  /** Python requirements the config leaves out on purpose (python.drop), name -> reason ("" for none): `check` reports them as notes. */
+  pythonDrop?: Record<string, string>;
+}
+
+/**
+ * What the config of the build that made this manifest leaves out on purpose (python.drop),
+ * from its record in this store; undefined when the store has no record of it (an image
+ * built elsewhere).
+ */
+export async function pythonDropOf(store: Store, manifestDigest: string): Promise<Map<string, string | undefined> | undefined> {
+  const rec = await store.getRecord<BuildRecord>(BUILD_RECORDS, hexOf(manifestDigest));
+  if (!rec) return undefined;
+  return new Map(Object.entries(rec.pythonDrop ?? {}).map(([n, why]) => [n, why || undefined]));
 }
 
 export const buildRecordKey = (name: string, tag: string) => sha256Hex(`${name}:${tag}`);
@@ -80,6 +93,7 @@ export interface BuildRecordInput {
   packages: BuildRecord["packages"];
   conflicts: Record<string, string>;
   from?: string;
+  pythonDrop?: Record<string, string>;
 }
 
 export async function writeBuildRecord(store: Store, b: BuildRecordInput): Promise<void> {
@@ -95,6 +109,7 @@ export async function writeBuildRecord(store: Store, b: BuildRecordInput): Promi
     packages: [...b.packages].sort((x, y) => (x.id < y.id ? -1 : 1)),
     conflicts: b.conflicts,
     ...(b.from ? { from: b.from } : {}),
+    ...(b.pythonDrop && Object.keys(b.pythonDrop).length ? { pythonDrop: b.pythonDrop } : {}),
   };
   const keys = [hexOf(b.image.manifestDescriptor.digest), buildRecordKey(b.image.name, b.image.tag), platformRecordKey(b.image.name, b.image.tag, platformOf(record))];
   await store.putRecord(BUILD_RECORDS, keys, record);

@@ -2,6 +2,7 @@
 // gc read back without rebuilding.
 
 import { writeBuildRecord } from "../catalog/records.ts";
+import { droppedRequirements, type PythonOptions } from "../sources/python/index.ts";
 import type { BuildResult } from "./build.ts";
 import type { Installer } from "./install.ts";
 import type { Store } from "../store/store.ts";
@@ -19,5 +20,13 @@ export async function recordBuild(store: Store, r: BuildResult, installer: Insta
     }),
     conflicts: r.config.image.conflicts,
     from: r.config.image.from,
+    pythonDrop: pythonDropOf(r.config.image),
   });
+}
+
+/** python.drop as the record keeps it (name -> reason, "" for none). */
+function pythonDropOf(image: object): Record<string, string> | undefined {
+  const python = (image as { python?: Pick<PythonOptions, "drop"> }).python;
+  if (!python?.drop) return undefined;
+  return Object.fromEntries([...droppedRequirements(python)].map(([n, why]) => [n, why ?? ""]));
 }

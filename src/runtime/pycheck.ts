@@ -12,9 +12,6 @@ import { runImage } from "./run.ts";
 import { lookup, type ImageView, type ViewEntry } from "./view.ts";
 import { evaluateMarker, normalizeName, parseRequirement, targetMarkerEnv, type MarkerEnv } from "../sources/python/pep508.ts";
 import { satisfies } from "../sources/python/resolver.ts";
-import { droppedRequirements, type PythonOptions } from "../sources/python/index.ts";
-import { loadConfig } from "../config/load.ts";
-import { sourceKinds } from "../sources/registry.ts";
 
 export interface Distribution {
   /** e.g. "torch-2.14.1" from torch-2.14.1.dist-info */
@@ -399,17 +396,3 @@ export function describeGap(g: RequirementGap): string {
   return `${g.distribution} requires ${g.requirement}, which is not installed`;
 }
 
-/**
- * What the image's config drops on purpose (python.drop), when the image comes from a
- * config (not a layout or another build by name); empty otherwise.
- */
-export async function droppedByConfig(sel: { dir?: string; config?: string; image?: string }): Promise<Map<string, string | undefined>> {
-  if (sel.image && !sel.config) return new Map();
-  try {
-    const cfg = await loadConfig({ dir: sel.dir, file: sel.config }, sourceKinds);
-    const python = (cfg.image as { python?: Pick<PythonOptions, "drop"> }).python;
-    return python?.drop ? droppedRequirements(python) : new Map();
-  } catch {
-    return new Map();
-  }
-}

@@ -104,6 +104,23 @@ test("python.drop removes a requirement the app's file names, and a dependency, 
   assert.equal(r.code, 0, r.stderr);
   assert.deepEqual(await lockIds(dir), ["py:beta@0.5"]);
   assert.match(r.stdout + r.stderr, /asks for alpha>=1\.0, which python\.drop leaves out \(not wanted here\)/);
+  // check gives one verdict however the image is named: the build's record keeps python.drop.
+  const store = path.join(tmp.dir, "store2");
+  const out = path.join(tmp.dir, "p2-out");
+  const b = await runCli(["build", "-C", dir, "--store", store, "-o", `oci:${out}`]);
+  assert.equal(b.code, 0, b.stderr);
+  const only = ["--no-imports", "--no-libs", "--no-dups", "--json"];
+  for (const args of [["-C", dir], ["srcfile/test"], ["--layout", out]]) {
+    const c = await runCli(["check", ...args, "--store", store, ...only]);
+    assert.equal(c.code, 0, `${args.join(" ")}: ${c.stderr}`);
+    const rep = JSON.parse(c.stdout) as { requirements: { failures: unknown[]; notes: Array<{ distribution: string }> } };
+    assert.deepEqual(rep.requirements.failures, [], args.join(" "));
+    assert.deepEqual(rep.requirements.notes.map((n) => n.distribution), ["beta 0.5"], args.join(" "));
+  }
+  // In a store that has no record of the build, dropped requirements count as unmet, with a warning saying why.
+  const other = await runCli(["check", "--layout", out, "--store", path.join(tmp.dir, "store-other"), ...only]);
+  assert.notEqual(other.code, 0);
+  assert.match(other.stdout, /no build record of sha256:[0-9a-f]{64}, so requirements its config drops on purpose/);
 });
 
 test("bad references fail with a clear config error: unknown source, missing file, a path out of the source, includes", async () => {
