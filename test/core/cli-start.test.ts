@@ -36,6 +36,8 @@ test("the source key changes when a file under src/ changes, is added or removed
 test("the bundle is written once, reused, and the CLI loads configs through it (index.ts and deeper imports)", async () => {
   const { dir, cleanup } = await tempDir();
   // Under node_modules/, where the bundle finds its npm packages.
+  // node_modules/.cache is not there right after `npm ci`, until a CLI run bundles.
+  await mkdir(path.join(repoRoot, "node_modules", ".cache"), { recursive: true });
   const cache = await mkdtemp(path.join(repoRoot, "node_modules", ".cache", "layerfold-cli-test-"));
   try {
     // Another process's bundle, between its write and its rename: left alone.
