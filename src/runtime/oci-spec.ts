@@ -71,6 +71,9 @@ export interface ContainerConfig {
 
 const mapped = (m: IdMapping, gid: number) => m.gids.some((r) => gid >= r.containerID && gid < r.containerID + r.size);
 
+/** Processes (threads included) one container's uid may have; podman's default pids limit is 2048. */
+export const MAX_PROCESSES = 4096;
+
 export function runtimeSpec(c: ContainerConfig): Record<string, unknown> {
   const caps = c.uid === 0 ? DEFAULT_CAPABILITIES : [];
   const namespaces = ["pid", "ipc", "uts", "mount", "cgroup"];
@@ -110,6 +113,9 @@ export function runtimeSpec(c: ContainerConfig): Record<string, unknown> {
       cwd: c.cwd,
       capabilities: { bounding: DEFAULT_CAPABILITIES, effective: caps, permitted: caps, inheritable: [], ambient: [] },
       noNewPrivileges: true,
+      // A fork loop in image code (a package's import under `check`) must not take the host's
+      // PIDs: the count is per host uid, which is the container's own (or, rootless, the user's).
+      rlimits: [{ type: "RLIMIT_NPROC", hard: MAX_PROCESSES, soft: MAX_PROCESSES }],
     },
     root: { path: c.rootfs, readonly: false },
     hostname: c.hostname,

@@ -12,7 +12,7 @@ import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { cliPath, runCli, runCommand, tempDir, type CliResult } from "../helpers/cli.ts";
 import { hostMapping } from "../../src/runtime/idmap.ts";
-import { DEFAULT_CAPABILITIES } from "../../src/runtime/oci-spec.ts";
+import { DEFAULT_CAPABILITIES, MAX_PROCESSES } from "../../src/runtime/oci-spec.ts";
 import { namespaceProblem } from "../../src/runtime/sandbox.ts";
 import { attackImage, debianReachable, pythonImage } from "./images.ts";
 import { defaultStoreDir } from "../../src/store/store.ts";
@@ -194,6 +194,15 @@ for (const who of [asRoot, asNonRoot]) {
         assert.match(r.stdout, /got:\[\]/, `injected into the caller's terminal (${tty.join(" ") || "no -t"}):\n${r.stdout}`);
         assert.doesNotMatch(r.stdout, /got:\[echo INJECTED/);
       }
+    });
+
+    test("a fork loop ends at the container's process limit, not the host's", async () => {
+      const r = await who.run(["--", "forkbomb"]);
+      assert.equal(r.code, 0, r.stderr);
+      const m = /^forked (\d+): (.*)$/m.exec(r.stdout);
+      assert.ok(m, r.stdout);
+      assert.equal(m[2], "Resource temporarily unavailable");
+      assert.ok(Number(m[1]) < MAX_PROCESSES, `forked ${m[1]}`);
     });
 
     test("network: the host's loopback services are unreachable by default; --network host gives them away", async () => {
