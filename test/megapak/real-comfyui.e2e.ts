@@ -59,7 +59,7 @@ const env = { PIP_FIND_LINKS: path.join(fixtures, "wheels") };
 before(async () => {
   // Not a skip: without the fixtures this test cannot say anything, and CI has them.
   assert.ok(existsSync(tarball), `the megapak fixtures are missing: ${tarball}; put shared/ beside the clone or set LAYERFOLD_MEGAPAK_FIXTURES`);
-  assert.ok(existsSync(chromiumPath), `chromium is missing (${chromiumPath}); scripts/setup.sh installs it`);
+  assert.ok(existsSync(chromiumPath), `chromium is missing (${chromiumPath}); scripts/setup-test.sh installs it`);
   // Lowercase on purpose: podman names an image pulled from oci:PATH after the path, and refuses capitals.
   work = path.join(process.env.LAYERFOLD_PODMAN_TMP ?? "/var/tmp", `lf-megapak-${process.pid}-${Math.random().toString(36).slice(2, 10)}`);
   await mkdir(work, { recursive: true });
