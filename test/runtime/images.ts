@@ -167,3 +167,30 @@ export async function debianReachable(): Promise<string | false> {
     return `deb.debian.org is unreachable (${(err as Error).message}); skipping the Debian Python image`;
   }
 }
+
+/** A shell image: the host's dash as /bin/sh with its libc and loader (for `shell` on a terminal). */
+export async function shellImage(dir: string): Promise<string> {
+  const build = path.join(dir, "build");
+  await mkdir(build, { recursive: true });
+  for (const [src, name] of [["/bin/dash", "dash"], ["/lib/x86_64-linux-gnu/libc.so.6", "libc.so.6"], ["/lib64/ld-linux-x86-64.so.2", "ld-linux-x86-64.so.2"]] as const) {
+    await copyFile(src, path.join(build, name));
+  }
+  return config(
+    dir,
+    JSON.stringify({
+      name: "layerfold-tests/shell",
+      tag: "1",
+      layers: [
+        {
+          name: "sh",
+          files: [
+            { src: "./build/dash", dest: "/bin/sh", mode: 0o755, name: "dash" },
+            { src: "./build/libc.so.6", dest: "/lib/x86_64-linux-gnu/libc.so.6", mode: 0o755, name: "libc" },
+            { src: "./build/ld-linux-x86-64.so.2", dest: "/lib64/ld-linux-x86-64.so.2", mode: 0o755, name: "ld-linux" },
+          ],
+        },
+      ],
+      config: { cmd: ["/bin/sh"] },
+    }),
+  );
+}

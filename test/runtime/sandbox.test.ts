@@ -14,7 +14,7 @@ import { cliPath, runCli, runCommand, tempDir, type CliResult } from "../helpers
 import { hostMapping } from "../../src/runtime/idmap.ts";
 import { DEFAULT_CAPABILITIES, MAX_PROCESSES } from "../../src/runtime/oci-spec.ts";
 import { namespaceProblem } from "../../src/runtime/sandbox.ts";
-import { attackImage, debianReachable, pythonImage } from "./images.ts";
+import { attackImage, debianReachable, pythonImage, shellImage } from "./images.ts";
 import { defaultStoreDir } from "../../src/store/store.ts";
 import { asUser, bundleCli, ensureTestUser, rootlessProblem, userDir, type TestUser } from "./rootless.ts";
 
@@ -292,6 +292,29 @@ test("rootless without a subordinate range: only the user is mapped (to root); o
   const app = await run(["-u", "app", "--", "status"]);
   assert.equal(app.code, 125);
   assert.match(app.stderr, /error\[E_RUNTIME\]: user 1000:1000: uid 1000 and gid 1000 cannot be used in the container: as a non-root user only the container's root \(uid 0\) exists unless you have a subordinate range: add one for layerfold-test-norange to \/etc\/subuid/);
+});
+
+test("shell on a terminal: its own pty and session, the exit code passed through, as root and as a user", { skip: noContainers ?? (process.arch !== "x64" && "the shell image copies x86-64 libraries") }, async () => {
+  const dir = await shellImage(path.join(tmp.dir, "shell"));
+  const shLayout = path.join(tmp.dir, "shell-layout");
+  assert.equal((await runCli(["build", "-C", dir, "--store", store, "-o", `oci:${shLayout}`, "-q"])).code, 0);
+  execFileSync("chmod", ["-R", "a+rX", shLayout]);
+  // Typed into script(1)'s terminal after a pause: the shell must be reading its own pty.
+  const session = "sleep 2; printf '[ -t 0 ] && echo on-a-\"\"tty; cd /dev/pts && echo pts: *; echo pid=$$; exit 7\\n'";
+  const shells: Array<[string, () => Promise<CliResult>]> = [
+    ["root", () => runCommand("sh", ["-c", `(${session}) | script -qec "$0 shell --store '${store}' --layout '${shLayout}'; echo shell-exit=\\$?" /dev/null`, `'${process.execPath}' '${cliPath}'`], { cwd: tmp.dir, env: process.env })],
+  ];
+  if (!noRootless) {
+    const ustore = path.join(userHome, "store");
+    shells.push(["user", () => asUser(user!, userHome, ["sh", "-c", `(${session}) | script -qec "$0 shell --store '${ustore}' --layout '${shLayout}'; echo shell-exit=\\$?" /dev/null`, `'${process.execPath}' '${bundle}'`])]);
+  }
+  for (const [who, sh] of shells) {
+    const r = await sh();
+    assert.match(r.stdout, /on-a-tty/, `${who}: ${r.stdout}${r.stderr}`);
+    assert.match(r.stdout, /pts: 0 ptmx/, `${who}: the container's own devpts, with only its own pty`);
+    assert.match(r.stdout, /pid=1\b/, `${who}: the shell is PID 1 of its own namespace`);
+    assert.match(r.stdout, /shell-exit=7/, `${who}: ${r.stdout}`);
+  }
 });
 
 const noDebian = noContainers ?? (await debianReachable());
