@@ -1,6 +1,6 @@
 // Credentials for index and archive downloads, used the way pip uses them:
-// user:password written in an index URL (sent as Basic to every URL on that
-// URL's origin), else the ~/.netrc entry for the host ($NETRC names another
+// user:password written in an index URL (sent as Basic to URLs on that URL's
+// origin; with several on one origin, the one whose path is nearest), else the ~/.netrc entry for the host ($NETRC names another
 // file; a `default` entry serves any host). A URL's credentials are taken out
 // of it once, where it enters (pip's configuration, the config, a requirements
 // file): what travels on into messages, the lock, the SBOM and the store is the
@@ -18,7 +18,26 @@ interface BasicCredential {
   source: string;
 }
 
-const byOrigin = new Map<string, BasicCredential>();
+/** Credentials taken from URLs, by origin, each with the path of the URL it came with. */
+const byOrigin = new Map<string, Array<{ path: string[]; cred: BasicCredential }>>();
+
+const segments = (pathname: string) => pathname.split("/").filter(Boolean);
+
+/**
+ * Of the credentials given for url's origin, those of the URL sharing the most leading path
+ * segments with it: two indexes on one server (per-project indexes) each get their own, and
+ * a file link beside an index gets that index's.
+ */
+function urlCredentialFor(u: URL): BasicCredential | undefined {
+  const want = segments(u.pathname);
+  let best: { n: number; cred: BasicCredential } | undefined;
+  for (const e of byOrigin.get(u.origin) ?? []) {
+    let n = 0;
+    while (n < e.path.length && n < want.length && e.path[n] === want[n]) n++;
+    if (!best || n > best.n) best = { n, cred: e.cred };
+  }
+  return best?.cred;
+}
 
 function remember(c: BasicCredential): BasicCredential {
   addSecret(c.password);
@@ -43,7 +62,10 @@ export function takeUrlCredentials(url: string): string {
   // The encoded forms too: they are what appears in the URL as written.
   addSecret(u.password);
   if (!u.password) addSecret(u.username);
-  byOrigin.set(u.origin, remember({ user: decode(u.username), password: decode(u.password), source: `the credentials in the URL for ${u.origin}` }));
+  const cred = remember({ user: decode(u.username), password: decode(u.password), source: `the credentials in the URL for ${u.origin}` });
+  const entries = byOrigin.get(u.origin) ?? [];
+  const at = segments(u.pathname);
+  byOrigin.set(u.origin, [...entries.filter((e) => e.path.join("/") !== at.join("/")), { path: at, cred }]);
   u.username = "";
   u.password = "";
   return u.toString();
@@ -121,7 +143,7 @@ export function authorizationFor(url: string): { header: string; source: string 
     return undefined;
   }
   if (u.protocol !== "http:" && u.protocol !== "https:") return undefined;
-  const c = byOrigin.get(u.origin) ?? netrcFor(u.hostname);
+  const c = urlCredentialFor(u) ?? netrcFor(u.hostname);
   if (!c) return undefined;
   const value = Buffer.from(`${c.user}:${c.password}`).toString("base64");
   addSecret(value);

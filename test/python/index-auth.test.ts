@@ -13,7 +13,7 @@ import { createHash } from "node:crypto";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { pythonSource, pythonOptionsSchema } from "../../src/sources/python/index.ts";
-import { credentialHint, forgetHttpCredentials, parseNetrc } from "../../src/fetch/http-auth.ts";
+import { authorizationFor, credentialHint, forgetHttpCredentials, parseNetrc, takeUrlCredentials } from "../../src/fetch/http-auth.ts";
 import { redact } from "../../src/util/redact.ts";
 import type { LockedPackage } from "../../src/sources/types.ts";
 import { makeCtx } from "./helpers/ctx.ts";
@@ -210,4 +210,17 @@ test("CLI with --debug: the password is in no output, message, lock, SBOM, repor
     assertNoSecret(text, what);
   }
   assert.match(built.stderr, /debug: /, "debug output was produced");
+});
+
+test("two indexes on one server with their own credentials: each index (and its files) gets its own, never the other's", () => {
+  forgetHttpCredentials();
+  const one = takeUrlCredentials("http://alice:token-one@127.0.0.1:9/projects/1/packages/pypi/simple");
+  const two = takeUrlCredentials("http://bob:token-two@127.0.0.1:9/projects/2/packages/pypi/simple");
+  assert.equal(one, "http://127.0.0.1:9/projects/1/packages/pypi/simple");
+  const basic = (u: string) => Buffer.from(authorizationFor(u)!.header.slice("Basic ".length), "base64").toString();
+  assert.equal(basic("http://127.0.0.1:9/projects/1/packages/pypi/simple/torch/"), "alice:token-one");
+  assert.equal(basic("http://127.0.0.1:9/projects/1/packages/pypi/files/abc/torch.whl"), "alice:token-one");
+  assert.equal(basic("http://127.0.0.1:9/projects/2/packages/pypi/simple/torch/"), "bob:token-two");
+  assert.equal(authorizationFor("http://127.0.0.2:9/projects/1/packages/pypi/simple/"), undefined, "another origin gets none");
+  forgetHttpCredentials();
 });
