@@ -27,7 +27,7 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdir, rm, writeFile } from "node:fs/promises";
+import { mkdir, rm, statfs, writeFile } from "node:fs/promises";
 import net from "node:net";
 import path from "node:path";
 import { after, before, test } from "node:test";
@@ -63,6 +63,10 @@ before(async () => {
   // Lowercase on purpose: podman names an image pulled from oci:PATH after the path, and refuses capitals.
   work = path.join(process.env.LAYERFOLD_PODMAN_TMP ?? "/var/tmp", `lf-megapak-${process.pid}-${Math.random().toString(36).slice(2, 10)}`);
   await mkdir(work, { recursive: true });
+  // The store and podman's overlay copy of the 8 GB image take ~25 GB: say so first, not with ENOSPC midway.
+  const fs = await statfs(work);
+  const freeGiB = (fs.bavail * fs.bsize) / 2 ** 30;
+  assert.ok(freeGiB >= 28, `${work}: ${freeGiB.toFixed(1)} GiB free; the megapak test needs ~28 GiB (store + podman storage). Free some, or set LAYERFOLD_PODMAN_TMP to a bigger disk`);
   // A store from the environment is reused (a warm rerun); otherwise a fresh one, removed after.
   store = process.env.LAYERFOLD_STORE ?? path.join(work, "store");
   layout = path.join(work, "oci");
