@@ -109,7 +109,11 @@ export async function startSandbox(spec: SandboxSpec, stdio: "inherit" | "pipe")
   let modes: [StdioMode, StdioMode, StdioMode];
   let relay = false;
   if (stdio === "pipe") modes = ["pipe", "pipe", "pipe"];
-  else if (spec.tty) modes = ["inherit", "inherit", "inherit"];
+  else if (spec.tty) {
+    // runc relays the pty through the caller's controlling terminal; docker says the same.
+    if (!isatty(0)) throw new RuntimeError("-t needs a terminal, and the input is not one; drop -t (the output is then piped, never a terminal of yours)");
+    modes = ["inherit", "inherit", "inherit"];
+  }
   else {
     modes = [isatty(0) ? "ignore" : "inherit", isatty(1) ? "pipe" : "inherit", isatty(2) ? "pipe" : "inherit"];
     relay = true;

@@ -179,6 +179,9 @@ test("bad input: no OCI runtime, a uid outside the container's range: clear erro
   const none = await runCli(["run", "-C", probe, "--store", store, "--", "info"], { env: { LAYERFOLD_RUNTIME: "no-such-runtime" } });
   assert.equal(none.code, 125, none.stderr);
   assert.match(none.stderr, /error\[E_RUNTIME\]: cannot run the image here: the OCI runtime no-such-runtime is not installed; install it \(`apt-get install runc`/);
+  const noTty = await cli(["-t", "--", "info"]);
+  assert.equal(noTty.code, 125, noTty.stderr);
+  assert.match(noTty.stderr, /error\[E_RUNTIME\]: -t needs a terminal, and the input is not one; drop -t/);
   const far = await cli(["-u", "70000", "--", "info"]);
   assert.equal(far.code, 125, far.stderr);
   assert.match(far.stderr, /error\[E_RUNTIME\]: user 70000:70000: uid 70000 and gid 70000 cannot be used in the container: the container's ids go from 0 to 65535/);
