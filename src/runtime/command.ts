@@ -3,30 +3,20 @@
 // the image's root), so a missing or unexecutable program is a clear error (127, 126)
 // instead of whatever the sandbox's exec prints.
 
-import { lstat, readlink, stat } from "node:fs/promises";
+import { lstat, stat } from "node:fs/promises";
 import path from "node:path";
 import { CannotExecuteError, CommandNotFoundError } from "../errors.ts";
-import { DEFAULT_PATH } from "./run.ts";
+import { DEFAULT_PATH } from "../oci/image.ts";
+import { resolveInRoot } from "./sandbox.ts";
 
 /** An image path resolved to its host path under `root`, symlinks followed inside the image; undefined if missing or a loop. */
-export async function resolveInRootfs(root: string, imagePath: string): Promise<string | undefined> {
-  const todo = imagePath.split("/").filter((s) => s && s !== ".");
-  const done: string[] = [];
-  let links = 0;
-  while (todo.length) {
-    const part = todo.shift()!;
-    if (part === "..") { done.pop(); continue; }
-    done.push(part);
-    const st = await lstat(path.join(root, ...done)).catch(() => undefined);
-    if (!st) return undefined;
-    if (!st.isSymbolicLink()) continue;
-    if (++links > 40) return undefined;
-    const target = await readlink(path.join(root, ...done));
-    done.pop();
-    if (target.startsWith("/")) done.length = 0;
-    todo.unshift(...target.split("/").filter((s) => s && s !== "."));
+async function resolveInRootfs(root: string, imagePath: string): Promise<string | undefined> {
+  try {
+    const host = path.join(root, await resolveInRoot(root, imagePath));
+    return (await lstat(host).then(() => true, () => false)) ? host : undefined;
+  } catch {
+    return undefined; // a symlink loop
   }
-  return path.join(root, ...done);
 }
 
 /**

@@ -4,6 +4,7 @@
 
 import { RuntimeError } from "../errors.ts";
 import { checkCommand } from "./command.ts";
+import { DEFAULT_PATH } from "../oci/image.ts";
 import type { Store } from "../store/store.ts";
 import type { RuntimeImage } from "./image.ts";
 import { hostMapping, mapsTo, type IdMapping } from "./idmap.ts";
@@ -29,7 +30,6 @@ export interface RunOptions {
   tty?: boolean;
 }
 
-export const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /** Docker's argv rule: Entrypoint ++ Cmd, where a given CMD replaces Cmd and --entrypoint resets both. */
 export function commandLine(config: { Entrypoint?: string[]; Cmd?: string[] }, opts: { cmd?: string[]; entrypoint?: string }): string[] {
