@@ -1,6 +1,6 @@
 // Flags and helpers every command shares.
 
-import { existsSync, statfsSync } from "node:fs";
+import { existsSync, statfsSync, statSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { InvalidArgumentError, type Command } from "commander";
@@ -35,8 +35,11 @@ export function withConfigFlags(cmd: Command, opts: { json?: boolean } = {}): Co
 }
 
 /** The store a command uses, registered as in use so that `layerfold gc` leaves it alone meanwhile. */
-export function storeFrom(flags: CommonFlags): Store {
+export function storeFrom(flags: CommonFlags, opts: { existing?: boolean } = {}): Store {
   const store = new Store(flags.store ?? defaultStoreDir());
+  // Commands that only read builds leave a store that is not there alone (a mistyped --store is
+  // not created empty); their lookup then fails naming it.
+  if (opts.existing && !statSync(store.root, { throwIfNoEntry: false })?.isDirectory()) return store;
   storeInUse = store.root;
   registerStoreUser(store);
   return store;

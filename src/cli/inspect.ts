@@ -15,7 +15,7 @@ export function inspectCommand(): Command {
     .description("list the layers of the last build: packages, sizes, digests, reused or built")
     .option("--layout <dir>", "inspect the image in this OCI layout (its build record must be in the store)")
     .action(async (flags: InspectFlags) => {
-      const store = storeFrom(flags);
+      const store = storeFrom(flags, { existing: true });
       const rec = await findBuildRecord(store, flags);
       const layers = imageLayers(rec);
       const setuid = await privilegedFilesOf(store, rec);

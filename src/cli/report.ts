@@ -17,7 +17,7 @@ export function reportCommand(): Command {
     .option(...IMAGE_FLAG)
     .option("--layout <dir>", "report on the image in this OCI layout (its build record must be in the store)")
     .action(async (flags: CommonFlags & RecordFlags & { output: string }) => {
-      const store = storeFrom(flags);
+      const store = storeFrom(flags, { existing: true });
       const model = await loadImageModel(store, await findBuildRecord(store, flags));
       const html = renderReport(model);
       const file = path.resolve(flags.output);

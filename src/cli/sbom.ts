@@ -35,7 +35,7 @@ export function sbomCommand(): Command {
     .action(async (flags: SbomFlags) => {
       const format = flags.format;
       const log = loggerFrom(flags);
-      const store = storeFrom(flags);
+      const store = storeFrom(flags, { existing: true });
       const rec = await findBuildRecord(store, flags);
       const model = await loadImageModel(store, rec);
       const created = (JSON.parse(rec.config) as ImageConfigFile).created;

@@ -15,7 +15,7 @@ export function whyCommand(): Command {
     .option(...IMAGE_FLAG)
     .option("--layout <dir>", "the image in this OCI layout (its build record must be in the store)")
     .action(async (name: string, flags: CommonFlags & RecordFlags) => {
-      const store = storeFrom(flags);
+      const store = storeFrom(flags, { existing: true });
       const rec = await findBuildRecord(store, flags);
       const model = await loadImageModel(store, rec);
       const treeKey = new Map(rec.layers.flatMap((l) => l.trees ?? []).map((t) => [t.id, t.key]));

@@ -84,6 +84,8 @@ const BAD = (at: string[]): Array<[string[], number, RegExp]> => [
   [["push", "r.example/Bad:1"], 2, /error\[E_USAGE\]: command-argument value 'r\.example\/Bad:1' is invalid for argument 'ref'/],
   [["build", "--cache", "Bad Ref"], 2, /option '--cache <ref>' argument 'Bad Ref' is invalid/],
   [["gc", "--keep", "0"], 2, /argument '0' is invalid/],
+  [["why", "x", "--image", "t/x:1", "--store", path.join(tmp.dir, "no-store")], 14, /error\[E_NOT_FOUND\]: no build of t\/x:1 in the store \S+no-store; run `layerfold build` first \(or pass --store\)/],
+  [["inspect", "-C", dir, "--store", path.join(tmp.dir, "no-store")], 14, /no build of t\/cli-errors:1 in the store \S+no-store/],
   [["build", "--bogus"], 2, /error\[E_USAGE\]: unknown option '--bogus'/],
   [["nosuchcommand"], 2, /error\[E_USAGE\]: unknown command 'nosuchcommand'/],
 ];
@@ -99,7 +101,8 @@ test("every command: a bad flag value is a clear usage error with the documented
     assert.match(r.stderr, message, what);
     noStack(r, what);
   }
-  // Refused on its flags before any work: nothing was written.
+  // Refused on its flags before any work: nothing was written, no store created.
+  assert.equal(existsSync(path.join(tmp.dir, "no-store")), false);
   assert.deepEqual(existsSync(path.join(tmp.dir, "out-bogus")), false);
 });
 
