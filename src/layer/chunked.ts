@@ -304,6 +304,7 @@ export async function writeChunkedZstd(store: Store, entries: LayerEntry[], mtim
     let batch: string[] = [];
     let batchBytes = 0;
     const running: Job[] = [];
+    // Starts zstd at once; the promise is the wait for a free slot (at most two batches at a time).
     const startBatch = async () => {
       if (!batch.length) return;
       const j = startJob(level, path.join(work, `b${jobs.length}.list`), batch, path.join(outDir, `b${jobs.length}.zst`));
@@ -338,6 +339,7 @@ export async function writeChunkedZstd(store: Store, entries: LayerEntry[], mtim
           const { p, reused } = cur;
           const pos = base + off;
           const n = Math.min(chunk.length - off, p.start + p.length - pos);
+          if (pos < p.start || n <= 0) throw new Error(`zstd:chunked: tar byte ${pos} is not in piece ${at} [${p.start}, ${p.start + p.length})`);
           const part = chunk.subarray(off, off + n);
           if (p.entry !== undefined) {
             let crc = crcs.get(p.entry);
@@ -380,11 +382,9 @@ export async function writeChunkedZstd(store: Store, entries: LayerEntry[], mtim
               frameOf.set(p, { job: () => jobs[bIndex]!, index: batch.length });
               batch.push(name);
               batchBytes += p.length;
-              if (batch.length >= BATCH_FILES || batchBytes >= BATCH_BYTES) {
-                await Promise.all(pending);
-                pending.length = 0;
-                await startBatch();
-              }
+              // No await inside this loop: writeLayerTar has up to four writes in flight, and a
+              // later one must not run before this chunk is cut. The slot wait joins `pending`.
+              if (batch.length >= BATCH_FILES || batchBytes >= BATCH_BYTES) pending.push(startBatch());
             }
             at++;
           }

@@ -144,6 +144,46 @@ test("zstd:chunked: each file is its own frame(s), the TOC and tar-split describ
   }
 });
 
+test("zstd:chunked: a layer of thousands of small files (several zstd batches) is cut right", async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    const store = new Store(path.join(dir, "s"));
+    // 6,000 files: over 12,000 pieces, so batches fill in the middle of the tar writer's chunks
+    // while later writes are in flight.
+    const { tree } = await store.ensureTree("tree-many", "test:many", async (w) => {
+      for (let i = 0; i < 6000; i++) await w.addFile(`opt/many/d${i % 50}/f${i}.py`, `x = ${i}\n`.repeat(1 + (i % 40)));
+    });
+    const entries = withParents(tree.manifest.entries.map((entry) => ({ entry, rootDir: tree.rootDir, packageId: "test:many", treeKey: tree.key })));
+    const input: LayerInput = { name: "l", packages: ["test:many"], entries, compression: "zstd:chunked", mtime: 0 };
+    const rec = await buildLayer(store, input, layerKey(input));
+    const blob = await readFile(store.blobPath(rec.digest.slice(7)));
+    const tar = unzstd(blob);
+    assert.equal(`sha256:${sha(tar)}`, rec.diffId);
+    const { toc, tarSplit } = readChunked(blob, rec.annotations!);
+    // Every file's frame range, in TOC order, decompressed in one go (concatenated frames are one
+    // stream) and cut by the sizes: each piece must be exactly that file.
+    const files = toc.entries.filter((e) => e.type === "reg" && e.size);
+    const all = unzstd(Buffer.concat(files.map((e) => blob.subarray(e.offset!, e.endOffset!))));
+    const contents = new Map<string, Buffer>();
+    let at = 0;
+    for (const e of files) {
+      const content = all.subarray(at, (at += e.size!));
+      assert.equal(`sha256:${sha(content)}`, e.digest, e.name);
+      contents.set(e.name, content);
+    }
+    assert.equal(at, all.length);
+    assert.equal(contents.size, 6000);
+    const parts: Buffer[] = [];
+    for (const line of tarSplit.toString().trim().split("\n")) {
+      const j = JSON.parse(line) as { type: number; name?: string; size?: number; payload: string | null };
+      parts.push(j.type === 2 ? Buffer.from(j.payload!, "base64") : j.size ? contents.get(j.name!)! : Buffer.alloc(0));
+    }
+    assert.ok(Buffer.concat(parts).equals(tar), "tar-split rebuilds the tar");
+  } finally {
+    await cleanup();
+  }
+});
+
 test("zstd:chunked: same bytes from every build; a rebuilt layer copies unchanged segments", async () => {
   const { dir, cleanup } = await tempDir();
   try {
