@@ -228,13 +228,15 @@ async function zstdLines(level: number, lines: Iterable<string>): Promise<{ comp
     child.on("close", (code) => (code === 0 ? resolve() : reject(new Error(`zstd compression failed (exit ${code}): ${stderr.trim() || "no message"}`))));
   });
   done.catch(() => {});
+  const closed = new Promise<void>((resolve) => child.once("close", () => resolve()));
   let bytes = 0;
   let batch = "";
   const flush = async () => {
     const b = Buffer.from(batch, "utf8");
     bytes += b.length;
     batch = "";
-    if (!child.stdin.write(b)) await new Promise<void>((resolve) => { child.stdin.once("drain", resolve); child.once("close", resolve); });
+    // One 'close' listener for all flushes (one per flush piled up past Node's listener warning).
+    if (!child.stdin.write(b)) await Promise.race([new Promise<void>((resolve) => child.stdin.once("drain", resolve)), closed]);
   };
   for (const line of lines) {
     batch += line;
